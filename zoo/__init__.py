@@ -1,0 +1,35 @@
+"""zoo: a Keras 3 model zoo and transfer-learning toolkit.
+
+The public API is imported lazily so that `import zoo` (and `zoo --help`) stays fast
+and does not pull in TensorFlow until a model is actually needed.
+"""
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "list_models": ("zoo.registry", "list_models"),
+    "info": ("zoo.registry", "info"),
+    "create": ("zoo.registry", "create"),
+    "register": ("zoo.registry", "register"),
+    "ModelSpec": ("zoo.registry", "ModelSpec"),
+    "classify": ("zoo.classify", "classify"),
+    "load_run": ("zoo.runs", "load_run"),
+    "export": ("zoo.serving.export", "export"),
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'zoo' has no attribute {name!r}")
+    import importlib
+
+    module_name, attr = _LAZY[name]
+    value = getattr(importlib.import_module(module_name), attr)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(__all__)

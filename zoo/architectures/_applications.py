@@ -1,0 +1,21 @@
+"""Adapter from keras.applications builders to the registry's builder contract.
+
+Reusing keras.applications' own builders keeps our layer names and order identical to
+the official ImageNet weight files, so those files load unchanged.
+"""
+
+
+def keras_application(constructor_name):
+    def builder(inputs, include_top=True, classes=1000):
+        import keras
+
+        constructor = getattr(keras.applications, constructor_name)
+        # weights=None: zoo's weights store fetches and verifies the files itself.
+        model = constructor(
+            include_top=include_top, weights=None, input_tensor=inputs, classes=classes,
+            classifier_activation="softmax",
+        )
+        return model.output
+
+    builder.__name__ = constructor_name
+    return builder

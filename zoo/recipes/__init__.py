@@ -1,0 +1,1 @@
+"""Recipes that reproduce the small weights zoo ships in `weights/`."""

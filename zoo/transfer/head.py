@@ -1,0 +1,56 @@
+"""A new classification head on any image model, with or without its original top."""
+
+
+def feature_tensor(base):
+    """The base's features: before its classifier if it has one, else its output.
+
+    Registry models name their feature layer in the spec (`ModelSpec.feature_layer`);
+    other models are cut before a final Dense layer, or used whole when their output
+    is still a feature map.
+    """
+    from zoo.registry import _REGISTRY, _ensure_loaded
+
+    _ensure_loaded()
+    spec = _REGISTRY.get(base.name)
+    layer_names = {layer.name for layer in base.layers}
+    if spec is not None and spec.feature_layer in layer_names:
+        return base.get_layer(spec.feature_layer).output
+    last = base.layers[-1]
+    if len(base.outputs[0].shape) == 2 and last.__class__.__name__ == "Dense":
+        return last.input
+    return base.outputs[0]
+
+
+def replace_head(base, num_classes, dropout=0.2, hidden=None, name=None):
+    """Put a new head (pooling, optional hidden dense, dropout, dense) on `base`.
+
+    Works on registry models built with or without `include_top`: an existing
+    classifier is cut off first.
+
+    Args:
+        base: keras.Model. An image model (uint8 input).
+        num_classes: int. Classes of the new head (>= 2).
+        dropout: float. Dropout before the last dense layer. Defaults to `0.2`.
+        hidden: int or None. Units of a hidden ReLU layer. Defaults to `None`.
+        name: str or None. Name of the new model. Defaults to the base's name.
+
+    Returns:
+        keras.Model with the same inputs and a softmax over `num_classes`.
+    """
+    import keras
+    from keras import layers
+
+    if not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(f"`num_classes` must be a positive int. Received: num_classes={num_classes!r}")
+    x = feature_tensor(base)
+    if len(x.shape) == 4:
+        x = layers.GlobalAveragePooling2D(name="head_pool")(x)
+    elif len(x.shape) != 2:
+        raise ValueError(f"Cannot put a head on features of shape {x.shape} from {base.name}.")
+    if hidden:
+        x = layers.Dense(hidden, activation="relu", name="head_hidden")(x)
+    if dropout:
+        x = layers.Dropout(dropout, name="head_dropout")(x)
+    # float32 softmax even under mixed precision, so probabilities sum to 1.
+    outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="head_predictions")(x)
+    return keras.Model(base.inputs, outputs, name=name or base.name)

@@ -1,0 +1,345 @@
+"""The weights store: a manifest of known weight files, a local cache, and a safe fetch.
+
+- The manifest (`weights/manifest.json`, plain data) lists every variant: model,
+  variant, URL, hash (`sha256:` or the `md5:` Keras publishes), size, licence, origin.
+  `$ZOO_MANIFEST` (paths separated by `os.pathsep`) adds or overrides entries.
+- Files live under `$ZOO_HOME/weights/MODEL/` (default `~/.cache/zoo`). Small weights
+  the project trains itself ship in `weights/` and are used from there.
+- A download resumes a partial file with an HTTP Range request, is hashed before use
+  and renamed into place atomically; concurrent processes take a file lock, so only
+  one downloads and the others reuse its file.
+- Weights are HDF5 tensors only: nothing is ever unpickled.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import hashlib
+import json
+import os
+import shutil
+import sys
+import sysconfig
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from zoo.errors import HashMismatchError, WeightsError
+
+MANIFEST_NAME = "manifest.json"
+CHUNK = 1 << 20
+_RETRIES = 5
+
+
+# ----------------------------------------------------------------------------- places
+def zoo_home() -> Path:
+    return Path(os.environ.get("ZOO_HOME") or Path.home() / ".cache" / "zoo").expanduser()
+
+
+def shipped_dir() -> Path:
+    """`weights/` of a checkout, or its copy installed with the wheel (share/zoo/weights)."""
+    candidates = [
+        Path(__file__).resolve().parent.parent / "weights",
+        Path(sysconfig.get_path("data")) / "share" / "zoo" / "weights",
+        Path(sys.prefix) / "share" / "zoo" / "weights",
+    ]
+    for candidate in candidates:
+        if (candidate / MANIFEST_NAME).is_file():
+            return candidate
+    raise WeightsError(
+        "zoo's weights manifest is missing; looked in: "
+        + ", ".join(str(c) for c in candidates)
+        + ". Reinstall zoo."
+    )
+
+
+# --------------------------------------------------------------------------- manifest
+def _read_manifest(path: Path, base_dir: Path | None):
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise WeightsError(f"Cannot read weights manifest {path}: {error}") from error
+    entries = {}
+    for index, entry in enumerate(data.get("variants", [])):
+        for required in ("model", "variant", "hash"):
+            if not entry.get(required):
+                raise WeightsError(
+                    f"{path}: variants[{index}] needs a {required!r} field. Received: {entry}"
+                )
+        entry = {"include_top": True, "url": None, "file": None, **entry}
+        entry["_base_dir"] = str(base_dir or Path(path).parent)
+        entries[key(entry["model"], entry["variant"])] = entry
+    return entries
+
+
+def key(model, variant):
+    return f"{model}.{variant}"
+
+
+def manifest() -> dict:
+    """All known variants, `{"model.variant": entry}`; `$ZOO_MANIFEST` entries win."""
+    entries = _read_manifest(shipped_dir() / MANIFEST_NAME, shipped_dir())
+    for extra in filter(None, os.environ.get("ZOO_MANIFEST", "").split(os.pathsep)):
+        entries.update(_read_manifest(Path(extra), None))
+    return entries
+
+
+def variants_for(model) -> dict:
+    return {e["variant"]: e for e in manifest().values() if e["model"] == model}
+
+
+def resolve(model, tag, include_top=True) -> dict:
+    """The manifest entry for weights `tag` of `model` (`imagenet` → `imagenet_notop`)."""
+    variants = variants_for(model)
+    # Without the head, prefer the published no-top file; else the full one (cut later).
+    for name in ([tag] if include_top else [f"{tag}_notop", tag]):
+        if name in variants:
+            return variants[name]
+    known = ", ".join(sorted(variants)) or "none"
+    raise WeightsError(
+        f"`weights` must be a known variant of {model} ({known}), None, or a file path. "
+        f"Received: weights={tag!r}"
+    )
+
+
+def local_path(entry) -> Path:
+    """Where the entry's file is used from: shipped in `weights/`, else the cache."""
+    if entry.get("file") and not entry.get("url"):
+        return Path(entry["_base_dir"]) / entry["file"]
+    filename = entry.get("file") or Path(urllib.request.urlparse(entry["url"]).path).name
+    return zoo_home() / "weights" / entry["model"] / filename
+
+
+def is_available(entry) -> bool:
+    return local_path(entry).is_file()
+
+
+# ----------------------------------------------------------------------------- hashes
+def parse_hash(spec: str):
+    algorithm, _, digest = spec.partition(":")
+    if not digest:  # a bare hex digest: its length says which
+        algorithm, digest = ("md5" if len(spec) == 32 else "sha256"), spec
+    if algorithm not in ("md5", "sha256"):
+        raise WeightsError(f"Unsupported hash {spec!r}: use sha256:HEX or md5:HEX.")
+    return algorithm, digest.lower()
+
+
+def file_hash(path, algorithm="sha256") -> str:
+    digest = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def check_hash(path, expected: str, source: str):
+    algorithm, want = parse_hash(expected)
+    got = file_hash(path, algorithm)
+    if got != want:
+        raise HashMismatchError(
+            f"Hash mismatch for {source}: expected {algorithm}:{want}, got {algorithm}:{got}. "
+            "The file was not used."
+        )
+
+
+def _stamp_path(path: Path) -> Path:
+    return path.with_name(path.name + ".verified")
+
+
+def _stamp(path: Path, expected: str):
+    stat = path.stat()
+    _stamp_path(path).write_text(json.dumps({"hash": expected, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}))
+
+
+def _stamped(path: Path, expected: str) -> bool:
+    """True when this exact file (size, mtime) was verified against `expected` before."""
+    try:
+        stamp = json.loads(_stamp_path(path).read_text())
+        stat = path.stat()
+    except (OSError, ValueError):
+        return False
+    return stamp == {"hash": expected, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def verify(entry) -> Path:
+    """Re-hash the entry's local file; raise if it is missing or differs."""
+    path = local_path(entry)
+    if not path.is_file():
+        raise WeightsError(f"{key(entry['model'], entry['variant'])}: no local file at {path}")
+    check_hash(path, entry["hash"], str(path))
+    if not (entry.get("file") and not entry.get("url")):
+        _stamp(path, entry["hash"])
+    return path
+
+
+# ---------------------------------------------------------------------------- fetching
+@contextlib.contextmanager
+def _file_lock(path: Path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = path.with_name(path.name + ".lock")
+    with open(lock_path, "w") as lock:
+        try:
+            import fcntl
+        except ImportError:  # Windows: no advisory locks; the atomic rename still holds
+            yield
+            return
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def fetch(entry, progress=True) -> str:
+    """Return the local path of an entry's file, downloading and verifying it if needed."""
+    path = local_path(entry)
+    name = key(entry["model"], entry["variant"])
+    if entry.get("file") and not entry.get("url"):  # shipped with zoo
+        if not path.is_file():
+            raise WeightsError(f"{name}: the shipped file {path} is missing. Reinstall zoo.")
+        return str(path)
+    if path.is_file() and _stamped(path, entry["hash"]):
+        return str(path)
+    with _file_lock(path):
+        # Another process may have finished the download while we waited for the lock.
+        if path.is_file():
+            try:
+                check_hash(path, entry["hash"], str(path))
+                _stamp(path, entry["hash"])
+                return str(path)
+            except HashMismatchError:
+                path.unlink()
+        if not entry.get("url"):
+            raise WeightsError(f"{name} has no download URL; import the file:\n  {_import_hint(entry)}")
+        try:
+            download(entry["url"], path, entry["hash"], size=entry.get("size"), progress=progress)
+        except (urllib.error.URLError, OSError) as error:
+            if isinstance(error, urllib.error.HTTPError):
+                reason = f"HTTP {error.code} {error.reason}"
+            else:
+                reason = str(getattr(error, "reason", error))
+            raise WeightsError(
+                f"Could not download {name} weights from {entry['url']} ({reason}).\n"
+                f"Without network: fetch that URL on another machine, copy the file here, then run\n"
+                f"  {_import_hint(entry)}\n"
+                f"which verifies it and stores it at {path}."
+            ) from error
+        _stamp(path, entry["hash"])
+    return str(path)
+
+
+def _import_hint(entry):
+    return f"zoo weights import FILE --model {entry['model']} --variant {entry['variant']}"
+
+
+def download(url, dest, expected_hash, size=None, progress=True, timeout=30):
+    """Download `url` to `dest`: resume with Range, verify, then rename atomically.
+
+    The partial file is `dest.part`. On a hash mismatch it is deleted and
+    `HashMismatchError` names the URL, the expected and the actual hash.
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    partial = dest.with_name(dest.name + ".part")
+    attempt = 0
+    with _progress_bar(progress, dest.name) as bar:
+        while True:
+            try:
+                _download_once(url, partial, bar, size, timeout)
+                break
+            except urllib.error.HTTPError:
+                raise
+            except (OSError, urllib.error.URLError, http.client.HTTPException, _Truncated) as error:
+                connection_refused = isinstance(getattr(error, "reason", None), OSError) and not partial.exists()
+                attempt += 1
+                if attempt >= _RETRIES or connection_refused:
+                    if not isinstance(error, OSError):
+                        raise OSError(f"download of {url} failed: {error!r}") from error
+                    raise
+                time.sleep(min(0.2 * 2**attempt, 5))  # transient cut: resume from where we are
+    try:
+        check_hash(partial, expected_hash, url)
+    except HashMismatchError:
+        partial.unlink(missing_ok=True)
+        raise
+    os.replace(partial, dest)
+    return dest
+
+
+class _Truncated(Exception):
+    pass
+
+
+def _download_once(url, partial: Path, bar, size, timeout):
+    have = partial.stat().st_size if partial.exists() else 0
+    request = urllib.request.Request(url, headers={"User-Agent": "zoo"})
+    if have:
+        request.add_header("Range", f"bytes={have}-")
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        if have and response.status != 206:  # server ignored Range: start over
+            have = 0
+        total = response.headers.get("Content-Length")
+        total = int(total) + have if total is not None else size
+        bar(have, total)
+        with open(partial, "ab" if have else "wb") as out:
+            while True:
+                chunk = response.read(CHUNK)
+                if not chunk:
+                    break
+                out.write(chunk)
+                have += len(chunk)
+                bar(have, total)
+    if total is not None and have < total:
+        raise _Truncated(f"connection closed after {have} of {total} bytes from {url}")
+
+
+@contextlib.contextmanager
+def _progress_bar(enabled, label):
+    if not enabled:
+        yield lambda done, total: None
+        return
+    from rich.console import Console
+    from rich.progress import (BarColumn, DownloadColumn, Progress, TimeRemainingColumn,
+                               TransferSpeedColumn)
+
+    with Progress(
+        "[progress.description]{task.description}", BarColumn(), DownloadColumn(),
+        TransferSpeedColumn(), TimeRemainingColumn(),
+        console=Console(stderr=True), transient=True,
+    ) as progress_bar:
+        task = progress_bar.add_task(label, total=None)
+        yield lambda done, total: progress_bar.update(task, completed=done, total=total)
+
+
+# ----------------------------------------------------------------------------- import
+def import_file(source, model, variant) -> Path:
+    """Verify a hand-copied weights file against the manifest and store it in the cache."""
+    variants = variants_for(model)
+    if variant not in variants:
+        known = ", ".join(sorted(variants)) or "none"
+        raise WeightsError(
+            f"`--variant` must be a known variant of {model} ({known}). Received: variant={variant!r}"
+        )
+    entry = variants[variant]
+    source = Path(source)
+    if not source.is_file():
+        raise WeightsError(f"No such file: {source}")
+    check_hash(source, entry["hash"], str(source))
+    dest = local_path(entry)
+    if dest.resolve() == source.resolve():
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with _file_lock(dest):
+        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=dest.name + ".", suffix=".tmp")
+        os.close(fd)
+        try:
+            shutil.copyfile(source, tmp)
+            os.replace(tmp, dest)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        _stamp(dest, entry["hash"])
+    return dest
