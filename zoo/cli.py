@@ -1,0 +1,272 @@
+"""The `zoo` command line: a thin layer over zoo's Python API.
+
+Parsing imports nothing heavy, so `zoo --help` answers at once; each command imports
+what it needs when it runs. Problems the user can fix (`zoo.errors.ZooError`) are
+printed as one message, not a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _quiet_tensorflow():
+    # TensorFlow's C++ start-up chatter (CUDA stubs on CPU machines) is noise for a CLI.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+# ---------------------------------------------------------------------------- commands
+def cmd_list(args):
+    from rich.console import Console
+    from rich.table import Table
+
+    import zoo
+    from zoo import weights
+
+    names = zoo.list_models(args.pattern, task=args.task)
+    if args.json:
+        print(json.dumps([zoo.info(n) for n in names], indent=2))
+        return EXIT_OK
+    table = Table(box=None, header_style="bold")
+    for column in ("name", "task", "params", "input", "weights (* = cached)"):
+        table.add_column(column, justify="right" if column == "params" else "left")
+    for name in names:
+        spec = zoo.registry.get_spec(name)
+        variants = weights.variants_for(name)
+        shown = ", ".join(
+            f"{v}{'*' if weights.is_available(e) else ''}" for v, e in sorted(variants.items())
+        ) or "-"
+        table.add_row(
+            name, spec.task, f"{spec.num_params:,}", "x".join(map(str, spec.input_shape)), shown
+        )
+    Console(width=max(100, Console().width)).print(table)
+    return EXIT_OK
+
+
+def cmd_info(args):
+    import zoo
+
+    print(json.dumps(zoo.info(args.name), indent=2))
+    return EXIT_OK
+
+
+def _print_predictions(results, as_json):
+    failed = any("error" in r for r in results)
+    if as_json:
+        print(json.dumps(results, indent=2))
+    else:
+        for result in results:
+            if "error" in result:
+                error = result["error"]
+                named = error if error.startswith(str(result["image"])) else f"{result['image']}: {error}"
+                print(f"ERROR {named}", file=sys.stderr)
+                continue
+            print(result["image"])
+            for p in result["predictions"]:
+                print(f"  {p['probability']:8.4f}  {p['label']}  (class {p['class_id']})")
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def cmd_classify(args):
+    import zoo
+
+    weights = args.weights if args.weights else "default"
+    results = zoo.classify(args.images, model=args.model, top=args.top, weights=weights)
+    return _print_predictions(results, args.json)
+
+
+def cmd_predict(args):
+    if args.url:
+        if not args.model:
+            raise SystemExit("zoo predict: error: --url needs --model NAME (the served model's name)")
+        from zoo.serving.client import predict as remote_predict
+
+        images = [args.run_dir, *args.images] if args.run_dir else args.images
+        results = remote_predict(args.url, args.model, images, top=args.top)
+        return _print_predictions(results, args.json)
+    if not args.run_dir or not args.images:
+        raise SystemExit("zoo predict: error: give RUN_DIR IMAGE... (or --url URL --model NAME IMAGE...)")
+    import zoo
+
+    run = zoo.load_run(args.run_dir)
+    return _print_predictions(run.predict(args.images, top=args.top), args.json)
+
+
+def cmd_weights(args):
+    from zoo import weights
+    from zoo.registry import get_spec
+
+    if args.action == "list":
+        for key, entry in sorted(weights.manifest().items()):
+            if args.model and entry["model"] != args.model:
+                continue
+            state = "cached" if weights.is_available(entry) else "-"
+            print(f"{key:32s} {state:7s} {weights.local_path(entry)}")
+        return EXIT_OK
+    if args.action == "import":
+        get_spec(args.model)
+        path = weights.import_file(args.file, args.model, args.variant)
+        print(f"verified and stored {args.model}.{args.variant} at {path}")
+        return EXIT_OK
+    selected = [
+        e for e in weights.manifest().values()
+        if (not args.model or e["model"] == args.model) and (not args.variant or e["variant"] == args.variant)
+    ]
+    if not selected:
+        raise SystemExit(f"zoo weights: error: no variant matches --model {args.model} --variant {args.variant}")
+    status = EXIT_OK
+    for entry in selected:
+        key = weights.key(entry["model"], entry["variant"])
+        if args.action == "path":
+            print(weights.local_path(entry))
+        elif args.action == "fetch":
+            print(f"{key}: {weights.fetch(entry)}")
+        elif args.action == "verify":
+            if not weights.is_available(entry):
+                if args.model:  # asked for this one explicitly
+                    print(f"{key}: missing ({weights.local_path(entry)})")
+                    status = EXIT_FAILED
+                continue
+            try:
+                weights.verify(entry)
+                print(f"{key}: ok")
+            except weights.WeightsError as error:
+                print(f"{key}: FAILED {error}")
+                status = EXIT_FAILED
+    return status
+
+
+def cmd_finetune(args):
+    from zoo.finetune import finetune
+
+    finetune(
+        args.data_dir, model=args.model, weights=_weights_arg(args.weights), epochs=args.epochs,
+        freeze_epochs=args.freeze_epochs, image_size=args.image_size, batch_size=args.batch_size,
+        lr=args.lr, resume=args.resume, out=args.out, augment=not args.no_augment, seed=args.seed,
+    )
+    return EXIT_OK
+
+
+def cmd_lr_find(args):
+    from zoo.finetune import lr_find_folder
+
+    result = lr_find_folder(
+        args.data_dir, model=args.model, weights=_weights_arg(args.weights),
+        image_size=args.image_size, batch_size=args.batch_size, plot=args.plot,
+    )
+    print(f"suggested learning rate: {result.suggestion:.2e}")
+    print(f"plot: {args.plot}")
+    return EXIT_OK
+
+
+def _weights_arg(value):
+    return None if value in (None, "none", "None") else value
+
+
+# ------------------------------------------------------------------------------ parser
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="zoo",
+        description="A Keras 3 model zoo: classify, fine-tune, export and serve.",
+    )
+    parser.add_argument("--version", action="store_true", help="print zoo's version and exit")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("list", help="list models, their weights and what is cached")
+    p.add_argument("pattern", nargs="?", help='wildcard such as "res*"')
+    p.add_argument("--task", help="only models of this task")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("info", help="everything about one model, as JSON")
+    p.add_argument("name")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("classify", help="top-k labels for images")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("--model", default="vgg19")
+    p.add_argument("--top", type=int, default=5)
+    p.add_argument("--weights", help="weights variant name or file (default: the model's default)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_classify)
+
+    p = sub.add_parser("weights", help="manage the weights cache (list, path, verify, fetch, import)")
+    p.add_argument("action", choices=["list", "path", "verify", "fetch", "import"])
+    p.add_argument("file", nargs="?", help="with import: the file to verify and register")
+    p.add_argument("--model")
+    p.add_argument("--variant")
+    p.set_defaults(func=cmd_weights)
+
+    p = sub.add_parser("finetune", help="fine-tune a registry model on a folder of images")
+    p.add_argument("data_dir", metavar="DATA_DIR")
+    p.add_argument("--model", required=True)
+    p.add_argument("--weights", default="default", help="imagenet | none | FILE (default: the model's default)")
+    p.add_argument("--epochs", type=int, required=True, help="epochs after the frozen phase")
+    p.add_argument("--freeze-epochs", type=int, default=1)
+    p.add_argument("--image-size", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=None, help="head learning rate (default: 1e-3)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    p.add_argument("--no-augment", action="store_true")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, metavar="RUN_DIR")
+    p.set_defaults(func=cmd_finetune)
+
+    p = sub.add_parser("predict", help="labels for images from a fine-tuned run (or a server with --url)")
+    p.add_argument("run_dir", nargs="?", metavar="RUN_DIR")
+    p.add_argument("images", nargs="*", metavar="IMAGE")
+    p.add_argument("--url", help="a TF Serving REST endpoint, e.g. http://127.0.0.1:8501")
+    p.add_argument("--model", help="with --url: the served model's name")
+    p.add_argument("--top", type=int, default=1)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("lr-find", help="sweep the learning rate on a folder of images")
+    p.add_argument("data_dir", metavar="DATA_DIR")
+    p.add_argument("--model", required=True)
+    p.add_argument("--weights", default="default")
+    p.add_argument("--image-size", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--plot", default="lr_find.png")
+    p.set_defaults(func=cmd_lr_find)
+
+    try:
+        from zoo.serving.cli import add_commands
+    except ImportError:  # serving room not installed in this build
+        pass
+    else:
+        add_commands(sub)
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.version:
+        from zoo import __version__
+
+        print(__version__)
+        return EXIT_OK
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return EXIT_USAGE
+    _quiet_tensorflow()
+    from zoo.errors import ZooError
+
+    try:
+        return args.func(args)
+    except ZooError as error:
+        print(f"zoo {args.command}: error: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

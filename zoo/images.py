@@ -1,0 +1,99 @@
+"""Reading images with Pillow: anything it opens becomes uint8 RGB.
+
+Used where zoo reads a handful of files in Python (classify, predict, plots); the
+tf.data pipelines in `zoo.data` decode inside the graph instead.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from zoo.errors import DataError
+
+
+def to_rgb(image):
+    """A PIL image of any mode (L, LA, P, RGBA, CMYK, I;16, I, F) as an RGB PIL image.
+
+    Transparent pixels are composited onto white (what a viewer shows), and 16-bit or
+    float images are scaled down to 8 bits instead of being clipped to white.
+    """
+    from PIL import Image, ImageOps
+
+    image = ImageOps.exif_transpose(image)
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        array = np.asarray(image, dtype="float64")
+        high = 65535.0 if image.mode.startswith("I;16") or array.max() > 255 else 255.0
+        if image.mode == "F" and array.max() <= 1.0:
+            high = 1.0
+        array = np.clip(array / high * 255.0, 0, 255).round().astype("uint8")
+        return Image.fromarray(array, "L").convert("RGB")
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        image = image.convert("RGBA")
+        background = Image.new("RGBA", image.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, image).convert("RGB")
+    if image.mode != "RGB":
+        return image.convert("RGB")
+    return image
+
+
+def load_rgb(path, size=None, resample="bilinear"):
+    """Read an image file as a uint8 `(H, W, 3)` array, resized to `size=(H, W)` if given.
+
+    Raises:
+        DataError: naming the file, when it is missing, not an image, or truncated.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            image.load()  # decode now, so a truncated file fails here, not later
+            rgb = to_rgb(image)
+    except FileNotFoundError as error:
+        raise DataError(f"{path}: no such file") from error
+    except UnidentifiedImageError as error:
+        raise DataError(f"{path}: not an image Pillow can read") from error
+    except (OSError, SyntaxError, ValueError) as error:
+        raise DataError(f"{path}: unreadable image ({error})") from error
+    if size is not None:
+        height, width = size
+        if rgb.size != (width, height):
+            method = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "nearest": Image.NEAREST}[resample]
+            rgb = rgb.resize((width, height), method)
+    return np.asarray(rgb, dtype="uint8")
+
+
+def as_batch(images, size):
+    """Load paths / arrays / PIL images into one uint8 batch.
+
+    Returns:
+        `(batch, errors)`: batch of the images that loaded, in order, and
+        `{index: message}` for those that did not.
+    """
+    from PIL import Image
+
+    loaded, errors = [], {}
+    for index, item in enumerate(images):
+        try:
+            if isinstance(item, (str, os.PathLike)):
+                loaded.append(load_rgb(item, size))
+            elif isinstance(item, Image.Image):
+                loaded.append(np.asarray(to_rgb(item).resize((size[1], size[0]), Image.BILINEAR)))
+            else:
+                array = np.asarray(item)
+                if array.ndim != 3 or array.shape[-1] != 3:
+                    raise DataError(f"image #{index}: expected an (H, W, 3) array, got shape {array.shape}")
+                if array.shape[:2] != tuple(size):
+                    pil = Image.fromarray(np.clip(array, 0, 255).astype("uint8"))
+                    array = np.asarray(pil.resize((size[1], size[0]), Image.BILINEAR))
+                loaded.append(array.astype("uint8"))
+        except DataError as error:
+            errors[index] = str(error)
+    if loaded:
+        batch = np.stack(loaded)
+    else:
+        batch = np.zeros((0, *size, 3), dtype="uint8")
+    return batch, errors
