@@ -253,8 +253,11 @@ def create(
     inputs = keras.Input(shape=input_shape, dtype="uint8", name="image")
     features = Preprocess(spec.preprocessing, name="preprocess")(inputs)
 
+    # A variant may have been trained with its own head size (e.g. LeNet on digits 0-4).
+    head_classes = (entry or {}).get("num_classes", spec.num_classes)
+
     def build(with_top):
-        outputs = spec.builder(features, include_top=with_top, classes=spec.num_classes)
+        outputs = spec.builder(features, include_top=with_top, classes=head_classes)
         return keras.Model(inputs, outputs, name=spec.name)
 
     if weights_file is None:

@@ -80,6 +80,37 @@ def train_lenet5(epochs=12, seed=0, verbose=0):
     return model, accuracy
 
 
+def train_lenet5_digits04(epochs=12, seed=0, verbose=0):
+    """Pre-train LeNet-5 on digits 0-4 only (the transfer experiment's source task).
+
+    Returns:
+        `(model, held_out_accuracy_on_0_to_4)`.
+    """
+    import keras
+
+    import zoo
+
+    keras.utils.set_random_seed(seed)
+    images, labels = load_digits_28()
+    x_train, x_test, y_train, y_test = train_test_split_digits(images, labels)
+    keep_train, keep_test = y_train < 5, y_test < 5
+    x_train, y_train = shifted_copies(x_train[keep_train], y_train[keep_train])
+    model = zoo.create("lenet5", weights=None, include_top=False)
+    model = keras.Model(model.inputs, keras.layers.Dense(5, activation="softmax", name="predictions")(model.outputs[0]),
+                        name="lenet5")
+    model.compile(optimizer=keras.optimizers.Adam(2e-3), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(x_train, y_train, epochs=epochs, batch_size=64, verbose=verbose)
+    accuracy = float(model.evaluate(x_test[keep_test], y_test[keep_test], verbose=0)[1])
+    return model, accuracy
+
+
+RECIPES = {
+    # recipe: (trainer, file name, variant, head classes, what it was trained on)
+    "lenet5": (train_lenet5, "lenet5_digits.weights.h5", "digits", 10, "digits 0-9"),
+    "lenet5-digits04": (train_lenet5_digits04, "lenet5_digits04.weights.h5", "digits04", 5, "digits 0-4 only"),
+}
+
+
 def _record(weights_dir: Path, entry: dict):
     """Put `entry` into the manifest, replacing the one for the same model and variant."""
     manifest_path = weights_dir / "manifest.json"
@@ -96,27 +127,29 @@ def main(argv=None):
 
     parser = argparse.ArgumentParser(prog="python -m zoo.recipes.digits", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("recipe", choices=["lenet5"])
+    parser.add_argument("recipe", choices=sorted(RECIPES))
     parser.add_argument("--out", default="weights", help="the weights/ folder holding manifest.json")
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
     out = Path(args.out)
-    model, accuracy = train_lenet5(epochs=args.epochs, seed=args.seed, verbose=2)
-    path = out / "lenet5_digits.weights.h5"
+    trainer, filename, variant, classes, trained_on = RECIPES[args.recipe]
+    model, accuracy = trainer(epochs=args.epochs, seed=args.seed, verbose=2)
+    path = out / filename
     model.save_weights(path)
     entry = {
         "model": "lenet5",
-        "variant": "digits",
+        "variant": variant,
         "include_top": True,
+        "num_classes": classes,
         "url": None,
         "file": path.name,
         "hash": "sha256:" + file_hash(path),
         "size": path.stat().st_size,
         "license": "Apache-2.0 (zoo); data: scikit-learn digits (UCI, CC BY 4.0)",
-        "origin": "trained by zoo on scikit-learn's digits upsampled to 28x28",
-        "recipe": f"python -m zoo.recipes.digits lenet5 --out {args.out} --epochs {args.epochs} --seed {args.seed}",
+        "origin": f"trained by zoo on scikit-learn's digits upsampled to 28x28 ({trained_on})",
+        "recipe": f"python -m zoo.recipes.digits {args.recipe} --out {args.out} --epochs {args.epochs} --seed {args.seed}",
         "held_out_accuracy": round(accuracy, 4),
     }
     _record(out, entry)

@@ -1,0 +1,123 @@
+"""PNG plots of what people would rather see than read: curves, confusions, top losses."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display needed
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path):
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.png")
+    fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    os.replace(tmp, path)
+    return path
+
+
+def plot_history(history, path):
+    """Loss and accuracy per epoch (train and validation), with the unfreeze marked."""
+    plt = _pyplot()
+    epochs = [h["epoch"] for h in history]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for ax, metric in zip(axes, ("loss", "accuracy")):
+        for prefix, style in (("", "-o"), ("val_", "--s")):
+            values = [h.get(prefix + metric) for h in history]
+            if any(v is not None for v in values):
+                ax.plot(epochs, values, style, label=("validation " if prefix else "train ") + metric)
+        unfrozen = [h["epoch"] for h in history if h.get("phase") == 2]
+        if unfrozen and len(unfrozen) < len(epochs):
+            ax.axvline(unfrozen[0] - 0.5, color="gray", lw=1, ls=":")
+            ax.text(unfrozen[0] - 0.45, ax.get_ylim()[1], " unfrozen", va="top", fontsize=8, color="gray")
+        ax.set_xlabel("epoch")
+        ax.set_title(metric)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    _save(fig, path)
+    plt.close(fig)
+    return path
+
+
+def confusion_matrix(y_true, y_pred, num_classes):
+    matrix = np.zeros((num_classes, num_classes), dtype="int64")
+    np.add.at(matrix, (np.asarray(y_true, "int64"), np.asarray(y_pred, "int64")), 1)
+    return matrix
+
+
+def plot_confusion_matrix(matrix, classes, path):
+    plt = _pyplot()
+    n = len(classes)
+    size = max(3.5, 0.5 * n + 2)
+    fig, ax = plt.subplots(figsize=(size, size))
+    ax.imshow(matrix, cmap="Blues")
+    ax.set_xticks(range(n), classes, rotation=45, ha="right")
+    ax.set_yticks(range(n), classes)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("actual")
+    threshold = matrix.max() / 2 if matrix.size else 0
+    for i in range(n):
+        for j in range(n):
+            ax.text(j, i, int(matrix[i, j]), ha="center", va="center",
+                    color="white" if matrix[i, j] > threshold else "black", fontsize=9)
+    ax.set_title(f"confusion matrix ({int(np.trace(matrix))}/{int(matrix.sum())} right)")
+    fig.tight_layout()
+    _save(fig, path)
+    plt.close(fig)
+    return path
+
+
+def plot_top_losses(images, y_true, probabilities, classes, path, k=9):
+    """The `k` validation images the model got most wrong, with predicted/actual labels."""
+    plt = _pyplot()
+    probabilities = np.asarray(probabilities)
+    y_true = np.asarray(y_true, "int64")
+    losses = -np.log(np.clip(probabilities[np.arange(len(y_true)), y_true], 1e-12, 1.0))
+    order = np.argsort(-losses)[:k]
+    cols = min(3, len(order)) or 1
+    rows = int(np.ceil(len(order) / cols)) or 1
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.4 * rows), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, index in zip(axes.ravel(), order):
+        predicted = int(np.argmax(probabilities[index]))
+        ax.imshow(np.asarray(images[index], dtype="uint8"))
+        ax.set_title(
+            f"{classes[predicted]} / {classes[y_true[index]]}\n"
+            f"loss {losses[index]:.2f}, p={probabilities[index, y_true[index]]:.2f}",
+            fontsize=8, color="black" if predicted == y_true[index] else "firebrick",
+        )
+    fig.suptitle("top losses: predicted / actual, loss, probability of actual", fontsize=9)
+    fig.tight_layout()
+    _save(fig, path)
+    plt.close(fig)
+    return path
+
+
+def plot_lr_find(result, path):
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(result.lrs, result.losses)
+    ax.set_xscale("log")
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel("loss (smoothed)")
+    for name, lr in result.suggestions.items():
+        ax.axvline(lr, ls="--", lw=1, color={"valley": "red", "minimum": "green", "steep": "orange"}.get(name, "gray"),
+                   label=f"{name}: {lr:.1e}")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    _save(fig, path)
+    plt.close(fig)
+    return path
