@@ -32,6 +32,8 @@ from zoo.errors import HashMismatchError, WeightsError
 MANIFEST_NAME = "manifest.json"
 CHUNK = 1 << 20
 _RETRIES = 5
+# Statuses a mirror or CDN gives while briefly overloaded; anything else 4xx/5xx is final.
+_RETRY_STATUS = {408, 429, 500, 502, 503, 504}
 
 
 # ----------------------------------------------------------------------------- places
@@ -69,6 +71,12 @@ def _read_manifest(path: Path, base_dir: Path | None):
                 raise WeightsError(
                     f"{path}: variants[{index}] needs a {required!r} field. Received: {entry}"
                 )
+        # Without either there is no file name to cache under and nowhere to get it from.
+        if not entry.get("url") and not entry.get("file"):
+            raise WeightsError(
+                f"{path}: variants[{index}] needs a 'url' (downloaded weights) or a 'file' "
+                f"(weights shipped next to the manifest). Received: {entry}"
+            )
         entry = {"include_top": True, "url": None, "file": None, **entry}
         entry["_base_dir"] = str(base_dir or Path(path).parent)
         entries[key(entry["model"], entry["variant"])] = entry
@@ -169,8 +177,16 @@ def verify(entry) -> Path:
     path = local_path(entry)
     if not path.is_file():
         raise WeightsError(f"{key(entry['model'], entry['variant'])}: no local file at {path}")
-    check_hash(path, entry["hash"], str(path))
-    if not (entry.get("file") and not entry.get("url")):
+    shipped = entry.get("file") and not entry.get("url")
+    try:
+        check_hash(path, entry["hash"], str(path))
+    except HashMismatchError:
+        # A stamp only records size and mtime; damage that kept both (bit rot, a copy
+        # that preserved mtime) would otherwise be trusted by fetch() again.
+        if not shipped:
+            _stamp_path(path).unlink(missing_ok=True)
+        raise
+    if not shipped:
         _stamp(path, entry["hash"])
     return path
 
@@ -250,16 +266,26 @@ def download(url, dest, expected_hash, size=None, progress=True, timeout=30):
             try:
                 _download_once(url, partial, bar, size, timeout)
                 break
-            except urllib.error.HTTPError:
-                raise
-            except (OSError, urllib.error.URLError, http.client.HTTPException, _Truncated) as error:
-                connection_refused = isinstance(getattr(error, "reason", None), OSError) and not partial.exists()
-                attempt += 1
-                if attempt >= _RETRIES or connection_refused:
-                    if not isinstance(error, OSError):
-                        raise OSError(f"download of {url} failed: {error!r}") from error
+            except urllib.error.HTTPError as error:
+                if error.code == 416 and partial.exists():
+                    # The partial already reaches the end (a run killed between the last
+                    # byte and the rename, or the file changed upstream): start over.
+                    partial.unlink()
+                elif error.code not in _RETRY_STATUS:
                     raise
-                time.sleep(min(0.2 * 2**attempt, 5))  # transient cut: resume from where we are
+                failure = error
+            except (OSError, urllib.error.URLError, http.client.HTTPException, _Truncated) as error:
+                # No connection and nothing downloaded yet: that is "no network", and
+                # retrying would only delay the error that tells the user what to do.
+                if isinstance(getattr(error, "reason", None), OSError) and not partial.exists():
+                    raise
+                failure = error
+            attempt += 1
+            if attempt >= _RETRIES:
+                if not isinstance(failure, OSError):
+                    raise OSError(f"download of {url} failed: {failure!r}") from failure
+                raise failure
+            time.sleep(min(0.2 * 2**attempt, 5))  # transient cut: resume from where we are
     try:
         check_hash(partial, expected_hash, url)
     except HashMismatchError:
@@ -281,6 +307,13 @@ def _download_once(url, partial: Path, bar, size, timeout):
     with urllib.request.urlopen(request, timeout=timeout) as response:
         if have and response.status != 206:  # server ignored Range: start over
             have = 0
+        elif have and not response.headers.get("Content-Range", "").startswith(f"bytes {have}-"):
+            # Appending bytes from another offset would corrupt the file silently.
+            partial.unlink()
+            raise _Truncated(
+                f"{url} answered Range bytes={have}- with Content-Range "
+                f"{response.headers.get('Content-Range')!r}; restarting from zero"
+            )
         total = response.headers.get("Content-Length")
         total = int(total) + have if total is not None else size
         bar(have, total)
