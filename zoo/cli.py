@@ -147,7 +147,7 @@ def cmd_finetune(args):
     finetune(
         args.data_dir, model=args.model, weights=_weights_arg(args.weights), epochs=args.epochs,
         freeze_epochs=args.freeze_epochs, image_size=args.image_size, batch_size=args.batch_size,
-        lr=args.lr, resume=args.resume, out=args.out, augment=not args.no_augment, seed=args.seed,
+        lr=args.lr, resume=args.resume, out=args.out, augment=args.augment, seed=args.seed,
     )
     return EXIT_OK
 
@@ -212,7 +212,8 @@ def build_parser():
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=None, help="head learning rate (default: 1e-3)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
-    p.add_argument("--no-augment", action="store_true")
+    p.add_argument("--augment", action="store_true",
+                   help="flip/rotate/zoom/contrast training images (the frozen phase then cannot use cached features)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, metavar="RUN_DIR")
     p.set_defaults(func=cmd_finetune)

@@ -45,6 +45,12 @@ def atomic_write_json(path, data):
 
 
 def save_model_atomic(model, path):
+    """Save `model` (architecture + weights, no optimizer state) to a `.keras` file atomically."""
+    import keras
+
+    # An uncompiled twin sharing the layers: inference needs no optimizer state, which
+    # would double or triple the file and tie loading to training-only classes.
+    model = keras.Model(model.inputs, model.outputs, name=model.name)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
@@ -96,12 +102,13 @@ def load_run(run_dir) -> Run:
     import keras
 
     import zoo.preprocessing  # noqa: F401  (registers the Preprocess layer)
+    import zoo.transfer  # noqa: F401  (registers zoo's schedules and optimizers)
 
     run_dir = Path(run_dir)
     model_path = run_dir / MODEL_FILE
     if not model_path.is_file():
         raise ZooError(f"{run_dir} is not a zoo run directory: {model_path} is missing.")
-    model = keras.saving.load_model(model_path)
+    model = keras.saving.load_model(model_path, compile=False)
     classes = json.loads((run_dir / CLASSES_FILE).read_text())
     config = _read_json(run_dir / RUN_FILE)
     metrics = _read_json(run_dir / METRICS_FILE)

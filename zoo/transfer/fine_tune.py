@@ -56,7 +56,7 @@ def _batches(data, batch_size):
 def _fit_args(data, batch_size):
     if _is_arrays(data):
         return {"x": data[0], "y": data[1], "batch_size": batch_size}
-    return {"x": data}
+    return {"x": data, "shuffle": False}  # a dataset shuffles itself
 
 
 def augmented(data):
