@@ -1,0 +1,18 @@
+"""Serving: export SavedModels that TF Serving loads as they are, and serve them locally.
+
+    >>> import zoo
+    >>> path = zoo.export("runs/flowers", "models/", "flowers")   # models/flowers/1/
+    $ zoo serve models/            # TF Serving's REST (8501) and gRPC (8500) contract
+    $ zoo predict --url http://127.0.0.1:8501 --model flowers rose.jpg
+
+`export` (signatures and the atomic version directory), `server` (REST and the model
+store), `grpc_server` (PredictionService with tensorflow-serving-api's protos),
+`client` (b64 images to the bytes signature). Nothing here is imported by
+`import zoo.serving`, so the CLI can list these commands without TensorFlow.
+"""
+
+SIGNATURE_DEFAULT = "serving_default"
+SIGNATURE_UINT8 = "serving_uint8"
+SIGNATURE_BYTES = "serving_bytes"
+SIGNATURE_TOP_K = "top_k"
+METADATA_FILE = "assets.extra/zoo.json"

@@ -1,0 +1,95 @@
+"""`zoo export` and `zoo serve`: argument parsing only; the work is in export.py and
+server.py. Handlers import TensorFlow when they run, so `zoo --help` stays fast."""
+
+from __future__ import annotations
+
+import sys
+
+
+def add_commands(subparsers):
+    """Add `export` and `serve` to the `zoo` command's subparsers."""
+    p = subparsers.add_parser(
+        "export",
+        help="write a model as a SavedModel that TF Serving loads (NAME/VERSION/)",
+        description=(
+            "Export a run directory or a registry model as OUT/NAME/VERSION/, a SavedModel "
+            "with signatures serving_default (float pixels), serving_uint8, serving_bytes "
+            "(JPEG/PNG bytes) and top_k (class names and scores). The version is written "
+            "to a temporary directory and renamed into place."
+        ),
+    )
+    p.add_argument("source", metavar="RUN_DIR|MODEL", help="a zoo finetune run directory or a registry model name")
+    p.add_argument("--name", help="served model name (default: the model's name)")
+    p.add_argument("--out", default="models", help="model base directory (default: models)")
+    p.add_argument("--version", type=int, help="version number (default: highest existing + 1)")
+    p.add_argument("--top-k", type=int, default=5, help="labels the top_k signature returns (default: 5)")
+    p.set_defaults(func=cmd_export)
+
+    p = subparsers.add_parser(
+        "serve",
+        help="serve exported models over TF Serving's REST and gRPC APIs",
+        description=(
+            "Serve every MODELS/NAME/ (highest VERSION; new versions are picked up "
+            "without a restart) with TF Serving's REST and gRPC contract. For "
+            "development and tests; production runs tensorflow/serving on the same directory."
+        ),
+    )
+    p.add_argument("base_path", metavar="MODELS", help="directory of NAME/VERSION/ SavedModels")
+    p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: 127.0.0.1, loopback)")
+    p.add_argument("--port", type=int, default=8501, help="REST port (default: 8501)")
+    p.add_argument("--grpc-port", type=int, default=8500, help="gRPC port, -1 for none (default: 8500)")
+    p.add_argument("--poll-seconds", type=float, default=1.0, help="how often to look for new versions (default: 1)")
+    p.add_argument("--max-body-mb", type=float, default=32.0, help="largest request body in MiB (default: 32)")
+    p.set_defaults(func=cmd_serve)
+
+
+def cmd_export(args):
+    from pathlib import Path
+
+    from zoo.serving.export import curl_example, docker_command, export
+
+    name = args.name or _default_name(args.source)
+    path = export(args.source, args.out, name, version=args.version, top_k=args.top_k)
+    print(f"exported {name} version {path.name} to {path}")
+    print("\nserve it with TF Serving:")
+    print(f"  {docker_command(Path(path).parent)}")
+    print("or with zoo:")
+    print(f"  zoo serve {args.out}")
+    print("then:")
+    print(f"  {curl_example(name)}")
+    print(f"  zoo predict --url http://localhost:8501 --model {name} image.jpg")
+    return 0
+
+
+def _default_name(source):
+    import re
+    from pathlib import Path
+
+    path = Path(source)
+    if path.is_dir():
+        return re.sub(r"[^A-Za-z0-9_.-]", "-", path.resolve().name).lstrip(".-") or "model"
+    return str(source)
+
+
+def cmd_serve(args):
+    import logging
+
+    from zoo.serving.server import ModelServer
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    server = ModelServer(
+        args.base_path,
+        host=args.host,
+        port=args.port,
+        grpc_port=None if args.grpc_port < 0 else args.grpc_port,
+        poll_seconds=args.poll_seconds,
+        max_body_bytes=int(args.max_body_mb * 1024 * 1024),
+    ).start()
+    names = server.store.names()
+    print(f"REST on {server.rest_url}" + (f", gRPC on {server.grpc_target}" if server.grpc_target else ""))
+    print(f"models: {', '.join(names) if names else '(none yet: waiting for NAME/VERSION/ directories)'}")
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"warning: listening on {args.host}, not loopback; there is no authentication.", file=sys.stderr)
+    sys.stdout.flush()
+    server.wait()
+    return 0
