@@ -53,4 +53,5 @@ def replace_head(base, num_classes, dropout=0.2, hidden=None, name=None):
         x = layers.Dropout(dropout, name="head_dropout")(x)
     # float32 softmax even under mixed precision, so probabilities sum to 1.
     outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="head_predictions")(x)
-    return keras.Model(base.inputs, outputs, name=name or base.name)
+    inputs = base.inputs[0] if len(base.inputs) == 1 else base.inputs
+    return keras.Model(inputs, outputs, name=name or base.name)
