@@ -89,7 +89,8 @@ def lr_find(model, train, start_lr=1e-7, end_lr=10.0, num_steps=100, batch_size=
             for xb, yb in batches:
                 lr = start_lr * ratio**step
                 optimizer.learning_rate.assign(lr)
-                loss = float(np.asarray(trainer.train_on_batch(np.asarray(xb), np.asarray(yb))))
+                # A scalar on TensorFlow, a one-element list on JAX.
+                loss = float(np.ravel(trainer.train_on_batch(np.asarray(xb), np.asarray(yb)))[0])
                 step += 1
                 smoothed = beta * smoothed + (1 - beta) * loss
                 value = smoothed / (1 - beta**step)

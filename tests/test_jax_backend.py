@@ -1,0 +1,47 @@
+"""The core (registry, architectures, classify, transfer) is backend-agnostic Keras: it
+runs on the JAX backend without importing TensorFlow."""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax is not installed")
+
+SCRIPT = r"""
+import json, sys
+import numpy as np
+import keras, zoo
+from zoo.recipes.digits import load_digits_28, train_test_split_digits
+from zoo.transfer import replace_head, fine_tune, lr_find
+x, y = load_digits_28()
+x_train, x_test, y_train, y_test = train_test_split_digits(x, y)
+labels = [r["predictions"][0]["label"] for r in zoo.classify(list(x_test[:20]), model="lenet5", top=1)]
+model = replace_head(zoo.create("lenet5", weights="digits04", include_top=False), 10)
+result = fine_tune(model, (x_train[:300], y_train[:300]), (x_test, y_test), epochs=2, freeze_epochs=2,
+                   base_lr=1e-2, verbose=0, checkpoint_dir=sys.argv[1])
+suggestion = lr_find(model, (x_train, y_train), num_steps=20).suggestion
+print(json.dumps({
+    "backend": keras.backend.backend(),
+    "tensorflow_imported": "tensorflow" in sys.modules,
+    "classify_accuracy": float(np.mean(np.array(labels) == y_test[:20].astype(str))),
+    "val_accuracy": result["history"][-1]["val_accuracy"],
+    "suggestion": suggestion,
+}))
+"""
+
+
+def test_core_runs_on_jax_without_tensorflow(tmp_path):
+    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
+    done = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path / "ckpt")], capture_output=True,
+                          text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["backend"] == "jax"
+    assert report["tensorflow_imported"] is False
+    assert report["classify_accuracy"] >= 0.95
+    assert report["val_accuracy"] > 0.6
+    assert 1e-7 < report["suggestion"] < 10
