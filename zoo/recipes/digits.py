@@ -55,29 +55,33 @@ def shifted_copies(images, labels, pixels=2):
     return np.concatenate(moved), np.concatenate([labels] * len(moved))
 
 
+def _train_on_digits(build, classes, epochs, seed, verbose):
+    """Train `build()` on the training split's `classes` (with shifted copies); return
+    the model and its accuracy on the held-out split's `classes`."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    images, labels = load_digits_28()
+    x_train, x_test, y_train, y_test = train_test_split_digits(images, labels)
+    keep_train, keep_test = np.isin(y_train, classes), np.isin(y_test, classes)
+    x_train, y_train = shifted_copies(x_train[keep_train], y_train[keep_train])
+    model = build()
+    model.compile(optimizer=keras.optimizers.Adam(2e-3), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    model.fit(x_train, y_train, epochs=epochs, batch_size=64, verbose=verbose)
+    accuracy = float(model.evaluate(x_test[keep_test], y_test[keep_test], verbose=0)[1])
+    return model, accuracy
+
+
 def train_lenet5(epochs=12, seed=0, verbose=0):
     """Train LeNet-5 from scratch on the digits' training split (with shifted copies).
 
     Returns:
         `(model, held_out_accuracy)`.
     """
-    import keras
-
     import zoo
 
-    keras.utils.set_random_seed(seed)
-    images, labels = load_digits_28()
-    x_train, x_test, y_train, y_test = train_test_split_digits(images, labels)
-    model = zoo.create("lenet5", weights=None)
-    model.compile(
-        optimizer=keras.optimizers.Adam(2e-3),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-    )
-    x_train, y_train = shifted_copies(x_train, y_train)
-    model.fit(x_train, y_train, epochs=epochs, batch_size=64, verbose=verbose)
-    accuracy = float(model.evaluate(x_test, y_test, verbose=0)[1])
-    return model, accuracy
+    return _train_on_digits(lambda: zoo.create("lenet5", weights=None), range(10), epochs, seed, verbose)
 
 
 def train_lenet5_digits04(epochs=12, seed=0, verbose=0):
@@ -90,18 +94,12 @@ def train_lenet5_digits04(epochs=12, seed=0, verbose=0):
 
     import zoo
 
-    keras.utils.set_random_seed(seed)
-    images, labels = load_digits_28()
-    x_train, x_test, y_train, y_test = train_test_split_digits(images, labels)
-    keep_train, keep_test = y_train < 5, y_test < 5
-    x_train, y_train = shifted_copies(x_train[keep_train], y_train[keep_train])
-    model = zoo.create("lenet5", weights=None, include_top=False)
-    model = keras.Model(model.inputs, keras.layers.Dense(5, activation="softmax", name="predictions")(model.outputs[0]),
-                        name="lenet5")
-    model.compile(optimizer=keras.optimizers.Adam(2e-3), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    model.fit(x_train, y_train, epochs=epochs, batch_size=64, verbose=verbose)
-    accuracy = float(model.evaluate(x_test[keep_test], y_test[keep_test], verbose=0)[1])
-    return model, accuracy
+    def build():
+        base = zoo.create("lenet5", weights=None, include_top=False)
+        head = keras.layers.Dense(5, activation="softmax", name="predictions")(base.outputs[0])
+        return keras.Model(base.inputs[0], head, name="lenet5")
+
+    return _train_on_digits(build, range(5), epochs, seed, verbose)
 
 
 RECIPES = {
