@@ -187,3 +187,14 @@ def test_lr_find_sweeps_suggests_restores_and_plots(digits_5_to_9, tmp_path):
     assert set(result.suggestions) >= {"valley", "minimum"}
     assert (tmp_path / "lr.png").stat().st_size > 1000
     assert all(np.array_equal(a, np.array(b)) for a, b in zip(before, model.weights))
+
+
+def test_freeze_recompiles_a_compiled_model_so_the_change_takes_effect():
+    model = small_bn_net()
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    x, y = random_images(8)
+    freeze(model)
+    before = base_state(model)
+    model.fit(x, y, epochs=1, batch_size=4, verbose=0)
+    assert all(np.array_equal(before[n], v) for n, v in base_state(model).items())
+    assert model.optimizer is not None and model.compiled

@@ -52,6 +52,15 @@ def _position(model, point, argument):
     )
 
 
+def _recompile(model):
+    """Keras fixes the trainable variables when a model is compiled: after a change,
+    compile again from the model's own compile config (a fresh optimizer, since the old
+    one's slots belong to the old set of variables)."""
+    config = model.get_compile_config() if getattr(model, "compiled", False) else None
+    if config:
+        model.compile_from_config(config)
+
+
 def freeze(model, until=None):
     """Freeze the base (all of it, or up to and including layer `until`).
 
@@ -62,7 +71,7 @@ def freeze(model, until=None):
             base's layers (from the input side), or None for the whole base.
 
     Returns:
-        The model (changed in place). Recompile before training.
+        The model, changed in place (and recompiled if it was compiled).
     """
     layers = base_layers(model)
     stop = len(layers) if until is None else _position(model, until, "until") + (1 if isinstance(until, str) else 0)
@@ -72,6 +81,7 @@ def freeze(model, until=None):
         layer.trainable = True
     for layer in head_layers(model):
         layer.trainable = True
+    _recompile(model)
     return model
 
 
@@ -86,7 +96,7 @@ def unfreeze(model, from_=None, train_bn=False):
             statistics). Defaults to `False`: they stay in inference mode.
 
     Returns:
-        The model (changed in place). Recompile before training.
+        The model, changed in place (and recompiled if it was compiled).
     """
     layers = base_layers(model)
     start = 0 if from_ is None else _position(model, from_, "from_")
@@ -95,6 +105,7 @@ def unfreeze(model, from_=None, train_bn=False):
         layer.trainable = trainable
     for layer in head_layers(model):
         layer.trainable = True
+    _recompile(model)
     return model
 
 
