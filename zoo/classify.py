@@ -5,19 +5,23 @@
     [{'image': 'cat.jpg', 'predictions': [{'label': 'tabby cat', 'class_id': 281,
       'probability': 0.61}, ...]}, {'image': 'digit.png', 'error': '...'}]
 
-Images are read with Pillow (any mode becomes RGB), resized to the model's input and
-batched; the batch goes through Keras' compiled predict path. The model is built once
-per process and reused.
+Images are read with Pillow (any mode becomes RGB; JPEGs decoded at reduced scale when
+they are much larger than the model's input) on a small thread pool, resized to the
+model's input and sent as uint8 batches (the model normalises in its first layer).
+Decoding the next batch overlaps with the model running on this one. The forward pass
+is one compiled function per model, traced once for any batch size and reused; a
+registry model is built once per process.
 """
 
 from __future__ import annotations
 
 import functools
 import os
+import weakref
 
 import numpy as np
 
-from zoo.images import as_batch
+from zoo.images import load_many
 
 
 @functools.lru_cache(maxsize=4)
@@ -39,11 +43,55 @@ def _resolve_labels(model, name, labels, num_outputs):
     return labels
 
 
+_FORWARD = weakref.WeakKeyDictionary()
+
+
+def _forward_function(model):
+    """`batch -> probabilities`, compiled once per model and kept with it.
+
+    On the TensorFlow backend this is a `tf.function` with a `(None, H, W, 3)` input
+    signature, so batches of any size reuse one trace (Keras' `predict` builds a
+    tf.data pipeline and iterator on every call, which costs more than the model on
+    small inputs). Other backends use `predict_on_batch`, Keras' compiled path.
+    """
+    forward = _FORWARD.get(model)
+    if forward is not None:
+        return forward
+    import keras
+
+    if keras.backend.backend() == "tensorflow" and len(model.inputs) == 1:
+        import tensorflow as tf
+
+        spec = tf.TensorSpec((None, *model.inputs[0].shape[1:]), model.inputs[0].dtype)
+        # A weak reference: the cache entry must not keep its own key (the model) alive.
+        model_ref = weakref.ref(model)
+
+        @tf.function(input_signature=[spec])
+        def compiled(batch):
+            return model_ref()(batch, training=False)
+
+        def forward(batch):
+            return np.asarray(compiled(tf.convert_to_tensor(batch, dtype=spec.dtype)))
+    else:
+
+        def forward(batch):
+            return np.asarray(model.predict_on_batch(batch))
+
+    _FORWARD[model] = forward
+    return forward
+
+
 def predict_probabilities(model, batch, batch_size=32):
-    """Class probabilities for a uint8 batch through Keras' compiled predict function."""
+    """Class probabilities for a uint8 batch, `batch_size` images per forward pass."""
     if len(batch) == 0:
         return np.zeros((0, model.outputs[0].shape[-1]), dtype="float32")
-    return np.asarray(model.predict(batch, batch_size=batch_size, verbose=0))
+    forward = _forward_function(model)
+    return np.concatenate([forward(batch[i:i + batch_size]) for i in range(0, len(batch), batch_size)])
+
+
+def _dtype_of(model):
+    dtype = str(getattr(model.inputs[0], "dtype", "uint8") or "uint8")
+    return "uint8" if "uint8" in dtype else "float32"
 
 
 def classify(images, model="vgg19", top=5, weights="default", labels=None, batch_size=32):
@@ -64,20 +112,39 @@ def classify(images, model="vgg19", top=5, weights="default", labels=None, batch
         [{"label", "class_id", "probability"}]}`, or `{"image", "error"}` for an image
         that could not be read (the others are still classified).
     """
-    if isinstance(images, (str, os.PathLike)):
+    if isinstance(images, (str, os.PathLike)) or _is_one_image(images):
         images = [images]
+    elif isinstance(images, np.ndarray) and images.ndim == 4:
+        images = list(images)  # a batch (N, H, W, 3)
     images = list(images)
-    if not isinstance(top, int) or top < 1:
+    if isinstance(top, bool) or not isinstance(top, int) or top < 1:
         raise ValueError(f"`top` must be a positive int. Received: top={top!r}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"`batch_size` must be a positive int. Received: batch_size={batch_size!r}")
 
     name = None
     if isinstance(model, str):
         name = model.lower()
         model = _registry_model(name, weights if not isinstance(weights, os.PathLike) else os.fspath(weights))
     size = tuple(model.inputs[0].shape[1:3])
-    batch, errors = as_batch(images, size)
-    probabilities = predict_probabilities(model, batch, batch_size=batch_size)
-    class_names = _resolve_labels(model, name, labels, probabilities.shape[-1] if len(batch) else model.outputs[0].shape[-1])
+    num_outputs = model.outputs[0].shape[-1]
+    forward = _forward_function(model)
+    dtype = _dtype_of(model)
+
+    # Decode ahead on threads; run the model each time a batch of good images is ready.
+    errors, chunks, pending = {}, [], []
+    for index, array, error in load_many(images, size):
+        if error is not None:
+            errors[index] = error
+            continue
+        pending.append(array)
+        if len(pending) == batch_size:
+            chunks.append(forward(np.stack(pending).astype(dtype, copy=False)))
+            pending = []
+    if pending:
+        chunks.append(forward(np.stack(pending).astype(dtype, copy=False)))
+    probabilities = np.concatenate(chunks) if chunks else np.zeros((0, num_outputs), "float32")
+    class_names = _resolve_labels(model, name, labels, num_outputs)
     k = min(top, len(class_names))
 
     results, row = [], 0
@@ -99,3 +166,14 @@ def classify(images, model="vgg19", top=5, weights="default", labels=None, batch
             }
         )
     return results
+
+
+def _is_one_image(images):
+    """A single PIL image or `(H, W, C)` array, as opposed to a list of images."""
+    if isinstance(images, np.ndarray):
+        return images.ndim == 3
+    try:
+        from PIL import Image
+    except ImportError:  # pragma: no cover
+        return False
+    return isinstance(images, Image.Image)

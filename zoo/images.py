@@ -50,6 +50,13 @@ def load_rgb(path, size=None, resample="bilinear"):
 
     try:
         with Image.open(path) as image:
+            if size is not None and image.format == "JPEG":
+                # libjpeg can decode at 1/2, 1/4 or 1/8 scale (DCT-domain downscaling):
+                # a large photo then costs a fraction of a full decode. draft() keeps the
+                # image at least this big; the side is the larger target side, so an
+                # EXIF rotation cannot leave one dimension short.
+                side = max(size)
+                image.draft(image.mode, (side, side))
             image.load()  # decode now, so a truncated file fails here, not later
             rgb = to_rgb(image)
     except FileNotFoundError as error:
@@ -66,6 +73,60 @@ def load_rgb(path, size=None, resample="bilinear"):
     return np.asarray(rgb, dtype="uint8")
 
 
+def load_item(item, size, index=0):
+    """One path / PIL image / `(H, W, 3)` array as a uint8 `(H, W, 3)` array of `size`.
+
+    Raises:
+        DataError: naming the file (or `image #index`), when it cannot be used.
+    """
+    from PIL import Image
+
+    if isinstance(item, (str, os.PathLike)):
+        return load_rgb(item, size)
+    if isinstance(item, Image.Image):
+        rgb = to_rgb(item)
+        if rgb.size != (size[1], size[0]):
+            rgb = rgb.resize((size[1], size[0]), Image.BILINEAR)
+        return np.asarray(rgb, dtype="uint8")
+    array = np.asarray(item)
+    if array.ndim != 3 or array.shape[-1] != 3:
+        raise DataError(f"image #{index}: expected an (H, W, 3) array, got shape {array.shape}")
+    if array.shape[:2] != tuple(size):
+        pil = Image.fromarray(np.clip(array, 0, 255).astype("uint8"))
+        array = np.asarray(pil.resize((size[1], size[0]), Image.BILINEAR))
+    return array.astype("uint8")
+
+
+def load_many(images, size, workers=None):
+    """Yield `(index, array or None, error or None)` in input order, decoding ahead.
+
+    Files are decoded on a small thread pool (Pillow releases the GIL while decoding
+    and resizing), so a caller that runs a model on the first images overlaps with the
+    decoding of the next ones.
+    """
+    import concurrent.futures
+
+    def task(index, item):
+        try:
+            return index, load_item(item, size, index), None
+        except DataError as error:
+            return index, None, str(error)
+
+    images = list(images)
+    if len(images) <= 1:
+        yield from (task(i, item) for i, item in enumerate(images))
+        return
+    workers = workers or min(4, os.cpu_count() or 1, len(images))
+    with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="zoo-decode") as pool:
+        futures = [pool.submit(task, i, item) for i, item in enumerate(images)]
+        try:
+            for future in futures:
+                yield future.result()
+        finally:
+            for future in futures:
+                future.cancel()
+
+
 def as_batch(images, size):
     """Load paths / arrays / PIL images into one uint8 batch.
 
@@ -73,25 +134,12 @@ def as_batch(images, size):
         `(batch, errors)`: batch of the images that loaded, in order, and
         `{index: message}` for those that did not.
     """
-    from PIL import Image
-
     loaded, errors = [], {}
-    for index, item in enumerate(images):
-        try:
-            if isinstance(item, (str, os.PathLike)):
-                loaded.append(load_rgb(item, size))
-            elif isinstance(item, Image.Image):
-                loaded.append(np.asarray(to_rgb(item).resize((size[1], size[0]), Image.BILINEAR)))
-            else:
-                array = np.asarray(item)
-                if array.ndim != 3 or array.shape[-1] != 3:
-                    raise DataError(f"image #{index}: expected an (H, W, 3) array, got shape {array.shape}")
-                if array.shape[:2] != tuple(size):
-                    pil = Image.fromarray(np.clip(array, 0, 255).astype("uint8"))
-                    array = np.asarray(pil.resize((size[1], size[0]), Image.BILINEAR))
-                loaded.append(array.astype("uint8"))
-        except DataError as error:
-            errors[index] = str(error)
+    for index, array, error in load_many(images, size):
+        if error is None:
+            loaded.append(array)
+        else:
+            errors[index] = error
     if loaded:
         batch = np.stack(loaded)
     else:

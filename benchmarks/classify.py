@@ -1,0 +1,127 @@
+"""Is `zoo.classify` at least as fast as the Keras-docs way of classifying files?
+
+Both sides start from the same 64 image files (real photos: scikit-image's samples and
+scikit-learn's china/flower, with crops to reach 64, saved as JPEG) and the same
+random weights (fixed seed; the keras.applications model's weights are saved and zoo
+loads that file). The reference is what the Keras docs show:
+
+    img = keras.utils.load_img(path, target_size=(224, 224)); x = img_to_array(img)
+    batch = preprocess_input(np.stack(xs)); model.predict(batch)
+
+zoo's side is `zoo.classify(paths, model=zoo_model, top=5)`, which also does the
+top-k and label formatting. One warm-up pass each is excluded; then the two sides
+alternate for `--repeats` rounds and the best round of each is reported.
+
+    PYTHONPATH=. python benchmarks/classify.py              # --model vgg19 --repeats 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np
+
+# registry name -> (keras.applications constructor, its preprocess_input module)
+REFERENCES = {
+    "vgg16": ("VGG16", "vgg16"),
+    "vgg19": ("VGG19", "vgg19"),
+    "resnet50": ("ResNet50", "resnet"),
+    "resnet101": ("ResNet101", "resnet"),
+    "resnet152": ("ResNet152", "resnet"),
+    "inception_v3": ("InceptionV3", "inception_v3"),
+}
+
+
+def make_photos(folder: Path, count=64):
+    """`count` JPEGs from real photos: each whole photo, then crops of them."""
+    import skimage.data
+    from PIL import Image
+    from sklearn.datasets import load_sample_images
+
+    sources = [skimage.data.astronaut(), skimage.data.chelsea(), skimage.data.coffee(),
+               skimage.data.rocket(), *load_sample_images().images]
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(count):
+        photo = sources[i % len(sources)]
+        if i >= len(sources):  # a random crop, 50-90 % of each side
+            h, w = photo.shape[:2]
+            ch, cw = (int(s * rng.uniform(0.5, 0.9)) for s in (h, w))
+            y, x = rng.integers(0, h - ch + 1), rng.integers(0, w - cw + 1)
+            photo = photo[y:y + ch, x:x + cw]
+        path = folder / f"photo{i:02d}.jpg"
+        Image.fromarray(np.ascontiguousarray(photo)).save(path, quality=90)
+        paths.append(str(path))
+    return paths
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="vgg19", choices=sorted(REFERENCES))
+    parser.add_argument("--images", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=32)
+    args = parser.parse_args(argv)
+
+    import importlib
+
+    import keras
+
+    import zoo
+    import zoo.registry
+
+    constructor, module = REFERENCES[args.model]
+    preprocess_input = importlib.import_module(f"keras.applications.{module}").preprocess_input
+    size = zoo.registry.get_spec(args.model).input_size
+
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = make_photos(Path(tmp), args.images)
+        keras.utils.set_random_seed(0)
+        reference = getattr(keras.applications, constructor)(weights=None)
+        weights_file = Path(tmp) / "reference.weights.h5"
+        reference.save_weights(weights_file)
+        ours = zoo.create(args.model, weights=str(weights_file))
+
+        def run_reference():
+            arrays = [keras.utils.img_to_array(keras.utils.load_img(p, target_size=size)) for p in paths]
+            batch = preprocess_input(np.stack(arrays))
+            return reference.predict(batch, batch_size=args.batch_size, verbose=0)
+
+        def run_zoo():
+            return zoo.classify(paths, model=ours, top=5, batch_size=args.batch_size)
+
+        # Same weights, same photos: the two sides should mostly agree on the top class
+        # (not always: Keras' load_img resizes with "nearest", zoo with bilinear).
+        ref_top = run_reference().argmax(-1)
+        zoo_top = np.array([r["predictions"][0]["class_id"] for r in run_zoo()])
+        agreement = float((ref_top == zoo_top).mean())
+
+        times = {"keras": [], "zoo": []}
+        for _ in range(args.repeats):
+            for name, fn in (("keras", run_reference), ("zoo", run_zoo)):
+                start = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - start)
+
+    best = {name: len(paths) / min(t) for name, t in times.items()}
+    load = os.getloadavg() if hasattr(os, "getloadavg") else ("?",)
+    print(f"model {args.model}, {len(paths)} JPEGs, batch {args.batch_size}, best of {args.repeats}, "
+          f"{os.cpu_count()} CPUs ({platform.processor() or platform.machine()}), "
+          f"{datetime.date.today()}, load average after: {load[0]:.2f}")
+    print(f"top-1 agreement keras vs zoo: {agreement:.0%}")
+    for name in ("keras", "zoo"):
+        rounds = ", ".join(f"{len(paths) / t:.2f}" for t in times[name])
+        print(f"{name:6s} {best[name]:7.2f} img/s   (rounds: {rounds})")
+    print(f"ratio zoo / keras: {best['zoo'] / best['keras']:.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,159 @@
+"""The `zoo` command end to end, as a user runs it: the console script in a subprocess,
+real photos (scikit-image's samples) written as JPEG/PNG, weights the test wrote."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import zoo
+from zoo import registry
+
+ZOO = shutil.which("zoo", path=os.path.dirname(sys.executable)) or shutil.which("zoo")
+
+
+def run_zoo(*args, cwd=None, env=None, timeout=300):
+    command = [ZOO, *args] if ZOO else [sys.executable, "-m", "zoo", *args]
+    environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})}
+    return subprocess.run(command, capture_output=True, text=True, cwd=cwd, env=environment, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    """Real photos as files: a cat (JPEG), an astronaut (PNG), coffee (JPEG), a rocket
+    (PNG with an alpha channel), the cameraman (grayscale PNG), coffee again as a CMYK
+    JPEG and as a 16-bit PNG, and a truncated copy of the cat."""
+    import skimage.data
+
+    folder = tmp_path_factory.mktemp("photos")
+    cat = folder / "chelsea.jpg"
+    Image.fromarray(skimage.data.chelsea()).save(cat, quality=92)
+    Image.fromarray(skimage.data.astronaut()).save(folder / "astronaut.png")
+    Image.fromarray(skimage.data.coffee()).save(folder / "coffee.jpg", quality=92)
+    rocket = np.asarray(skimage.data.rocket())
+    alpha = np.full(rocket.shape[:2], 255, "uint8")
+    alpha[:, : rocket.shape[1] // 4] = 0
+    Image.fromarray(np.dstack([rocket, alpha]), "RGBA").save(folder / "rocket_alpha.png")
+    Image.fromarray(skimage.data.camera()).save(folder / "camera_gray.png")
+    Image.fromarray(skimage.data.coffee()).convert("CMYK").save(folder / "coffee_cmyk.jpg", quality=92)
+    gray16 = np.asarray(Image.fromarray(skimage.data.coffee()).convert("L")).astype("uint16") * 257
+    Image.fromarray(gray16).save(folder / "coffee_16bit.png")
+    (folder / "truncated.jpg").write_bytes(cat.read_bytes()[: cat.stat().st_size // 3])
+    return folder
+
+
+# --------------------------------------------------------------------------- start-up
+def test_help_is_fast_and_imports_no_tensorflow():
+    code = ("import sys; from zoo.cli import build_parser; build_parser(); "
+            "print('tensorflow' in sys.modules, 'keras' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["False", "False"]
+    best = float("inf")
+    for _ in range(3):  # best of 3: the machine is shared
+        start = time.perf_counter()
+        result = run_zoo("--help", timeout=60)
+        best = min(best, time.perf_counter() - start)
+        assert result.returncode == 0, result.stderr
+    assert "classify" in result.stdout and "weights" in result.stdout
+    assert best < 1.0, f"zoo --help took {best:.2f}s"
+    sub_help = run_zoo("classify", "--help", timeout=60)
+    assert sub_help.returncode == 0 and "--weights" in sub_help.stdout and "--json" in sub_help.stdout
+
+
+def test_no_command_prints_usage():
+    result = run_zoo(timeout=60)
+    assert result.returncode == 2 and "usage: zoo" in result.stdout
+
+
+# ------------------------------------------------------------------------ list / info
+@pytest.mark.slow
+def test_list_and_info(zoo_home):
+    listed = run_zoo("list", "res*", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert [m["name"] for m in json.loads(listed.stdout)] == ["resnet50", "resnet101", "resnet152"]
+    table = run_zoo("list")
+    assert table.returncode == 0, table.stderr
+    for name in ("vgg19", "resnet50", "inception_v3", "lenet5"):
+        assert name in table.stdout
+    assert "143,667,240" in table.stdout
+    info = run_zoo("info", "lenet5")
+    assert info.returncode == 0 and json.loads(info.stdout)["num_params"] == 61_706
+
+
+def test_unknown_model_is_one_clear_line(photos, zoo_home):
+    result = run_zoo("classify", str(photos / "chelsea.jpg"), "--model", "resnet5")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "resnet50" in result.stderr and "zoo.list_models()" in result.stderr
+
+
+# ---------------------------------------------------------------------------- classify
+@pytest.mark.slow
+def test_classify_real_photos_with_a_weights_file(photos, tmp_path, zoo_home):
+    """ResNet-50 with weights the test wrote (--weights FILE), on real photos, one of
+    them truncated: JSON parses, the bad file is named, the others are classified with
+    the same answer as the Python API, exit code 1."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    model = zoo.create("resnet50", weights=None)
+    weights_file = tmp_path / "resnet50_test.weights.h5"
+    model.save_weights(weights_file)
+    images = [photos / "chelsea.jpg", photos / "truncated.jpg", photos / "astronaut.png", photos / "coffee.jpg"]
+
+    result = run_zoo("classify", *map(str, images), "--model", "resnet50",
+                     "--weights", str(weights_file), "--top", "3", "--json", cwd=tmp_path)
+    assert result.returncode == 1, result.stderr  # one file failed
+    assert "Traceback" not in result.stderr
+    output = json.loads(result.stdout)
+    assert [r["image"] for r in output] == [str(p) for p in images]
+    assert set(output[1]) == {"image", "error"} and "truncated.jpg" in output[1]["error"]
+    expected = zoo.classify(images, model=model, top=3, labels=registry.labels("resnet50"))
+    imagenet = registry.labels("resnet50")
+    for got, want in zip(output, expected):
+        if "error" in want:
+            continue
+        assert len(got["predictions"]) == 3
+        assert [p["class_id"] for p in got["predictions"]] == [p["class_id"] for p in want["predictions"]]
+        assert [p["label"] for p in got["predictions"]] == [imagenet[p["class_id"]] for p in got["predictions"]]
+        np.testing.assert_allclose([p["probability"] for p in got["predictions"]],
+                                   [p["probability"] for p in want["predictions"]], rtol=1e-4)
+
+
+def test_classify_every_image_mode_and_report_the_bad_file(photos, zoo_home):
+    """Text output: PNG with alpha, grayscale, CMYK and 16-bit are read as RGB; the
+    truncated JPEG is reported by name on stderr and the exit code is 1."""
+    names = ["rocket_alpha.png", "camera_gray.png", "coffee_cmyk.jpg", "coffee_16bit.png", "truncated.jpg"]
+    result = run_zoo("classify", *names, "--model", "lenet5", "--top", "2", cwd=photos)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    error_lines = [line for line in result.stderr.splitlines() if line.startswith("ERROR")]
+    assert len(error_lines) == 1 and "truncated.jpg" in error_lines[0]
+    for name in names[:-1]:
+        assert f"{name}\n" in result.stdout
+    assert "truncated.jpg" not in result.stdout
+    assert result.stdout.count("(class ") == 2 * 4
+
+
+def test_classify_all_good_exits_zero(photos, zoo_home):
+    result = run_zoo("classify", "chelsea.jpg", "coffee.jpg", "--model", "lenet5", "--top", "1", "--json", cwd=photos)
+    assert result.returncode == 0, result.stderr
+    output = json.loads(result.stdout)
+    assert [r["image"] for r in output] == ["chelsea.jpg", "coffee.jpg"]
+    assert all(len(r["predictions"]) == 1 for r in output)
+
+
+def test_classify_missing_weights_file(photos, zoo_home):
+    result = run_zoo("classify", "chelsea.jpg", "--model", "lenet5", "--weights", "/no/such.weights.h5", cwd=photos)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr and "/no/such.weights.h5" in result.stderr
