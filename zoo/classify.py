@@ -81,14 +81,6 @@ def _forward_function(model):
     return forward
 
 
-def predict_probabilities(model, batch, batch_size=32):
-    """Class probabilities for a uint8 batch, `batch_size` images per forward pass."""
-    if len(batch) == 0:
-        return np.zeros((0, model.outputs[0].shape[-1]), dtype="float32")
-    forward = _forward_function(model)
-    return np.concatenate([forward(batch[i:i + batch_size]) for i in range(0, len(batch), batch_size)])
-
-
 def _dtype_of(model):
     dtype = str(getattr(model.inputs[0], "dtype", "uint8") or "uint8")
     return "uint8" if "uint8" in dtype else "float32"
