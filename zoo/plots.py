@@ -18,11 +18,16 @@ def _pyplot():
 
 
 def _save(fig, path):
+    """Lay out, write atomically, and free the figure."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.png")
     fig.savefig(tmp, dpi=110, bbox_inches="tight")
     os.replace(tmp, path)
+    plt.close(fig)
     return path
 
 
@@ -44,10 +49,7 @@ def plot_history(history, path):
         ax.set_title(metric)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    _save(fig, path)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def confusion_matrix(y_true, y_pred, num_classes):
@@ -72,10 +74,7 @@ def plot_confusion_matrix(matrix, classes, path):
             ax.text(j, i, int(matrix[i, j]), ha="center", va="center",
                     color="white" if matrix[i, j] > threshold else "black", fontsize=9)
     ax.set_title(f"confusion matrix ({int(np.trace(matrix))}/{int(matrix.sum())} right)")
-    fig.tight_layout()
-    _save(fig, path)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_top_losses(images, y_true, probabilities, classes, path, k=9):
@@ -99,10 +98,7 @@ def plot_top_losses(images, y_true, probabilities, classes, path, k=9):
             fontsize=8, color="black" if predicted == y_true[index] else "firebrick",
         )
     fig.suptitle("top losses: predicted / actual, loss, probability of actual", fontsize=9)
-    fig.tight_layout()
-    _save(fig, path)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_lr_find(result, path):
@@ -117,7 +113,4 @@ def plot_lr_find(result, path):
                    label=f"{name}: {lr:.1e}")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    _save(fig, path)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
