@@ -244,3 +244,12 @@ def test_to_rgb_of_float_image():
     image = Image.fromarray(np.linspace(0, 1, 64, dtype="float32").reshape(8, 8), "F")
     rgb = np.asarray(to_rgb(image))
     assert rgb.shape == (8, 8, 3) and rgb.max() == 255 and rgb.min() == 0
+
+
+def test_zoo_classify_stays_the_function_after_runs_predict(tmp_path):
+    """`zoo.classify` must not be shadowed by a submodule of the same name once other
+    parts of zoo (e.g. Run.predict) have imported the implementation."""
+    import zoo.runs  # noqa: F401
+    import zoo.inference  # noqa: F401
+
+    assert callable(zoo.classify) and zoo.classify.__name__ == "classify"

@@ -271,7 +271,7 @@ def test_include_top_false_cuts_shipped_weights():
     images = np.random.default_rng(6).integers(0, 256, (2, 28, 28, 3), dtype="uint8")
     import keras
 
-    features = keras.Model(full.inputs, full.get_layer("f6").output)
+    features = keras.Model(full.inputs[0], full.get_layer("f6").output)
     np.testing.assert_allclose(np.asarray(headless(images)), np.asarray(features(images)), atol=1e-6)
 
 

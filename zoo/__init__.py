@@ -12,7 +12,7 @@ _LAZY = {
     "create": ("zoo.registry", "create"),
     "register": ("zoo.registry", "register"),
     "ModelSpec": ("zoo.registry", "ModelSpec"),
-    "classify": ("zoo.classify", "classify"),
+    "classify": ("zoo.inference", "classify"),
     "load_run": ("zoo.runs", "load_run"),
     "export": ("zoo.serving.export", "export"),
 }

@@ -297,4 +297,4 @@ def _cut_head(model, spec):
 
     if not spec.feature_layer:
         raise WeightsError(f"{spec.name} has no feature layer to cut its head at.")
-    return keras.Model(model.inputs, model.get_layer(spec.feature_layer).output, name=spec.name)
+    return keras.Model(model.inputs[0], model.get_layer(spec.feature_layer).output, name=spec.name)

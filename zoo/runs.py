@@ -50,7 +50,9 @@ def save_model_atomic(model, path):
 
     # An uncompiled twin sharing the layers: inference needs no optimizer state, which
     # would double or triple the file and tie loading to training-only classes.
-    model = keras.Model(model.inputs, model.outputs, name=model.name)
+    inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
+    outputs = model.outputs[0] if len(model.outputs) == 1 else model.outputs
+    model = keras.Model(inputs, outputs, name=model.name)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
@@ -79,7 +81,7 @@ class Run:
     def predict(self, images, top=1):
         """Label and probability for each image (paths or arrays), like fastai's
         `learn.predict`."""
-        from zoo.classify import classify
+        from zoo.inference import classify
 
         return classify(images, model=self.model, labels=self.classes, top=top)
 

@@ -85,7 +85,8 @@ def feature_extractor(model):
     import keras
 
     cache_tensor, _ = head_split(model)
-    return keras.Model(model.inputs, cache_tensor, name=f"{model.name}_features")
+    inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
+    return keras.Model(inputs, cache_tensor, name=f"{model.name}_features")
 
 
 def head_model(model):
