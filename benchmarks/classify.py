@@ -42,12 +42,11 @@ REFERENCES = {
 
 def make_photos(folder: Path, count=64):
     """`count` JPEGs from real photos: each whole photo, then crops of them."""
-    import skimage.data
     from PIL import Image
-    from sklearn.datasets import load_sample_images
 
-    sources = [skimage.data.astronaut(), skimage.data.chelsea(), skimage.data.coffee(),
-               skimage.data.rocket(), *load_sample_images().images]
+    from benchmarks.data import load_photo
+
+    sources = [load_photo(name) for name in ("astronaut", "chelsea", "coffee", "rocket", "china", "flower")]
     rng = np.random.default_rng(0)
     paths = []
     for i in range(count):
