@@ -75,11 +75,11 @@ def main(argv=None):
     import keras
 
     import zoo
-    import zoo.registry
+    import zoo.models
 
     constructor, module = REFERENCES[args.model]
     preprocess_input = importlib.import_module(f"keras.applications.{module}").preprocess_input
-    size = zoo.registry.get_spec(args.model).input_size
+    size = zoo.models.get_spec(args.model).input_size
 
     with tempfile.TemporaryDirectory() as tmp:
         paths = make_photos(Path(tmp), args.images)

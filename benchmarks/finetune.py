@@ -63,7 +63,7 @@ def keras_io_recipe(folder, weights_file, epochs, test_folder, image_size=224, b
 
 
 def zoo_frozen_phase(folder, weights_file, epochs, out, test_folder, image_size=224, batch_size=32, seed=0):
-    from zoo.finetune import finetune
+    from zoo.tasks.image_classifier import finetune
 
     start = time.perf_counter()
     run = finetune(folder, model="resnet50", weights=weights_file, epochs=0, freeze_epochs=epochs,

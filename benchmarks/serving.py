@@ -77,7 +77,7 @@ def make_jpeg(size):
 
 def build_model(name, size):
     import zoo
-    from zoo.registry import get_spec
+    from zoo.models import get_spec
 
     if name == "lenet5" and size in (None, 28):
         return zoo.create("lenet5"), "lenet5 (digits weights, 28 px)"

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 import zoo
-from zoo.images import as_batch, load_rgb, to_rgb
+from zoo.data.pillow import as_batch, load_rgb, to_rgb
 
 
 @pytest.fixture(scope="module")

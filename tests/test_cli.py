@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 import zoo
-from zoo import registry
+from zoo import models as registry
 
 ZOO = shutil.which("zoo", path=os.path.dirname(sys.executable)) or shutil.which("zoo")
 

@@ -11,7 +11,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import zoo.data  # noqa: E402
 from zoo.data import image_folder  # noqa: E402
 from zoo.errors import DataError  # noqa: E402
-from zoo.images import load_rgb  # noqa: E402
+from zoo.data.pillow import load_rgb  # noqa: E402
 
 SIZE = (24, 32)  # (height, width): the odd files are written at this size, so the
 # pipeline's resize is the identity and pixels compare exactly with Pillow's.
@@ -62,7 +62,7 @@ def messy(tmp_path_factory):
     gray = np.asarray(Image.fromarray(_crops(_photo("astronaut"), 1)[0]).convert("L"))
     special["gray"] = cats / "gray.png"
     Image.fromarray(gray).save(special["gray"])
-    # RGBA: transparent pixels become white, as zoo.images.to_rgb does.
+    # RGBA: transparent pixels become white, as zoo.data.pillow.to_rgb does.
     rgba = np.dstack([_crops(_photo("astronaut"), 1, seed=3)[0], np.full((h, w), 255, "uint8")])
     rgba[:, : w // 2, 3] = 0
     special["rgba"] = rockets / "alpha.png"

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import zoo
-from zoo import registry
+from zoo import models as registry
 from zoo.errors import UnknownModelError, WeightsError
 
 CLASSIFIERS = zoo.list_models(task="image-classification")

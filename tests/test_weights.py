@@ -384,7 +384,7 @@ def test_shipped_manifest_has_no_duplicates():
 
 
 def test_every_default_weights_tag_has_a_variant(zoo_home):
-    from zoo.registry import get_spec, list_models
+    from zoo.models import get_spec, list_models
 
     for name in list_models():
         spec = get_spec(name)

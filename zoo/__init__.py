@@ -7,13 +7,17 @@ and does not pull in TensorFlow until a model is actually needed.
 __version__ = "0.1.0"
 
 _LAZY = {
-    "list_models": ("zoo.registry", "list_models"),
-    "info": ("zoo.registry", "info"),
-    "create": ("zoo.registry", "create"),
+    "list_models": ("zoo.models", "list_models"),
+    "info": ("zoo.models", "info"),
+    "create": ("zoo.models", "create"),
+    "labels": ("zoo.models", "labels"),
     "register": ("zoo.registry", "register"),
     "ModelSpec": ("zoo.registry", "ModelSpec"),
     "classify": ("zoo.inference", "classify"),
-    "load_run": ("zoo.runs", "load_run"),
+    "train": ("zoo.tasks", "train"),
+    "finetune": ("zoo.tasks.image_classifier", "finetune"),
+    "kinds": ("zoo.tasks", "kinds"),
+    "load_run": ("zoo.tasks", "load_run"),
     "export": ("zoo.serving.export", "export"),
 }
 

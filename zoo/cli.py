@@ -26,7 +26,6 @@ def cmd_list(args):
     from rich.table import Table
 
     import zoo
-    from zoo import weights
 
     names = zoo.list_models(args.pattern, task=args.task)
     if args.json:
@@ -36,13 +35,13 @@ def cmd_list(args):
     for column in ("name", "task", "params", "input", "weights (* = cached)"):
         table.add_column(column, justify="right" if column == "params" else "left")
     for name in names:
-        spec = zoo.registry.get_spec(name)
-        variants = weights.variants_for(name)
+        described = zoo.info(name)
         shown = ", ".join(
-            f"{v}{'*' if weights.is_available(e) else ''}" for v, e in sorted(variants.items())
+            f"{v}{'*' if entry['cached'] else ''}" for v, entry in sorted(described["weights"].items())
         ) or "-"
+        shape = described["input_shape"]
         table.add_row(
-            name, spec.task, f"{spec.num_params:,}", "x".join(map(str, spec.input_shape)), shown
+            name, described["task"], f"{described['num_params']:,}", "x".join(map(str, shape)) if shape else "-", shown
         )
     Console(width=max(100, Console().width)).print(table)
     return EXIT_OK
@@ -98,8 +97,8 @@ def cmd_predict(args):
 
 
 def cmd_weights(args):
+    import zoo
     from zoo import weights
-    from zoo.registry import get_spec
 
     if args.action == "list":
         for key, entry in sorted(weights.manifest().items()):
@@ -109,7 +108,7 @@ def cmd_weights(args):
             print(f"{key:32s} {state:7s} {weights.local_path(entry)}")
         return EXIT_OK
     if args.action == "import":
-        get_spec(args.model)
+        zoo.info(args.model)  # an unknown name fails here, with close matches
         path = weights.import_file(args.file, args.model, args.variant)
         print(f"verified and stored {args.model}.{args.variant} at {path}")
         return EXIT_OK
@@ -141,31 +140,40 @@ def cmd_weights(args):
     return status
 
 
-def cmd_finetune(args):
-    from zoo.finetune import finetune
+def _task_options(args, options):
+    return {o.name: getattr(args, o.name) for o in options if not o.positional}
 
-    finetune(
-        args.data_dir, model=args.model, weights=_weights_arg(args.weights), epochs=args.epochs,
-        freeze_epochs=args.freeze_epochs, image_size=args.image_size, batch_size=args.batch_size,
-        lr=args.lr, resume=args.resume, out=args.out, augment=args.augment, seed=args.seed,
-    )
+
+def cmd_train(args):
+    import zoo
+
+    data = getattr(args, args.task_options[0].name) if args.task_options[0].positional else None
+    zoo.train(args.kind, data, **_task_options(args, args.task_options))
     return EXIT_OK
 
 
 def cmd_lr_find(args):
-    from zoo.finetune import lr_find_folder
+    from zoo.tasks.image_classifier import lr_find
 
-    result = lr_find_folder(
-        args.data_dir, model=args.model, weights=_weights_arg(args.weights),
-        image_size=args.image_size, batch_size=args.batch_size, plot=args.plot,
+    result = lr_find(
+        args.data_dir, model=args.model, weights=args.weights, image_size=args.image_size,
+        batch_size=args.batch_size, plot=args.plot,
     )
     print(f"suggested learning rate: {result.suggestion:.2e}")
     print(f"plot: {args.plot}")
     return EXIT_OK
 
 
-def _weights_arg(value):
-    return None if value in (None, "none", "None") else value
+def _add_task_options(parser, options):
+    for option in options:
+        if option.positional:
+            parser.add_argument(option.name, metavar=option.metavar, help=option.help)
+        elif option.type is None:
+            parser.add_argument(option.flag, dest=option.name, action="store_true", default=option.default,
+                                help=option.help)
+        else:
+            parser.add_argument(option.flag, dest=option.name, type=option.type, default=option.default,
+                                required=option.required, metavar=option.metavar, help=option.help)
 
 
 # ------------------------------------------------------------------------------ parser
@@ -202,21 +210,22 @@ def build_parser():
     p.add_argument("--variant")
     p.set_defaults(func=cmd_weights)
 
-    p = sub.add_parser("finetune", help="fine-tune a registry model on a folder of images")
-    p.add_argument("data_dir", metavar="DATA_DIR")
-    p.add_argument("--model", required=True)
-    p.add_argument("--weights", default="default", help="imagenet | none | FILE (default: the model's default)")
-    p.add_argument("--epochs", type=int, required=True, help="epochs after the frozen phase")
-    p.add_argument("--freeze-epochs", type=int, default=1)
-    p.add_argument("--image-size", type=int, default=None)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=None, help="head learning rate (default: 1e-3)")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
-    p.add_argument("--augment", action="store_true",
-                   help="flip/rotate/zoom/contrast training images (the frozen phase then cannot use cached features)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", required=True, metavar="RUN_DIR")
-    p.set_defaults(func=cmd_finetune)
+    from zoo import tasks
+
+    p = sub.add_parser("train", help="train a model of one kind (zoo train KIND --help)",
+                       description="Train a model of one kind; each kind has its own options.")
+    kinds = p.add_subparsers(dest="kind", metavar="KIND", required=True)
+    for kind, description in tasks.kinds().items():
+        task = tasks.get(kind)
+        k = kinds.add_parser(kind, help=description, description=description)
+        _add_task_options(k, task.OPTIONS)
+        k.set_defaults(func=cmd_train, task_options=task.OPTIONS)
+
+    classifier = tasks.get("classifier")
+    p = sub.add_parser("finetune", help="fine-tune a registry model on a folder of images (= zoo train classifier)",
+                       description=classifier.DESCRIPTION + " — the same as `zoo train classifier`.")
+    _add_task_options(p, classifier.OPTIONS)
+    p.set_defaults(func=cmd_train, kind="classifier", task_options=classifier.OPTIONS)
 
     p = sub.add_parser("predict", help="labels for images from a fine-tuned run (or a server with --url)")
     p.add_argument("run_dir", nargs="?", metavar="RUN_DIR")
@@ -230,7 +239,7 @@ def build_parser():
     p = sub.add_parser("lr-find", help="sweep the learning rate on a folder of images")
     p.add_argument("data_dir", metavar="DATA_DIR")
     p.add_argument("--model", required=True)
-    p.add_argument("--weights", default="default")
+    p.add_argument("--weights", default="default", help="imagenet | none | FILE (default: the model's default)")
     p.add_argument("--image-size", type=int, default=None)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--plot", default="lr_find.png")

@@ -21,12 +21,12 @@ import weakref
 
 import numpy as np
 
-from zoo.images import load_many
+from zoo.data.pillow import load_many
 
 
 @functools.lru_cache(maxsize=4)
 def _registry_model(name, weights):
-    from zoo.registry import create
+    from zoo.models import create
 
     return create(name, weights=weights)
 
@@ -35,7 +35,7 @@ def _resolve_labels(model, name, labels, num_outputs):
     if labels is not None:
         labels = list(labels)
     elif name is not None:
-        from zoo.registry import labels as registry_labels
+        from zoo.models import labels as registry_labels
 
         labels = registry_labels(name)
     if labels is None or len(labels) != num_outputs:

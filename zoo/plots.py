@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -21,18 +20,26 @@ def _save(fig, path):
     """Lay out, write atomically, and free the figure."""
     import matplotlib.pyplot as plt
 
+    from zoo import io
+
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.png")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    os.replace(tmp, path)
+    with io.atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
     plt.close(fig)
-    return path
+    return Path(path)
 
 
-def plot_history(history, path):
-    """Loss and accuracy per epoch (train and validation), with the unfreeze marked."""
+def image_array(path):
+    """A PNG written here as a uint8 `(H, W, 3)` array (for TensorBoard image summaries)."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB"))
+
+
+def plot_history(history, path, best_epoch=None):
+    """Loss and accuracy per epoch (train and validation), with the unfreeze and the
+    kept (best) epoch marked."""
     plt = _pyplot()
     epochs = [h["epoch"] for h in history]
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
@@ -45,6 +52,8 @@ def plot_history(history, path):
         if unfrozen and len(unfrozen) < len(epochs):
             ax.axvline(unfrozen[0] - 0.5, color="gray", lw=1, ls=":")
             ax.text(unfrozen[0] - 0.45, ax.get_ylim()[1], " unfrozen", va="top", fontsize=8, color="gray")
+        if best_epoch is not None:
+            ax.axvline(best_epoch, color="seagreen", lw=1, ls="--", label=f"kept: epoch {best_epoch}")
         ax.set_xlabel("epoch")
         ax.set_title(metric)
         ax.grid(alpha=0.3)

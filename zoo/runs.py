@@ -1,50 +1,45 @@
 """The run directory: what a training writes and how it is loaded back.
 
     RUN_DIR/
-      model.keras      the trained model (uint8 RGB in, probabilities out)
-      classes.json     class names, index order
-      run.json         base model name, image size, settings, zoo version
-      metrics.json     per-epoch history and the final validation metrics
-      *.png            curves, confusion matrix, top losses
-      checkpoints/     per-epoch state for --resume
+      run.json         kind, settings, zoo version (written when the run starts)
+      model.keras      the trained model (the best epoch's weights, see metrics.json)
+      last.weights.h5  the last epoch's weights, when they are not the best epoch's
+      metrics.json     per-epoch history, best epoch, final validation metrics
+      classes.json     (classifiers) class names, index order
+      *.png            curves, confusion matrix, top losses ...
+      logs/            TensorBoard event files
+      checkpoints/     per-epoch state for --resume, removed once the run has finished
 
-Everything is written to a temporary file first and renamed into place.
+Every file is written atomically (`zoo.io`). A finished run is never overwritten
+unasked: `prepare` refuses and names the choices. Which `Run` class a directory loads
+as depends on its kind: see `zoo.tasks.load_run`.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from zoo import io
 from zoo.errors import ZooError
 
 MODEL_FILE = "model.keras"
+LAST_WEIGHTS_FILE = "last.weights.h5"
 CLASSES_FILE = "classes.json"
 RUN_FILE = "run.json"
 METRICS_FILE = "metrics.json"
+CHECKPOINTS = "checkpoints"
+LOGS = "logs"
+RUN_FILES = (MODEL_FILE, LAST_WEIGHTS_FILE, CLASSES_FILE, RUN_FILE, METRICS_FILE, "skipped.txt", "curves.png",
+             "confusion_matrix.png", "top_losses.png")
 
 
-def atomic_write_text(path, text):
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+class RunError(ZooError):
+    """A run directory that cannot be used as asked (finished, a file, other settings)."""
 
 
-def atomic_write_json(path, data):
-    atomic_write_text(path, json.dumps(data, indent=2) + "\n")
-
-
-def save_model_atomic(model, path):
+def save_model(model, path):
     """Save `model` (architecture + weights, no optimizer state) to a `.keras` file atomically."""
     import keras
 
@@ -52,16 +47,116 @@ def save_model_atomic(model, path):
     # would double or triple the file and tie loading to training-only classes.
     inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
     outputs = model.outputs[0] if len(model.outputs) == 1 else model.outputs
-    model = keras.Model(inputs, outputs, name=model.name)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
-    try:
-        model.save(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    twin = keras.Model(inputs, outputs, name=model.name)
+    with io.atomic_path(path) as tmp:
+        twin.save(tmp)
+    return Path(path)
+
+
+def save_weights(model, path):
+    with io.atomic_path(path) as tmp:
+        model.save_weights(tmp)
+    return Path(path)
+
+
+def status(run_dir):
+    """`"absent"`, `"empty"` (a directory holding no run), `"unfinished"`, `"finished"`."""
+    run_dir = Path(run_dir)
+    if not run_dir.exists():
+        return "absent"
+    if (run_dir / MODEL_FILE).is_file():
+        return "finished"
+    if (run_dir / RUN_FILE).is_file():
+        return "unfinished"
+    return "empty"
+
+
+def prepare(run_dir, resume=False, overwrite=False):
+    """Check `run_dir` before a training writes into it; returns True when resuming.
+
+    A finished run is refused unless `overwrite`; an unfinished one unless `resume`
+    (continue it) or `overwrite` (start again); `--out` naming a file is refused.
+
+    Raises:
+        RunError: one line naming the directory and the choices.
+    """
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunError(f"`out` must be a directory; {run_dir} is a file. Give another --out.")
+    state = status(run_dir)
+    if overwrite:
+        if resume:
+            raise RunError("Pass either --resume or --overwrite, not both.")
+        clear(run_dir)
+        return False
+    if state == "finished":
+        raise RunError(
+            f"{run_dir} already holds a finished run (model.keras): refusing to overwrite it. "
+            "Pass --overwrite to replace it, or another --out."
+        )
+    if state == "unfinished":
+        if resume and (run_dir / CHECKPOINTS).is_dir():
+            return True
+        if resume:
+            raise RunError(f"{run_dir} holds an unfinished run with no checkpoint to resume from. "
+                           "Pass --overwrite to start again, or another --out.")
+        raise RunError(
+            f"{run_dir} holds an unfinished run. Pass --resume to continue it, --overwrite to start "
+            "again, or another --out."
+        )
+    if resume:
+        raise RunError(f"Nothing to resume in {run_dir}: it holds no run. Leave out --resume to start one.")
+    return False
+
+
+def clear(run_dir):
+    """Remove what a run writes (and only that) from `run_dir`."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return
+    for name in (CHECKPOINTS, LOGS):
+        shutil.rmtree(run_dir / name, ignore_errors=True)
+    # Only names a run writes: --overwrite on a folder that also holds a user's own
+    # files must not take them with it.
+    for path in run_dir.iterdir():
+        if path.is_file() and (path.name in RUN_FILES or path.name.startswith(".") and ".tmp" in path.name):
+            path.unlink()
+
+
+def check_resume(saved, given):
+    """Settings for a resumed run: `saved`, with `given` (not None) required to agree.
+
+    Raises:
+        RunError: naming the first setting that differs from the run's.
+    """
+    for key, value in given.items():
+        if value is None or key not in saved:
+            continue
+        if _normalise(saved[key]) != _normalise(value):
+            raise RunError(
+                f"--resume continues the run as it was started, but `{key}` differs: the run has "
+                f"{key}={saved[key]!r}. Received: {key}={value!r}. Leave it out, or pass --overwrite "
+                "to start a new run."
+            )
+    return {**saved, **{k: v for k, v in given.items() if v is not None and k not in saved}}
+
+
+def _normalise(value):
+    if isinstance(value, (tuple, list)):
+        return [_normalise(v) for v in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def write_config(run_dir, kind, config):
+    from zoo import __version__
+
+    io.write_json(Path(run_dir) / RUN_FILE, {"kind": kind, "zoo_version": __version__, **config})
+
+
+def read_config(run_dir):
+    return io.read_json(Path(run_dir) / RUN_FILE, {})
 
 
 @dataclass
@@ -70,53 +165,46 @@ class Run:
 
     path: Path
     model: object
-    classes: list
     config: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
 
     @property
-    def image_size(self):
-        return tuple(self.model.inputs[0].shape[1:3])
+    def kind(self):
+        return self.config.get("kind")
 
-    def predict(self, images, top=1):
-        """Label and probability for each image (paths or arrays), like fastai's
-        `learn.predict`."""
-        from zoo.inference import classify
+    def load_last(self):
+        """The model with the last epoch's weights (model.keras holds the best epoch's)."""
+        last = Path(self.path) / LAST_WEIGHTS_FILE
+        if not last.is_file():
+            return self.model
+        import keras
 
-        return classify(images, model=self.model, labels=self.classes, top=top)
-
-
-def save_run(run_dir, model, classes, config=None, metrics=None):
-    from zoo import __version__
-
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    save_model_atomic(model, run_dir / MODEL_FILE)
-    atomic_write_json(run_dir / CLASSES_FILE, list(classes))
-    atomic_write_json(run_dir / RUN_FILE, {"zoo_version": __version__, **(config or {})})
-    if metrics is not None:
-        atomic_write_json(run_dir / METRICS_FILE, metrics)
-    return run_dir
+        model = keras.models.clone_model(self.model)
+        model.load_weights(last)
+        return model
 
 
-def load_run(run_dir) -> Run:
-    """Load a run directory written by `zoo finetune` (or `save_run`)."""
+def load_model(run_dir):
     import keras
 
     import zoo.preprocessing  # noqa: F401  (registers the Preprocess layer)
-    import zoo.transfer  # noqa: F401  (registers zoo's schedules and optimizers)
+    import zoo.training  # noqa: F401  (registers zoo's schedules and optimizers)
 
     run_dir = Path(run_dir)
     model_path = run_dir / MODEL_FILE
     if not model_path.is_file():
-        raise ZooError(f"{run_dir} is not a zoo run directory: {model_path} is missing.")
-    model = keras.saving.load_model(model_path, compile=False)
-    classes = json.loads((run_dir / CLASSES_FILE).read_text())
-    config = _read_json(run_dir / RUN_FILE)
-    metrics = _read_json(run_dir / METRICS_FILE)
-    return Run(path=run_dir, model=model, classes=classes, config=config, metrics=metrics)
+        raise RunError(f"{run_dir} is not a finished zoo run directory: {model_path} is missing.")
+    return keras.saving.load_model(model_path, compile=False)
 
 
-def _read_json(path):
-    path = Path(path)
-    return json.loads(path.read_text()) if path.is_file() else {}
+def save_run(run_dir, model, classes=None, config=None, metrics=None, kind="classifier"):
+    """Write a run directory for a model trained elsewhere (so `zoo export`,
+    `zoo predict` and `zoo.load_run` take it like one `zoo train` wrote)."""
+    run_dir = Path(run_dir)
+    save_model(model, run_dir / MODEL_FILE)
+    if classes is not None:
+        io.write_json(run_dir / CLASSES_FILE, list(classes))
+    write_config(run_dir, kind, config or {})
+    if metrics is not None:
+        io.write_json(run_dir / METRICS_FILE, metrics)
+    return run_dir

@@ -25,7 +25,7 @@ RESIZE_MODES = ("squish", "crop")
 CACHE_BUDGET_BYTES = 1_500_000_000
 # Format/mode pairs that `tf.io.decode_image(channels=3)` turns into the same pixels as
 # Pillow's conversion. Everything else (CMYK, 16-bit grey, alpha, EXIF-rotated, TIFF,
-# WebP, BMP, GIF ...) is decoded with Pillow through `zoo.images.load_rgb`.
+# WebP, BMP, GIF ...) is decoded with Pillow through `zoo.data.pillow.load_rgb`.
 _TF_DECODABLE = {
     ("JPEG", "RGB"),
     ("JPEG", "L"),
@@ -369,7 +369,7 @@ def scan_folder(path, validation_split=0.2, seed=0, verbose=True, image_size=(22
 
 
 def _pillow_decode(path):
-    from zoo.images import load_rgb
+    from zoo.data.pillow import load_rgb
 
     return load_rgb(path.decode() if isinstance(path, bytes) else path)
 
@@ -398,7 +398,7 @@ def decode_resize(path, use_pillow, image_size, resize="squish"):
     """Graph function: a file path → uint8 `(height, width, 3)` tensor.
 
     Ordinary JPEG/PNG files are decoded by TensorFlow in parallel; the rest go
-    through Pillow (`zoo.images.load_rgb`) so CMYK, 16-bit and alpha images get the
+    through Pillow (`zoo.data.pillow.load_rgb`) so CMYK, 16-bit and alpha images get the
     same conversion as everywhere else in zoo.
     """
     import tensorflow as tf

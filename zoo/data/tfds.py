@@ -32,7 +32,7 @@ def _to_rgb(image):
     if channels == 1:
         return tf.image.grayscale_to_rgb(image)
     if channels == 4:
-        # Composite on white, as `zoo.images.to_rgb` does for files with alpha.
+        # Composite on white, as `zoo.data.pillow.to_rgb` does for files with alpha.
         rgb = tf.cast(image[..., :3], tf.float32)
         alpha = tf.cast(image[..., 3:], tf.float32) / 255.0
         return tf.cast(tf.round(rgb * alpha + 255.0 * (1.0 - alpha)), tf.uint8)

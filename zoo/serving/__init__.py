@@ -5,10 +5,14 @@
     $ zoo serve models/            # TF Serving's REST (8501) and gRPC (8500) contract
     $ zoo predict --url http://127.0.0.1:8501 --model flowers rose.jpg
 
-`export` (signatures and the atomic version directory), `server` (REST and the model
-store), `grpc_server` (PredictionService with tensorflow-serving-api's protos),
-`client` (b64 images to the bytes signature). Nothing here is imported by
-`import zoo.serving`, so the CLI can list these commands without TensorFlow.
+`export` (signatures and the atomic version directory), `store` (the model store:
+servables, versions, serving errors), `rest` (TF Serving's REST codec and HTTP
+handler), `grpc_service` (PredictionService with tensorflow-serving-api's protos),
+`server` (`ModelServer`: the store over REST and gRPC), `client` (b64 images to the
+bytes signature). `store` imports neither front end, `rest` and `grpc_service` import
+`store` only, and `server` composes the three, so there is no import cycle. Nothing
+here is imported by `import zoo.serving`, so the CLI can list these commands without
+TensorFlow.
 """
 
 SIGNATURE_DEFAULT = "serving_default"

@@ -38,7 +38,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from zoo.errors import ZooError
+from zoo.errors import UnknownModelError, ZooError
+from zoo.io import fsync_dir, read_json
 from zoo.serving import (
     METADATA_FILE,
     SIGNATURE_BYTES,
@@ -102,6 +103,8 @@ def export(model_or_run_dir, base_path, name, version=None, top_k=5, classes=Non
             "source_run": source["run"],
             "exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         }
+        # A plain write, not zoo.io's: the whole version directory is published by one
+        # rename below, so the file needs no atomic write of its own.
         (tmp / METADATA_FILE).parent.mkdir(parents=True, exist_ok=True)
         (tmp / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
         _fsync_tree(tmp)
@@ -130,8 +133,7 @@ def remove_stale_temporaries(model_dir):
 
 def read_metadata(version_dir):
     """The `assets.extra/zoo.json` of an export, or `{}` for a SavedModel zoo did not write."""
-    path = Path(version_dir) / METADATA_FILE
-    return json.loads(path.read_text()) if path.is_file() else {}
+    return read_json(Path(version_dir) / METADATA_FILE, default={})
 
 
 def docker_command(model_dir, rest_port=8501, grpc_port=8500):
@@ -166,14 +168,14 @@ def _resolve_source(source, classes):
     """`{model, model_name, task, classes, input_size, run}` for what `export` was given."""
     import keras
 
-    from zoo import registry
+    from zoo import models
 
     run_path = None
     config = {}
     if isinstance(source, keras.Model):
         model = source
     elif isinstance(source, (str, os.PathLike)) and Path(source).is_dir():
-        from zoo.runs import load_run
+        from zoo.tasks import load_run
 
         run = load_run(source)
         model, config, run_path = run.model, run.config, str(Path(source).resolve())
@@ -181,13 +183,13 @@ def _resolve_source(source, classes):
             classes = run.classes
     elif isinstance(source, str):
         try:
-            registry.get_spec(source)
-        except registry.UnknownModelError as error:
+            models.get_spec(source)
+        except UnknownModelError as error:
             raise ZooError(
                 "`model_or_run_dir` must be a keras.Model, a run directory or a registry "
                 f"model name. {error}"
             ) from None
-        model = registry.create(source)
+        model = models.create(source)
     else:
         raise TypeError(
             "`model_or_run_dir` must be a keras.Model, a run directory or a registry "
@@ -215,7 +217,7 @@ def _resolve_source(source, classes):
             )
         num_classes = int(out_shape[-1])
         if classes is None and spec is not None and spec.labels and spec.num_classes == num_classes:
-            classes = registry.labels(spec.name)
+            classes = models.labels(spec.name)
         classes = [str(c) for c in classes] if classes is not None else [str(i) for i in range(num_classes)]
         if len(classes) != num_classes:
             raise ZooError(
@@ -235,11 +237,11 @@ def _resolve_source(source, classes):
 
 
 def _spec_or_none(name):
-    from zoo import registry
+    from zoo import models
 
     try:
-        return registry.get_spec(name)
-    except registry.UnknownModelError:
+        return models.get_spec(name)
+    except UnknownModelError:
         return None
 
 
@@ -360,7 +362,7 @@ def _publish(tmp, model_dir, version):
             if error.errno in (errno.EEXIST, errno.ENOTEMPTY) and version is None:
                 continue
             raise
-        _fsync_dir(model_dir)
+        fsync_dir(model_dir)
         return final
 
 
@@ -374,19 +376,6 @@ def _fsync_tree(root):
                 os.fsync(fd)
             finally:
                 os.close(fd)
-
-
-def _fsync_dir(path):
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _pid_alive(pid):

@@ -12,6 +12,8 @@ them train again, on purpose.
 
 from __future__ import annotations
 
+from zoo.training import recompile
+
 HEAD_PREFIX = "head_"
 
 
@@ -52,15 +54,6 @@ def _position(model, point, argument):
     )
 
 
-def _recompile(model):
-    """Keras fixes the trainable variables when a model is compiled: after a change,
-    compile again from the model's own compile config (a fresh optimizer, since the old
-    one's slots belong to the old set of variables)."""
-    config = model.get_compile_config() if getattr(model, "compiled", False) else None
-    if config:
-        model.compile_from_config(config)
-
-
 def freeze(model, until=None):
     """Freeze the base (all of it, or up to and including layer `until`).
 
@@ -81,7 +74,7 @@ def freeze(model, until=None):
         layer.trainable = True
     for layer in head_layers(model):
         layer.trainable = True
-    _recompile(model)
+    recompile(model)
     return model
 
 
@@ -105,7 +98,7 @@ def unfreeze(model, from_=None, train_bn=False):
         layer.trainable = trainable
     for layer in head_layers(model):
         layer.trainable = True
-    _recompile(model)
+    recompile(model)
     return model
 
 
@@ -116,3 +109,20 @@ def trainable_summary(model):
     trainable = int(sum(np.prod(w.shape) for w in model.trainable_weights))
     frozen = int(sum(np.prod(w.shape) for w in model.non_trainable_weights))
     return trainable, frozen
+
+
+def layerwise_multipliers(model, lr_mult):
+    """Multipliers spaced geometrically over the base's weighted layers.
+
+    The first weighted layer of the base gets `1 / lr_mult`, the last one just below 1,
+    the head 1: earlier (more generic) features move less, as in fastai's
+    `slice(lr / lr_mult, lr)`.
+    """
+    weighted = [layer for layer in base_layers(model) if layer.trainable_weights]
+    multipliers = {}
+    count = len(weighted)
+    for index, layer in enumerate(weighted):
+        exponent = 1.0 - index / count  # 1 at the input, -> 0 towards the head
+        for variable in layer.trainable_weights:
+            multipliers[variable.path] = float(lr_mult ** -exponent)
+    return multipliers

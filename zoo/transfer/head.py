@@ -1,27 +1,23 @@
 """A new classification head on any image model, with or without its original top."""
 
 
-def feature_tensor(base):
+def feature_tensor(base, feature_layer=None):
     """The base's features: before its classifier if it has one, else its output.
 
-    Registry models name their feature layer in the spec (`ModelSpec.feature_layer`);
-    other models are cut before a final Dense layer, or used whole when their output
-    is still a feature map.
+    `feature_layer` names the layer to cut at (the factory passes the registry spec's
+    `feature_layer` for a model built with its top); other models are cut before a final
+    Dense layer, or used whole when their output is still a feature map.
     """
-    from zoo.registry import _REGISTRY, _ensure_loaded
-
-    _ensure_loaded()
-    spec = _REGISTRY.get(base.name)
     layer_names = {layer.name for layer in base.layers}
-    if spec is not None and spec.feature_layer in layer_names:
-        return base.get_layer(spec.feature_layer).output
+    if feature_layer is not None and feature_layer in layer_names:
+        return base.get_layer(feature_layer).output
     last = base.layers[-1]
     if len(base.outputs[0].shape) == 2 and last.__class__.__name__ == "Dense":
         return last.input
     return base.outputs[0]
 
 
-def replace_head(base, num_classes, dropout=0.2, hidden=None, name=None):
+def replace_head(base, num_classes, dropout=0.2, hidden=None, name=None, feature_layer=None):
     """Put a new head (pooling, optional hidden dense, dropout, dense) on `base`.
 
     Works on registry models built with or without `include_top`: an existing
@@ -33,6 +29,8 @@ def replace_head(base, num_classes, dropout=0.2, hidden=None, name=None):
         dropout: float. Dropout before the last dense layer. Defaults to `0.2`.
         hidden: int or None. Units of a hidden ReLU layer. Defaults to `None`.
         name: str or None. Name of the new model. Defaults to the base's name.
+        feature_layer: str or None. The layer whose output the head goes on. Defaults
+            to cutting before a final Dense layer.
 
     Returns:
         keras.Model with the same inputs and a softmax over `num_classes`.
@@ -42,7 +40,7 @@ def replace_head(base, num_classes, dropout=0.2, hidden=None, name=None):
 
     if not isinstance(num_classes, int) or num_classes < 1:
         raise ValueError(f"`num_classes` must be a positive int. Received: num_classes={num_classes!r}")
-    x = feature_tensor(base)
+    x = feature_tensor(base, feature_layer)
     if len(x.shape) == 4:
         x = layers.GlobalAveragePooling2D(name="head_pool")(x)
     elif len(x.shape) != 2:

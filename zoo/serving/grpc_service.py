@@ -1,4 +1,5 @@
-"""TF Serving's gRPC contract over a `ModelStore`, with tensorflow-serving-api's protos.
+"""TF Serving's gRPC contract over a `ModelStore` (`zoo.serving.store`), with
+tensorflow-serving-api's protos; `zoo.serving.server.ModelServer` starts it.
 
 `PredictionService.Predict` and `GetModelMetadata`, and `ModelService.GetModelStatus`,
 so the official stubs work unchanged:
@@ -11,7 +12,7 @@ so the official stubs work unchanged:
     >>> request.inputs["images"].CopyFrom(tf.make_tensor_proto(batch))
     >>> stub.Predict(request).outputs["probabilities"]
 
-(Named `grpc_server` so that `import grpc` inside this package means grpcio.)
+(Named `grpc_service`, not `grpc`, so that `import grpc` inside this package means grpcio.)
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from tensorflow_serving.apis import (
 )
 
 from zoo.serving import SIGNATURE_DEFAULT
-from zoo.serving.server import NotFound, ServingError, log
+from zoo.serving.store import NotFound, ServingError, log
 
 _CODES = {404: grpc.StatusCode.NOT_FOUND, 413: grpc.StatusCode.RESOURCE_EXHAUSTED}
 

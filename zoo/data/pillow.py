@@ -1,7 +1,8 @@
 """Reading images with Pillow: anything it opens becomes uint8 RGB.
 
 Used where zoo reads a handful of files in Python (classify, predict, plots); the
-tf.data pipelines in `zoo.data` decode inside the graph instead.
+tf.data pipelines beside it (`zoo.data.images`) decode inside the graph instead and use
+it only for the files TensorFlow cannot decode. Needs no TensorFlow.
 """
 
 from __future__ import annotations

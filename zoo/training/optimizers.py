@@ -34,22 +34,3 @@ class DiscriminativeAdam(keras.optimizers.Adam):
 
     def get_config(self):
         return {**super().get_config(), "lr_multipliers": self.lr_multipliers}
-
-
-def layerwise_multipliers(model, lr_mult):
-    """Multipliers spaced geometrically over the base's weighted layers.
-
-    The first weighted layer of the base gets `1 / lr_mult`, the last one just below 1,
-    the head 1: earlier (more generic) features move less, as in fastai's
-    `slice(lr / lr_mult, lr)`.
-    """
-    from zoo.transfer.freeze import base_layers
-
-    weighted = [layer for layer in base_layers(model) if layer.trainable_weights]
-    multipliers = {}
-    count = len(weighted)
-    for index, layer in enumerate(weighted):
-        exponent = 1.0 - index / count  # 1 at the input, -> 0 towards the head
-        for variable in layer.trainable_weights:
-            multipliers[variable.path] = float(lr_mult ** -exponent)
-    return multipliers

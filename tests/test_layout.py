@@ -1,0 +1,583 @@
+"""The layout test: the doors between zoo's rooms (DESIGN.md, "Rooms" and "Doors").
+
+It reads zoo/**/*.py with `ast` and never imports zoo, so it needs neither Keras nor
+TensorFlow, runs in well under a second, and judges the source as written, imports
+inside functions included (they run later, but they are still dependencies). It holds:
+
+* no import cycles between zoo modules;
+* the doors: `registry.py` imports only `zoo.errors`; `architectures/` only the registry,
+  preprocessing, errors, each other, Keras, NumPy and the standard library; `training/`
+  and `transfer/` no TensorFlow, data, serving, tasks or cli (and training not transfer);
+  `cli.py` and `serving/cli.py` only public names; no private name (`_x`) crosses a
+  room, neither imported nor reached as `module._x`;
+* one fit path: `.compile(`, `.fit(`, `.train_on_batch(`, `.compile_from_config(` are
+  called only in `zoo/training/`.
+
+A room is the first component under zoo/: `training/`, `serving/`, `registry.py`, ...
+Rooms that do not exist yet are skipped. Every failure lists each offending `file:line`.
+The last test runs the same checks on a small made-up package, so that a checker that
+silently finds nothing cannot pass for a clean tree.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+ZOO = Path(__file__).resolve().parents[1] / "zoo"
+
+# Receivers whose `.compile(` / `.fit(` is not Keras: a call is skipped when its receiver
+# is (an attribute chain on) a name bound to an import of one of these modules, e.g.
+# `re.compile(...)`, `import re as r; r.compile(...)`, `np.polynomial.Polynomial.fit(...)`.
+NOT_KERAS = {"re", "regex", "sre_compile", "py_compile", "codeop", "numpy", "scipy", "sklearn"}
+FIT_METHODS = {"compile", "fit", "train_on_batch", "compile_from_config"}
+TENSORFLOW = {"tensorflow", "tf_keras"}
+
+
+# --------------------------------------------------------------------------- reading
+@dataclass
+class Import:
+    file: str  # "zoo/transfer/head.py"
+    line: int
+    text: str  # the statement, unparsed on one line
+    targets: list  # the zoo modules it imports, resolved (see `_resolve`)
+    externals: list  # top-level names of the non-zoo modules it imports
+    privates: list  # (owner module, "_name") it reaches into
+    type_checking: bool  # under `if TYPE_CHECKING:`: never runs
+
+    def __str__(self):
+        return f"{self.file}:{self.line} {self.text}"
+
+
+@dataclass
+class Module:
+    name: str  # "zoo.transfer.head"; a package is named by its folder
+    file: str
+    tree: ast.Module
+    imports: list = field(default_factory=list)
+    bindings: dict = field(default_factory=dict)  # local name -> zoo module it is bound to
+    external_bindings: dict = field(default_factory=dict)  # local name -> top-level module
+
+
+@dataclass
+class Package:
+    modules: dict  # name -> Module, one per file
+    known: set  # every importable zoo module name, namespace packages (no __init__) included
+    lazy: dict  # zoo/__init__.py's _LAZY: public name -> (module, attribute)
+
+
+def room_of(module):
+    """The room a module lives in: `zoo.transfer.head` -> `transfer`, `zoo` -> `__init__`."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "__init__"
+
+
+def room_label(pkg, module):
+    room = room_of(module)
+    if room == "__init__":
+        return "__init__.py"
+    is_folder = any(k.startswith(f"zoo.{room}.") for k in pkg.known)
+    return f"{room}/" if is_folder else f"{room}.py"
+
+
+def _is_private(name):
+    return name.startswith("_") and not (name.startswith("__") and name.endswith("__"))
+
+
+def _in_zoo(module):
+    return module == "zoo" or module.startswith("zoo.")
+
+
+def _first_private(module):
+    """`zoo.a._b.c` -> [("zoo.a", "_b")]: a private module on the way in."""
+    parts = module.split(".")
+    for i in range(1, len(parts)):
+        if _is_private(parts[i]):
+            return [(".".join(parts[:i]), parts[i])]
+    return []
+
+
+def _is_type_checking(test):
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+
+
+def _walk_imports(tree):
+    """Every import statement at any depth, with whether it sits under `if TYPE_CHECKING:`."""
+    stack = [(tree, False)]
+    while stack:
+        node, type_checking = stack.pop()
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            yield node, type_checking
+        elif isinstance(node, ast.If) and _is_type_checking(node.test):
+            stack.extend((child, True) for child in node.body)
+            stack.extend((child, type_checking) for child in node.orelse)
+        else:
+            stack.extend((child, type_checking) for child in ast.iter_child_nodes(node))
+
+
+def _absolute(module, is_package, node):
+    """The absolute module an `ImportFrom` names; relative ones resolve against the
+    importer's package (the module itself when it is a package's `__init__`)."""
+    if not node.level:
+        return node.module
+    package = module.split(".") if is_package else module.split(".")[:-1]
+    if node.level - 1 > len(package) - 1:
+        return None  # beyond zoo: cannot be a zoo module
+    base = package[: len(package) - (node.level - 1)]
+    return ".".join(base + (node.module.split(".") if node.module else []))
+
+
+def _resolve(m, is_package, node, pkg, type_checking):
+    """One import statement -> an `Import`, recording the names it binds in `m`.
+
+    Resolution rules:
+    - `import zoo.a.b` imports `zoo.a.b` (and binds `zoo`, or the alias to `zoo.a.b`).
+    - `from zoo.a import y` imports `zoo.a.y` when that is a module (zoo/a/y.py or a
+      folder), else `zoo.a` (y is a name defined there).
+    - `from zoo import NAME` with NAME in `_LAZY` goes through zoo's `__getattr__`, which
+      Python tries before submodules: it imports `zoo` only; the lazy table is not
+      followed. Other names that are submodules (`from zoo import weights`) import them.
+    """
+    targets, externals, privates = [], [], []
+    if isinstance(node, ast.Import):
+        for alias in node.names:
+            if _in_zoo(alias.name):
+                targets.append(alias.name)
+                privates += _first_private(alias.name)
+                if alias.asname:
+                    m.bindings[alias.asname] = alias.name
+                else:
+                    m.bindings["zoo"] = "zoo"
+            else:
+                top = alias.name.split(".")[0]
+                externals.append(top)
+                m.external_bindings[alias.asname or top] = top
+    else:
+        base = _absolute(m.name, is_package, node)
+        if base is not None and _in_zoo(base):
+            privates += _first_private(base)
+            for alias in node.names:
+                sub = f"{base}.{alias.name}"
+                lazy = base == "zoo" and alias.name in pkg.lazy
+                if alias.name != "*" and sub in pkg.known and not lazy:
+                    targets.append(sub)
+                    m.bindings[alias.asname or alias.name] = sub
+                else:
+                    targets.append(base)
+                if _is_private(alias.name):
+                    privates.append((base, alias.name))
+        elif base is not None:
+            top = base.split(".")[0]
+            externals.append(top)
+            for alias in node.names:
+                m.external_bindings[alias.asname or alias.name] = top
+    return Import(m.file, node.lineno, ast.unparse(node), list(dict.fromkeys(targets)),
+                  list(dict.fromkeys(externals)), privates, type_checking)
+
+
+def _lazy_table(init):
+    for node in init.body if init else []:
+        if not isinstance(node, (ast.Assign, ast.AnnAssign)):
+            continue
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+        if node.value is not None and any(isinstance(t, ast.Name) and t.id == "_LAZY" for t in targets):
+            try:
+                return dict(ast.literal_eval(node.value))
+            except (ValueError, TypeError):
+                return {}  # not a literal table: no lazy names to tell from submodules
+    return {}
+
+
+@functools.lru_cache(maxsize=None)
+def scan(zoo_dir: Path) -> Package:
+    root = zoo_dir.parent
+    modules, packages = {}, set()
+    for path in sorted(zoo_dir.rglob("*.py")):
+        parts = list(path.relative_to(root).with_suffix("").parts)
+        if not all(p.isidentifier() for p in parts):
+            continue  # not importable (e.g. __pycache__ leftovers, odd names)
+        is_package = parts[-1] == "__init__"
+        if is_package:
+            parts.pop()
+        name = ".".join(parts)
+        file = path.relative_to(root).as_posix()
+        modules[name] = Module(name, file, ast.parse(path.read_text(encoding="utf-8"), file))
+        if is_package:
+            packages.add(name)
+    known = set(modules)
+    for name in modules:  # folders without __init__.py still import, as namespace packages
+        parts = name.split(".")
+        known.update(".".join(parts[:i]) for i in range(1, len(parts)))
+    pkg = Package(modules, known, {})
+    pkg.lazy = _lazy_table(modules["zoo"].tree if "zoo" in modules else None)
+    for m in modules.values():
+        for node, type_checking in _walk_imports(m.tree):
+            m.imports.append(_resolve(m, m.name in packages, node, pkg, type_checking))
+        m.imports.sort(key=lambda imp: imp.line)
+    return pkg
+
+
+def in_room(m, *rooms):
+    return any(m.name == r or m.name.startswith(r + ".") for r in rooms)
+
+
+def _under(target, prefix):
+    return target == prefix or target.startswith(prefix + ".")
+
+
+# ---------------------------------------------------------------------------- cycles
+def import_graph(pkg):
+    """{importer: {imported: [Import, ...]}} over every import that can run.
+
+    Importing `zoo.a.b` also runs the package `zoo.a` -- except from inside `zoo.a`:
+    a module's own packages are already being imported before it runs, so `zoo.a.x`
+    importing its sibling `zoo.a.y` is no edge to `zoo.a`. An explicit import of the
+    package (`import zoo.a`, or `from zoo.a import name` where name is not a module) is.
+    `zoo` itself is everyone's package, and its lazy table adds no edges.
+    """
+    graph = {}
+    for m in pkg.modules.values():
+        for imp in m.imports:
+            if imp.type_checking:
+                continue
+            for target in imp.targets:
+                parts = target.split(".")
+                implied = {".".join(parts[:i]) for i in range(2, len(parts))}
+                implied = {p for p in implied if not _under(m.name, p)}
+                for dst in [target, *sorted(implied)]:
+                    if dst != m.name:
+                        graph.setdefault(m.name, {}).setdefault(dst, []).append(imp)
+    return graph
+
+
+def strongly_connected(graph):
+    """Tarjan: the components with more than one module, each sorted."""
+    index, low, on_stack, stack, found = {}, {}, set(), [], []
+    nodes = sorted(set(graph) | {d for out in graph.values() for d in out})
+
+    def visit(v):
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph.get(v, {})):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(limit, 10 * len(nodes) + 100))
+    try:
+        for v in nodes:
+            if v not in index:
+                visit(v)
+    finally:
+        sys.setrecursionlimit(limit)
+    return sorted(found)
+
+
+def _shortest_cycle(graph, members, start):
+    """The shortest cycle from `start` back to itself inside the component (BFS)."""
+    paths, seen = [[start]], {start}
+    while paths:
+        path = paths.pop(0)
+        for w in sorted(graph.get(path[-1], {})):
+            if w == start:
+                return path + [start]
+            if w in members and w not in seen:
+                seen.add(w)
+                paths.append(path + [w])
+    return [start]
+
+
+def _example_cycles(graph, component):
+    """A component can hold several cycles: the shortest through each member, deduplicated."""
+    found = {}
+    for start in component:
+        ring = _shortest_cycle(graph, set(component), start)[:-1]
+        turn = ring.index(min(ring))
+        found.setdefault(tuple(ring[turn:] + ring[:turn]), None)
+    return [" -> ".join([*ring, ring[0]]) for ring in sorted(found, key=lambda r: (len(r), r))]
+
+
+def cycle_violations(pkg):
+    graph = import_graph(pkg)
+    blocks = []
+    for n, component in enumerate(strongly_connected(graph), 1):
+        members = set(component)
+        edges = {(imp.file, imp.line): imp for src in component
+                 for dst, imps in graph.get(src, {}).items() if dst in members for imp in imps}
+        blocks.append(f"cycle {n}: {', '.join(component)}\n"
+                      + "".join(f"    e.g. {ring}\n" for ring in _example_cycles(graph, component))
+                      + "\n".join(f"    {edges[k]}" for k in sorted(edges)))
+    return blocks
+
+
+# ----------------------------------------------------------------------------- doors
+def registry_violations(pkg):
+    m = pkg.modules["zoo.registry"]
+    return [f"{imp}  (imports {', '.join(t for t in imp.targets if t != 'zoo.errors')})"
+            for imp in m.imports if any(t != "zoo.errors" for t in imp.targets)]
+
+
+ARCHITECTURES_MAY_IMPORT = ("zoo.registry", "zoo.preprocessing", "zoo.errors", "zoo.architectures")
+ARCHITECTURES_EXTERNALS = {"keras", "numpy", "__future__", *sys.stdlib_module_names}
+
+
+def architecture_violations(pkg):
+    found = []
+    for m in pkg.modules.values():
+        if not in_room(m, "zoo.architectures"):
+            continue
+        for imp in m.imports:
+            bad = [t for t in imp.targets if not any(_under(t, a) for a in ARCHITECTURES_MAY_IMPORT)]
+            bad += [e for e in imp.externals if e not in ARCHITECTURES_EXTERNALS]
+            if bad:
+                found.append(f"{imp}  (imports {', '.join(bad)})")
+    return found
+
+
+def training_violations(pkg):
+    found = []
+    for m in pkg.modules.values():
+        if in_room(m, "zoo.training"):
+            banned = ("zoo.data", "zoo.serving", "zoo.tasks", "zoo.cli", "zoo.transfer")
+        elif in_room(m, "zoo.transfer"):
+            banned = ("zoo.data", "zoo.serving", "zoo.tasks", "zoo.cli")
+        else:
+            continue
+        for imp in m.imports:
+            bad = [e for e in imp.externals if e in TENSORFLOW]
+            bad += [t for t in imp.targets if any(_under(t, b) for b in banned)]
+            if bad:
+                found.append(f"{imp}  (imports {', '.join(bad)})")
+    return found
+
+
+def _owner_room(pkg, owner, name):
+    full = f"{owner}.{name}"
+    return room_of(full if full in pkg.known else owner)
+
+
+def _attribute_chain(node):
+    """`a.b.c` -> ["a", "b", "c"]; None when it does not start at a plain name."""
+    names = []
+    while isinstance(node, ast.Attribute):
+        names.append(node.attr)
+        node = node.value
+    if not isinstance(node, ast.Name):
+        return None
+    return [node.id, *reversed(names)]
+
+
+def private_attributes(pkg, m):
+    """(line, "registry._REGISTRY", owner module, "_name") for each private attribute
+    reached through a name that an import of a zoo module bound in this file."""
+    seen = set()
+    for node in ast.walk(m.tree):
+        if not isinstance(node, ast.Attribute):
+            continue
+        chain = _attribute_chain(node)
+        if not chain or chain[0] not in m.bindings:
+            continue
+        module = m.bindings[chain[0]]
+        for i, name in enumerate(chain[1:], 1):
+            if _is_private(name):
+                key = (node.lineno, ".".join(chain[: i + 1]), module, name)
+                if key not in seen:
+                    seen.add(key)
+                    yield key
+                break
+            if f"{module}.{name}" not in pkg.known:
+                break
+            module = f"{module}.{name}"
+
+
+def cli_violations(pkg):
+    found = []
+    for name in ("zoo.cli", "zoo.serving.cli"):
+        m = pkg.modules.get(name)
+        if m is None:
+            continue
+        for imp in m.imports:
+            if imp.privates:
+                found.append(f"{imp}  (private: {', '.join(n for _, n in imp.privates)})")
+        for line, dotted, owner, _ in private_attributes(pkg, m):
+            found.append(f"{m.file}:{line} {dotted}  (private attribute of {owner})")
+    return found
+
+
+def private_import_violations(pkg):
+    found = []
+    for m in pkg.modules.values():
+        room = room_of(m.name)
+        for imp in m.imports:
+            crossing = [(o, n) for o, n in imp.privates if _owner_room(pkg, o, n) != room]
+            if crossing:
+                names = ", ".join(f"{o}.{n}" for o, n in crossing)
+                found.append(f"{imp}  ({names}, from room {room_label(pkg, m.name)} into "
+                             f"{room_label(pkg, crossing[0][0] + '.' + crossing[0][1])})")
+    return found
+
+
+def private_attribute_violations(pkg):
+    found = []
+    for m in pkg.modules.values():
+        room = room_of(m.name)
+        for line, dotted, owner, name in private_attributes(pkg, m):
+            if _owner_room(pkg, owner, name) != room:
+                found.append(f"{m.file}:{line} {dotted}  ({owner} is in room "
+                             f"{room_label(pkg, owner)}, this file in {room_label(pkg, m.name)})")
+    return found
+
+
+# --------------------------------------------------------------------------- fit path
+def fit_violations(pkg):
+    found = []
+    for m in pkg.modules.values():
+        if in_room(m, "zoo.training"):
+            continue
+        for node in ast.walk(m.tree):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and node.func.attr in FIT_METHODS):
+                continue
+            chain = _attribute_chain(node.func.value)
+            if chain and m.external_bindings.get(chain[0]) in NOT_KERAS:
+                continue
+            found.append((m.file, node.lineno, f"{ast.unparse(node.func)}(...)"))
+    return [f"{file}:{line} {call}" for file, line, call in sorted(found)]
+
+
+# ----------------------------------------------------------------------------- tests
+def _report(title, violations):
+    if violations:
+        pytest.fail(f"{title} ({len(violations)}):\n  " + "\n  ".join(violations), pytrace=False)
+
+
+def _require(pkg, *rooms):
+    if not any(in_room(m, *rooms) for m in pkg.modules.values()):
+        pytest.skip(f"no {' or '.join(rooms)} yet")
+
+
+def test_no_import_cycles():
+    pkg = scan(ZOO)
+    assert "zoo" in pkg.modules, f"no zoo/__init__.py under {ZOO}"
+    _report("import cycles between zoo modules (each: its members, example cycles, and "
+            "every import inside it)", cycle_violations(pkg))
+
+
+def test_registry_imports_only_errors():
+    pkg = scan(ZOO)
+    _require(pkg, "zoo.registry")
+    _report("zoo/registry.py imports nothing of zoo but zoo.errors; these imports do",
+            registry_violations(pkg))
+
+
+def test_architectures_import_only_registry_preprocessing_errors():
+    pkg = scan(ZOO)
+    _require(pkg, "zoo.architectures")
+    _report("zoo/architectures/* import only zoo.registry, zoo.preprocessing, zoo.errors, "
+            "each other, keras, numpy and the standard library; these import more",
+            architecture_violations(pkg))
+
+
+def test_training_and_transfer_know_keras_models_only():
+    pkg = scan(ZOO)
+    _require(pkg, "zoo.training", "zoo.transfer")
+    _report("zoo/training/* and zoo/transfer/* import no tensorflow/tf_keras and nothing of "
+            "zoo.data, zoo.serving, zoo.tasks, zoo.cli (training not zoo.transfer either)",
+            training_violations(pkg))
+
+
+def test_cli_uses_public_api_only():
+    pkg = scan(ZOO)
+    _require(pkg, "zoo.cli", "zoo.serving.cli")
+    _report("zoo/cli.py and zoo/serving/cli.py use public names only; these are private",
+            cli_violations(pkg))
+
+
+def test_no_private_import_across_rooms():
+    _report("private names (_x) imported from another room", private_import_violations(scan(ZOO)))
+
+
+def test_no_private_attribute_across_rooms():
+    _report("private attributes (module._x) reached on a module of another room",
+            private_attribute_violations(scan(ZOO)))
+
+
+def test_one_fit_path():
+    _report(".compile/.fit/.train_on_batch/.compile_from_config called outside zoo/training/",
+            fit_violations(scan(ZOO)))
+
+
+# ---------------------------------------------------------------- the checker itself
+FAKE = {
+    "__init__.py": '_LAZY = {"create": ("zoo.registry", "create"), "export": ("zoo.export", "export")}\n',
+    "errors.py": "",
+    # Lazy names, even one that is also a submodule: edges to zoo only, so no cycle.
+    "c.py": "from zoo import create, export\n",
+    "export.py": "import zoo.c\n",
+    # registry <-> weights through a lazy import and a relative one.
+    "registry.py": ("import re\nimport zoo.c\nfrom zoo.errors import E\n_R = {}\n"
+                    "def f():\n    from zoo import weights\n"),
+    "weights.py": "from . import registry\n",
+    # Siblings inside a package: no edge to the package, no cycle.
+    "a/__init__.py": "from zoo.a.x import f\n",
+    "a/x.py": "from zoo.a import y\nfrom ._p import q\n",
+    "a/y.py": "",
+    "a/_p.py": "",
+    # A name (not a module) from the own package: a real cycle b <-> b.x.
+    "b/__init__.py": "from zoo.b.x import f\n",
+    "b/x.py": "from zoo.b import g\n",
+    # Type-only imports never run: no cycle d <-> e.
+    "d.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from zoo import e\n",
+    "e.py": ("import zoo.d\nimport re as rx\nimport numpy as np\nfrom zoo import registry\n"
+             "from zoo.registry import _R\nfrom zoo.a._p import q\nfrom zoo.a import _p\n"
+             "registry._R.clear()\nzoo.registry._R.clear()\nrx.compile('x')\n"
+             "np.polynomial.Polynomial.fit([0], [0], 1)\nmodel.fit(x)\n"),
+    "training/loop.py": "import tensorflow as tf\nfrom zoo.transfer import head\nmodel.compile()\n",
+    "transfer/head.py": "from zoo.training import loop\n",
+    "cli.py": "import zoo\nfrom zoo import __version__\nfrom zoo.registry import _R\nzoo._LAZY\n",
+}
+
+
+def test_checker_on_a_made_up_package(tmp_path):
+    for rel, text in FAKE.items():
+        path = tmp_path / "zoo" / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    pkg = scan(tmp_path / "zoo")
+
+    assert strongly_connected(import_graph(pkg)) == [
+        ["zoo.b", "zoo.b.x"], ["zoo.registry", "zoo.weights"],
+        ["zoo.training.loop", "zoo.transfer.head"]]
+    assert [v.split("  ")[0] for v in registry_violations(pkg)] == [
+        "zoo/registry.py:2 import zoo.c", "zoo/registry.py:6 from zoo import weights"]
+    assert [v.split("  ")[0] for v in training_violations(pkg)] == [
+        "zoo/training/loop.py:1 import tensorflow as tf",
+        "zoo/training/loop.py:2 from zoo.transfer import head"]
+    assert [v.split("  ")[0] for v in private_import_violations(pkg)] == [
+        "zoo/cli.py:3 from zoo.registry import _R", "zoo/e.py:5 from zoo.registry import _R",
+        "zoo/e.py:6 from zoo.a._p import q", "zoo/e.py:7 from zoo.a import _p"]
+    assert [v.split("  ")[0] for v in private_attribute_violations(pkg)] == [
+        "zoo/cli.py:4 zoo._LAZY", "zoo/e.py:8 registry._R", "zoo/e.py:9 zoo.registry._R"]
+    assert [v.split("  ")[0] for v in cli_violations(pkg)] == [
+        "zoo/cli.py:3 from zoo.registry import _R", "zoo/cli.py:4 zoo._LAZY"]
+    assert fit_violations(pkg) == ["zoo/e.py:12 model.fit(...)"]

@@ -1,0 +1,85 @@
+"""Atomic writes: the one place zoo writes a file a user keeps.
+
+Every file is written to a temporary name in the same directory and renamed into place
+(`os.replace` is atomic on POSIX and Windows), so a reader — or a run killed with
+`kill -9` — sees the old file or the new one, never half of one.
+
+    with atomic_path("runs/a/model.keras") as tmp:   # a writer that wants a path
+        model.save(tmp)
+    write_json("runs/a/run.json", {...})
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+from pathlib import Path
+
+TMP_MARK = ".tmp"
+
+
+@contextlib.contextmanager
+def atomic_path(path, fsync=False):
+    """Yield a temporary path beside `path`; rename it onto `path` if the block succeeds.
+
+    The temporary name keeps `path`'s suffix (`.keras`, `.h5`, `.png`), because some
+    writers choose the format from it. On any exception the temporary file is removed
+    and `path` is left as it was.
+
+    Args:
+        path: str or PathLike. The file to write.
+        fsync: bool. Flush the file to disk before the rename (for files that must
+            survive a power cut, such as checkpoints). Defaults to `False`.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # A fresh name the writer creates itself, so the file gets the usual permissions
+    # (mkstemp's 0600 would hide it from a server running as another user).
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.{secrets.token_hex(4)}{TMP_MARK}{path.suffix}")
+    try:
+        yield tmp
+        if fsync:
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_bytes(path, data, fsync=False):
+    with atomic_path(path, fsync=fsync) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
+def write_text(path, text, fsync=False):
+    with atomic_path(path, fsync=fsync) as tmp:
+        tmp.write_text(text)
+    return Path(path)
+
+
+def write_json(path, data, fsync=False):
+    return write_text(path, json.dumps(data, indent=2) + "\n", fsync=fsync)
+
+
+def read_json(path, default=None):
+    """The JSON in `path`, or `default` when the file does not exist."""
+    path = Path(path)
+    return json.loads(path.read_text()) if path.is_file() else default
+
+
+def fsync_dir(path):
+    """Make a rename inside `path` durable (no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

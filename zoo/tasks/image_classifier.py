@@ -1,0 +1,280 @@
+"""The image classifier task: a folder of images in, a fine-tuned run directory out.
+
+    zoo train classifier photos/ --model resnet50 --epochs 3 --out runs/birds
+    zoo finetune photos/ --model resnet50 --epochs 3 --out runs/birds     # the same
+    run = zoo.train("classifier", "photos/", model="resnet50", epochs=3, out="runs/birds")
+    run.predict(["new.jpg"])
+
+The path: `zoo.data.image_folder` (files checked, split, tf.data) → `zoo.create` (base
+with pretrained weights, no top) → `zoo.transfer.replace_head` → `zoo.transfer.fine_tune`
+(frozen head phase on cached features, then everything, through `zoo.training.fit`) →
+the run directory (`zoo.runs`) with metrics, plots and TensorBoard logs.
+"""
+
+from __future__ import annotations
+
+import heapq
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from zoo import io, runs
+from zoo.errors import ZooError
+from zoo.tasks.base import RUN_OPTIONS, Option
+
+KIND = "classifier"
+DESCRIPTION = "fine-tune a registry image model on a folder of images (one sub-folder per class)"
+MODEL_TASK = "image-classification"
+DEFAULT_LR = 1e-3
+
+OPTIONS = (
+    Option("data_dir", str, None, "folder with one sub-folder of images per class", positional=True,
+           metavar="DATA_DIR"),
+    Option("model", str, None, "a registry image model (zoo list)", required=True),
+    Option("weights", str, None, "imagenet | none | FILE (default: the model's default)"),
+    Option("epochs", int, None, "epochs after the frozen phase", required=True),
+    Option("freeze_epochs", int, None, "epochs training the new head on the frozen base (default: 1)"),
+    Option("image_size", int, None, "input size in pixels (default: the model's)"),
+    Option("batch_size", int, None, "default: 32"),
+    Option("lr", float, None, f"head learning rate (default: {DEFAULT_LR:g})"),
+    Option("lr_mult", float, None, "head-to-first-layer learning-rate ratio when unfrozen (default: 100)"),
+    Option("augment", None, None,
+           "flip/rotate/zoom/contrast training images (the frozen phase then cannot use cached features)"),
+    *RUN_OPTIONS,
+)
+
+# What a run starts with when an option is not given (and a resumed run takes from run.json).
+DEFAULTS = {"weights": "default", "freeze_epochs": 1, "image_size": None, "batch_size": 32, "lr": DEFAULT_LR,
+            "lr_mult": 100.0, "augment": False, "seed": 0, "precision": "float32", "early_stopping": None}
+# Settings that make a run what it is: a resumed run must be given the same ones.
+RUN_SETTINGS = ("data_dir", "model", "weights", "epochs", "freeze_epochs", "image_size", "batch_size", "lr",
+                "lr_mult", "augment", "seed", "precision", "early_stopping")
+
+
+@dataclass
+class ClassifierRun(runs.Run):
+    """A classifier's run: its model, class names, settings and metrics."""
+
+    classes: list = field(default_factory=list)
+
+    @property
+    def image_size(self):
+        return tuple(self.model.inputs[0].shape[1:3])
+
+    def predict(self, images, top=1):
+        """Label and probability for each image (paths or arrays), like fastai's
+        `learn.predict`."""
+        from zoo.inference import classify
+
+        return classify(images, model=self.model, labels=self.classes, top=top)
+
+
+def load_run(run_dir):
+    run_dir = Path(run_dir)
+    model = runs.load_model(run_dir)
+    return ClassifierRun(path=run_dir, model=model, config=runs.read_config(run_dir),
+                         metrics=io.read_json(run_dir / runs.METRICS_FILE, {}),
+                         classes=io.read_json(run_dir / runs.CLASSES_FILE, []))
+
+
+def _image_size(spec, image_size):
+    if image_size is None:
+        return tuple(spec.input_size)
+    if isinstance(image_size, int):
+        return (image_size, image_size)
+    return tuple(image_size)
+
+
+def _weights(value):
+    return None if value in (None, "none", "None") else value
+
+
+def prepare(data_dir, model, weights, image_size, batch_size, seed, augment, verbose, precision="float32",
+            head_dropout=0.2):
+    """The data and the model with its new head: `(spec, size, data, net)`."""
+    import zoo.data
+    from zoo import models
+    from zoo.training import precision as precision_policy
+    from zoo.transfer import replace_head
+
+    spec = models.get_spec(model)
+    if spec.task != MODEL_TASK:
+        raise ZooError(f"`model` must be an image classifier to fine-tune on images. "
+                       f"Received: model={model!r} ({spec.task})")
+    size = _image_size(spec, image_size)
+    data = zoo.data.image_folder(data_dir, image_size=size, batch_size=batch_size, seed=seed,
+                                 augment=augment, verbose=bool(verbose))
+    if data.report.skipped and verbose:
+        print(f"skipped {len(data.report.skipped)} file(s):\n{data.report}", file=sys.stderr)
+    with precision_policy(precision):
+        base = models.create(spec.name, weights=_weights(weights), include_top=False, input_shape=(*size, 3))
+        net = replace_head(base, len(data.classes), dropout=head_dropout)
+    return spec, size, data, net
+
+
+def train(data_dir=None, out="runs/classifier", resume=False, overwrite=False, verbose=1, no_tensorboard=False,
+          **options):
+    """Fine-tune registry model `model` on the image folder `data_dir`; write the run `out`.
+
+    Args:
+        data_dir: path. One sub-folder per class.
+        out: path. The run directory. A finished run there is never overwritten unless
+            `overwrite=True`; an unfinished one needs `resume=True` or `overwrite=True`.
+        resume: bool. Continue the interrupted run in `out` from its last finished
+            epoch. Settings left out are the run's; a setting given must equal the run's.
+        overwrite: bool. Replace the run in `out`.
+        no_tensorboard: bool. Write no TensorBoard logs.
+        **options: `model` (a registry image model), `weights` (`"default"`,
+            `"imagenet"`, `"none"` or a file), `epochs` (after the frozen phase),
+            `freeze_epochs` (1), `image_size` (the model's), `batch_size` (32), `lr`
+            (1e-3, the head's peak rate), `lr_mult` (100), `augment` (False: the frozen
+            phase trains on cached features), `seed` (0), `precision` (`"float32"`),
+            `early_stopping` (None).
+
+    Returns:
+        `ClassifierRun` of the finished run.
+    """
+    import keras
+
+    from zoo.training import CHECKPOINT_DIR
+    from zoo.transfer import fine_tune
+
+    unknown = set(options) - set(RUN_SETTINGS)
+    if unknown:
+        raise TypeError(f"Unknown option(s) for the {KIND} task: {sorted(unknown)}")
+    given = {"data_dir": None if data_dir is None else str(data_dir), **options}
+    if given.get("weights") is not None and not isinstance(given["weights"], str):
+        given["weights"] = str(given["weights"])
+    if isinstance(given.get("image_size"), int):
+        given["image_size"] = [given["image_size"]] * 2  # as run.json records it
+    out = Path(out)
+    resuming = runs.prepare(out, resume=resume, overwrite=overwrite)
+    if resuming:
+        config = runs.check_resume(runs.read_config(out), {k: given.get(k) for k in RUN_SETTINGS})
+    else:
+        config = {**DEFAULTS, **{k: v for k, v in given.items() if v is not None}}
+        missing = [k for k in ("data_dir", "model", "epochs") if config.get(k) is None]
+        if missing:
+            raise ZooError(f"The {KIND} task needs {', '.join(missing)}.")
+    keras.utils.set_random_seed(config["seed"])
+    spec, size, data, net = prepare(config["data_dir"], config["model"], None if resuming else config["weights"],
+                                    config["image_size"], config["batch_size"], config["seed"], config["augment"],
+                                    verbose, precision=config["precision"])
+    if not resuming:
+        config.update(model=spec.name, image_size=list(size), num_train=data.report.num_train,
+                      num_val=data.report.num_val)
+        runs.write_config(out, KIND, config)
+        io.write_json(out / runs.CLASSES_FILE, list(data.classes))
+    if data.report.skipped:
+        io.write_text(out / "skipped.txt", str(data.report) + "\n")
+
+    result = fine_tune(
+        net, data.train, data.val, epochs=config["epochs"], freeze_epochs=config["freeze_epochs"],
+        base_lr=config["lr"], lr_mult=config["lr_mult"], batch_size=config["batch_size"],
+        cache_features=not config["augment"], run_dir=out, checkpoint_dir=out / CHECKPOINT_DIR, resume=resuming,
+        tensorboard=not no_tensorboard, early_stopping=config["early_stopping"], verbose=verbose,
+    )
+    return finish(out, net, data, result, verbose=verbose, tensorboard=not no_tensorboard)
+
+
+def finish(out, net, data, result, verbose=1, tensorboard=True):
+    """Write the finished run: model (best epoch), last weights, metrics, plots; drop
+    the checkpoints."""
+    from zoo.plots import image_array, plot_history
+
+    checkpoint = result["checkpoint"]
+    if result["restored_best"]:
+        # model.keras gets the best epoch; the last one stays available beside it.
+        checkpoint.restore(net, which="last")
+        runs.save_weights(net, out / runs.LAST_WEIGHTS_FILE)
+        checkpoint.restore_best(net)
+    evaluation = evaluate(net, data.val, data.classes, out) if data.val is not None else {}
+    best_epoch, last_epoch = result["best_epoch"], result["last_epoch"]
+    metrics = {
+        "history": result["history"],
+        "cached_features": result["cached_features"],
+        "seconds": result["seconds"],
+        "monitor": result["monitor"],
+        "best_epoch": best_epoch,
+        "best_value": result["best_value"],
+        "last_epoch": last_epoch,
+        "model_weights": (f"best epoch {best_epoch} of {last_epoch} by {result['monitor']}; "
+                          f"the last epoch's are in {runs.LAST_WEIGHTS_FILE}") if result["restored_best"]
+        else f"last epoch ({last_epoch})",
+        **evaluation,
+        "skipped": [{"path": str(s.path), "reason": s.reason} for s in data.report.skipped],
+    }
+    runs.save_model(net, out / runs.MODEL_FILE)
+    io.write_json(out / runs.METRICS_FILE, metrics)
+    plot_history(result["history"], out / "curves.png", best_epoch=best_epoch if result["restored_best"] else None)
+    if tensorboard and (out / "confusion_matrix.png").is_file():
+        from zoo.training import TensorBoardLogger
+
+        TensorBoardLogger(out / runs.LOGS).write_images(
+            last_epoch, {"confusion_matrix": image_array(out / "confusion_matrix.png")})
+    checkpoint.clear()
+    if verbose:
+        final = evaluation.get("val_accuracy")
+        shown = f"validation accuracy {final:.4f}; " if final is not None else ""
+        chosen = f"model from epoch {best_epoch} (best {result['monitor']}); " if result["restored_best"] else ""
+        print(f"{shown}{chosen}run written to {out}", file=sys.stderr)
+    return load_run(out)
+
+
+def evaluate(model, val, classes, out=None, top_losses=9):
+    """Validation accuracy and loss, a confusion matrix and a top-losses grid (PNGs in `out`)."""
+    from zoo.plots import confusion_matrix, plot_confusion_matrix, plot_top_losses
+
+    labels, predictions, losses, worst = [], [], [], []
+    offset = 0
+    for images, batch_labels in val:
+        images, batch_labels = np.asarray(images), np.asarray(batch_labels).astype("int64")
+        probabilities = np.asarray(model.predict_on_batch(images))
+        batch_losses = -np.log(np.clip(probabilities[np.arange(len(batch_labels)), batch_labels], 1e-12, 1.0))
+        for i, loss in enumerate(batch_losses):
+            item = (float(loss), offset + i, images[i], int(batch_labels[i]), probabilities[i])
+            # A bounded heap: the grid needs only the worst few images, not the whole set.
+            if len(worst) < top_losses:
+                heapq.heappush(worst, item)
+            elif loss > worst[0][0]:
+                heapq.heapreplace(worst, item)
+        labels.append(batch_labels)
+        predictions.append(np.argmax(probabilities, axis=-1))
+        losses.append(batch_losses)
+        offset += len(batch_labels)
+    labels, predictions, losses = np.concatenate(labels), np.concatenate(predictions), np.concatenate(losses)
+    matrix = confusion_matrix(labels, predictions, len(classes))
+    result = {
+        "val_accuracy": float(np.mean(labels == predictions)),
+        "val_loss": float(np.mean(losses)),
+        "confusion_matrix": matrix.tolist(),
+    }
+    if out is not None:
+        plot_confusion_matrix(matrix, classes, Path(out) / "confusion_matrix.png")
+        worst = sorted(worst, reverse=True)
+        plot_top_losses(
+            [w[2] for w in worst], [w[3] for w in worst], np.stack([w[4] for w in worst]), classes,
+            Path(out) / "top_losses.png", k=len(worst),
+        )
+    return result
+
+
+def lr_find(data_dir, model, weights="default", image_size=None, batch_size=32, plot="lr_find.png",
+            seed=0, num_steps=100, verbose=1):
+    """`zoo lr-find`: the learning-rate sweep for a new head on `data_dir` (base frozen)."""
+    import keras
+
+    from zoo.transfer import freeze
+    from zoo.transfer import lr_find as sweep
+
+    keras.utils.set_random_seed(seed)
+    _, _, data, net = prepare(data_dir, model, weights, image_size, batch_size, seed, False, verbose)
+    freeze(net)
+    return sweep(net, data.train, batch_size=batch_size, num_steps=num_steps, cache_features=True, plot=plot)
+
+
+def finetune(data_dir, model, out="runs/finetune", **options):
+    """`zoo finetune`: the classifier task under its short name (same options, same run)."""
+    return train(data_dir, model=model, out=out, **options)

@@ -1,0 +1,197 @@
+"""The callbacks `zoo.training.fit` owns: the history / metrics.json writer, TensorBoard
+logs, and the learning-rate finder. (Checkpoint, resume and the best epoch are in
+`zoo.training.checkpoint`.)
+
+fastai's habit: one loop, everything else a callback.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from zoo import io
+
+METRICS_FILE = "metrics.json"
+
+
+def current_lr(optimizer):
+    """The learning rate the optimizer used for its last step (a float)."""
+    lr = optimizer.learning_rate
+    if callable(lr) and not hasattr(lr, "numpy"):
+        lr = lr(optimizer.iterations)
+    return float(np.asarray(lr))
+
+
+def _scalars(logs):
+    return {k: float(v) for k, v in (logs or {}).items() if np.ndim(v) == 0}
+
+
+class HistoryWriter(keras.callbacks.Callback):
+    """Appends one record per epoch to `history`; writes `metrics.json` (atomically)
+    when training ends. (A killed run's history lives on in its checkpoint's state, and
+    a multi-phase task writes metrics.json itself once, at the end.)
+
+    A record: `epoch` (counted over the whole run, 1-based), the logs' scalars (loss,
+    metrics, `val_*`), `lr`, `seconds`, and the caller's `tags` (e.g. `phase`).
+    """
+
+    def __init__(self, history, path=None, tags=None, extra=None):
+        super().__init__()
+        self.history = history
+        self.path = Path(path) if path else None
+        self.tags = dict(tags or {})
+        self.extra = extra  # callable returning more keys for metrics.json, or None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._t0 = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        record = {"epoch": epoch + 1, **self.tags, **_scalars(logs)}
+        optimizer = getattr(self.model, "optimizer", None)
+        if optimizer is not None:
+            record["lr"] = current_lr(optimizer)
+        record["seconds"] = round(time.perf_counter() - self._t0, 3)
+        # A resumed epoch replaces what an interrupted attempt may have left.
+        self.history[:] = [h for h in self.history if h["epoch"] != record["epoch"]]
+        self.history.append(record)
+
+    def on_train_end(self, logs=None):
+        if self.path is not None:
+            io.write_json(self.path, {"history": self.history, **(self.extra() if self.extra else {})})
+
+
+class TensorBoardLogger(keras.callbacks.Callback):
+    """Scalars every epoch and the images a task provides, as TensorBoard event files.
+
+    Written with the `tensorboard` package's own event-file writer and protos, so it
+    works on every Keras backend without TensorFlow (Keras' `TensorBoard` callback
+    imports `tensorflow.summary`). Training logs go to `LOG_DIR/train`, validation
+    logs (the `val_` keys) to `LOG_DIR/validation` under the same tag, as Keras lays
+    them out, so TensorBoard overlays the two curves.
+
+    Args:
+        log_dir: path. Usually `RUN/logs`.
+        images: callable `(epoch) -> {tag: uint8 (H, W, 3) array}` or None, called at
+            the end of each epoch (a confusion matrix, sample grids).
+        image_every: int. Epochs between image summaries; the last epoch always gets
+            one when `on_train_end` is reached. Defaults to `1`.
+    """
+
+    def __init__(self, log_dir, images=None, image_every=1):
+        super().__init__()
+        self.log_dir = Path(log_dir)
+        self.images = images
+        self.image_every = max(int(image_every), 1)
+        self._writers = {}
+
+    def _writer(self, name):
+        if name not in self._writers:
+            from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+            self._writers[name] = EventFileWriter(str(self.log_dir / name))
+        return self._writers[name]
+
+    def _event(self, name, step, values):
+        from tensorboard.compat.proto import event_pb2, summary_pb2
+
+        event = event_pb2.Event(wall_time=time.time(), step=int(step), summary=summary_pb2.Summary(value=values))
+        self._writer(name).add_event(event)
+
+    def on_epoch_end(self, epoch, logs=None):
+        from tensorboard.compat.proto import summary_pb2
+
+        train, val = [], []
+        scalars = _scalars(logs)
+        optimizer = getattr(self.model, "optimizer", None)
+        if optimizer is not None:
+            scalars["learning_rate"] = current_lr(optimizer)
+        for key, value in scalars.items():
+            if key.startswith("val_"):
+                val.append(summary_pb2.Summary.Value(tag=f"epoch_{key[4:]}", simple_value=value))
+            else:
+                train.append(summary_pb2.Summary.Value(tag=f"epoch_{key}", simple_value=value))
+        if train:
+            self._event("train", epoch + 1, train)
+        if val:
+            self._event("validation", epoch + 1, val)
+        if self.images is not None and (epoch + 1) % self.image_every == 0:
+            self.write_images(epoch + 1, self.images(epoch + 1))
+        for writer in self._writers.values():
+            writer.flush()
+
+    def write_images(self, step, images):
+        """Write `{tag: uint8 (H, W, 3) array}` as PNG image summaries at `step`."""
+        from tensorboard.compat.proto import summary_pb2
+
+        values = []
+        for tag, array in (images or {}).items():
+            array = np.asarray(array, dtype="uint8")
+            values.append(summary_pb2.Summary.Value(tag=tag, image=summary_pb2.Summary.Image(
+                height=array.shape[0], width=array.shape[1], colorspace=array.shape[2],
+                encoded_image_string=_png(array))))
+        if values:
+            self._event("validation", step, values)
+            self._writer("validation").flush()
+
+    def on_train_end(self, logs=None):
+        for writer in self._writers.values():
+            writer.close()
+        self._writers = {}
+
+
+def _png(array):
+    import io as stdlib_io
+
+    from PIL import Image
+
+    buffer = stdlib_io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+class LRFinder(keras.callbacks.Callback):
+    """The learning-rate range test as a callback (Smith, 2015; fastai's `LRFinder`).
+
+    Run inside `fit` with one batch per epoch (`steps_per_epoch=1`), so that each
+    epoch's logged loss is exactly that batch's loss: the rate grows exponentially from
+    `start_lr` to `end_lr` over `num_steps` steps, the loss is smoothed (exponential
+    average with bias correction), training stops once it diverges, and the weights
+    are restored when training ends.
+    """
+
+    def __init__(self, start_lr=1e-7, end_lr=10.0, num_steps=100, diverge=4.0, beta=0.98):
+        super().__init__()
+        self.start_lr, self.end_lr = float(start_lr), float(end_lr)
+        self.num_steps = int(num_steps)
+        self.diverge, self.beta = float(diverge), float(beta)
+        self.lrs, self.losses = [], []
+
+    def lr_at(self, step):
+        ratio = (self.end_lr / self.start_lr) ** (1.0 / max(self.num_steps - 1, 1))
+        return self.start_lr * ratio ** step
+
+    def on_train_begin(self, logs=None):
+        self._saved = [np.array(v) for v in self.model.weights]
+        self._smoothed, self._best = 0.0, np.inf
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.model.optimizer.learning_rate.assign(self.lr_at(epoch))
+
+    def on_epoch_end(self, epoch, logs=None):
+        step = epoch + 1
+        loss = float((logs or {}).get("loss", np.nan))
+        self._smoothed = self.beta * self._smoothed + (1 - self.beta) * loss
+        value = self._smoothed / (1 - self.beta ** step)
+        self.lrs.append(self.lr_at(epoch))
+        self.losses.append(value)
+        self._best = min(self._best, value)
+        if not np.isfinite(value) or value > self.diverge * self._best or step >= self.num_steps:
+            self.model.stop_training = True
+
+    def on_train_end(self, logs=None):
+        for variable, value in zip(self.model.weights, self._saved):
+            variable.assign(value)

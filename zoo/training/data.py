@@ -1,0 +1,79 @@
+"""The forms of training data `zoo.training.fit` takes, and what it needs to know of them.
+
+Data is a tuple of arrays `(x, y)`, a `tf.data.Dataset` of batches, or any other
+iterable of batches (a generator, a `keras.utils.PyDataset`). Nothing here imports
+TensorFlow: a dataset is only iterated and asked for its `cardinality()`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def is_arrays(data):
+    """Whether `data` is an `(x, y)` tuple of arrays (not a dataset of batches)."""
+    return isinstance(data, tuple) and len(data) == 2 and hasattr(data[0], "shape")
+
+
+def num_batches(data, batch_size):
+    """Batches in one pass over `data` (iterating it once if it cannot say)."""
+    if is_arrays(data):
+        return int(np.ceil(len(data[0]) / batch_size))
+    cardinality = getattr(data, "cardinality", None)
+    if cardinality is not None:
+        count = int(cardinality())
+        if count > 0:
+            return count
+    length = getattr(data, "__len__", None)
+    if length is not None:
+        return len(data)
+    return sum(1 for _ in data)
+
+
+def batches(data, batch_size):
+    """Yield `(x, y)` batches from arrays or a dataset, in order."""
+    if is_arrays(data):
+        x, y = data
+        for start in range(0, len(x), batch_size):
+            yield x[start:start + batch_size], y[start:start + batch_size]
+    else:
+        for batch in data:
+            yield batch[0], batch[1]
+
+
+def forever(data, batch_size, seed=0):
+    """Batches without end: arrays are reshuffled each pass, a dataset is re-iterated."""
+    rng = np.random.default_rng(seed)
+    while True:
+        if is_arrays(data):
+            order = rng.permutation(len(data[0]))
+            source = (np.asarray(data[0])[order], np.asarray(data[1])[order])
+        else:
+            source = data
+        produced = False
+        for xb, yb in batches(source, batch_size):
+            produced = True
+            yield np.asarray(xb), np.asarray(yb)
+        if not produced:
+            raise ValueError("The training data yielded no batches.")
+
+
+def keras_fit_args(data, batch_size, shuffle=True):
+    """Keyword arguments for `keras.Model.fit` that feed it `data`."""
+    if is_arrays(data):
+        return {"x": data[0], "y": data[1], "batch_size": batch_size, "shuffle": shuffle}
+    return {"x": data, "shuffle": False}  # a dataset shuffles itself
+
+
+def validation(data):
+    """`validation_data` for `keras.Model.fit`."""
+    if data is None:
+        return None
+    return (data[0], data[1]) if is_arrays(data) else data
+
+
+def augmented(data):
+    """Whether `data` may be augmented: True unless it says otherwise (or is arrays)."""
+    if data is None or is_arrays(data):
+        return False
+    return bool(getattr(data, "augmented", True))
