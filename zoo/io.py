@@ -24,8 +24,8 @@ TMP_MARK = ".tmp"
 def atomic_path(path, fsync=False):
     """Yield a temporary path beside `path`; rename it onto `path` if the block succeeds.
 
-    The temporary name keeps `path`'s suffix (`.keras`, `.h5`, `.png`), because some
-    writers choose the format from it. On any exception the temporary file is removed
+    The temporary name keeps `path`'s suffixes (`.keras`, `.weights.h5`, `.png`),
+    because some writers choose the format from them. On any exception the temporary file is removed
     and `path` is left as it was.
 
     Args:
@@ -37,7 +37,9 @@ def atomic_path(path, fsync=False):
     path.parent.mkdir(parents=True, exist_ok=True)
     # A fresh name the writer creates itself, so the file gets the usual permissions
     # (mkstemp's 0600 would hide it from a server running as another user).
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.{secrets.token_hex(4)}{TMP_MARK}{path.suffix}")
+    # All suffixes are kept (`.weights.h5`): Keras picks the format from them.
+    base, dot, suffixes = path.name.partition(".")
+    tmp = path.with_name(f".{base}.{os.getpid()}.{secrets.token_hex(4)}{TMP_MARK}{dot}{suffixes}")
     try:
         yield tmp
         if fsync:

@@ -115,7 +115,7 @@ def prepare(data_dir, model, weights, image_size, batch_size, seed, augment, ver
 
 
 def train(data_dir=None, out="runs/classifier", resume=False, overwrite=False, verbose=1, no_tensorboard=False,
-          **options):
+          callbacks=(), **options):
     """Fine-tune registry model `model` on the image folder `data_dir`; write the run `out`.
 
     Args:
@@ -126,6 +126,7 @@ def train(data_dir=None, out="runs/classifier", resume=False, overwrite=False, v
             epoch. Settings left out are the run's; a setting given must equal the run's.
         overwrite: bool. Replace the run in `out`.
         no_tensorboard: bool. Write no TensorBoard logs.
+        callbacks: more Keras callbacks for both phases (Python API only).
         **options: `model` (a registry image model), `weights` (`"default"`,
             `"imagenet"`, `"none"` or a file), `epochs` (after the frozen phase),
             `freeze_epochs` (1), `image_size` (the model's), `batch_size` (32), `lr`
@@ -174,7 +175,8 @@ def train(data_dir=None, out="runs/classifier", resume=False, overwrite=False, v
         net, data.train, data.val, epochs=config["epochs"], freeze_epochs=config["freeze_epochs"],
         base_lr=config["lr"], lr_mult=config["lr_mult"], batch_size=config["batch_size"],
         cache_features=not config["augment"], run_dir=out, checkpoint_dir=out / CHECKPOINT_DIR, resume=resuming,
-        tensorboard=not no_tensorboard, early_stopping=config["early_stopping"], verbose=verbose,
+        tensorboard=not no_tensorboard, early_stopping=config["early_stopping"], callbacks=callbacks,
+        verbose=verbose,
     )
     return finish(out, net, data, result, verbose=verbose, tensorboard=not no_tensorboard)
 

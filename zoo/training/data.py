@@ -1,6 +1,6 @@
 """The forms of training data `zoo.training.fit` takes, and what it needs to know of them.
 
-Data is a tuple of arrays `(x, y)`, a `tf.data.Dataset` of batches, or any other
+Data is a tuple of arrays `(x, y)`, one array `x` (a model with no targets), a `tf.data.Dataset` of batches, or any other
 iterable of batches (a generator, a `keras.utils.PyDataset`). Nothing here imports
 TensorFlow: a dataset is only iterated and asked for its `cardinality()`.
 """
@@ -15,10 +15,17 @@ def is_arrays(data):
     return isinstance(data, tuple) and len(data) == 2 and hasattr(data[0], "shape")
 
 
+def is_array(data):
+    """Whether `data` is one array of inputs with no targets (a GAN's real images)."""
+    return hasattr(data, "shape") and hasattr(data, "dtype") and not isinstance(data, tuple)
+
+
 def num_batches(data, batch_size):
     """Batches in one pass over `data` (iterating it once if it cannot say)."""
     if is_arrays(data):
         return int(np.ceil(len(data[0]) / batch_size))
+    if is_array(data):
+        return int(np.ceil(len(data) / batch_size))
     cardinality = getattr(data, "cardinality", None)
     if cardinality is not None:
         count = int(cardinality())
@@ -62,6 +69,8 @@ def keras_fit_args(data, batch_size, shuffle=True):
     """Keyword arguments for `keras.Model.fit` that feed it `data`."""
     if is_arrays(data):
         return {"x": data[0], "y": data[1], "batch_size": batch_size, "shuffle": shuffle}
+    if is_array(data):
+        return {"x": data, "batch_size": batch_size, "shuffle": shuffle}
     return {"x": data, "shuffle": False}  # a dataset shuffles itself
 
 
