@@ -49,7 +49,11 @@ def replace_head(base, num_classes, dropout=0.2, hidden=None, name=None, feature
         x = layers.Dense(hidden, activation="relu", name="head_hidden")(x)
     if dropout:
         x = layers.Dropout(dropout, name="head_dropout")(x)
-    # float32 softmax even under mixed precision, so probabilities sum to 1.
-    outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="head_predictions")(x)
+    # float32 softmax even under mixed precision, so probabilities sum to 1. The kernel
+    # starts at zero (BiT's head, Kolesnikov et al. 2019): every class starts at 1/n
+    # instead of at confident random logits on large features, so a short frozen phase
+    # already trains (benchmarks/README.md, "Fine-tune").
+    outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", kernel_initializer="zeros",
+                           name="head_predictions")(x)
     inputs = base.inputs[0] if len(base.inputs) == 1 else base.inputs
     return keras.Model(inputs, outputs, name=name or base.name)

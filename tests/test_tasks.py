@@ -1,0 +1,94 @@
+"""The checks every kind of training passes (keras-hub's `run_task_test`): build, train,
+interrupt and resume from the checkpoint, `.keras` save and load, export round trip and
+one served request. A new kind adds its data and example inputs to `KIND_CASES`."""
+
+import json
+import urllib.request
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+import zoo
+from zoo import runs, tasks
+from zoo.recipes.digits import load_digits_28
+
+
+def digits_folder(root):
+    x, y = load_digits_28()
+    for c in (0, 1, 7):
+        folder = root / f"digit_{c}"
+        folder.mkdir(parents=True)
+        for i, image in enumerate(x[y == c][:24]):
+            Image.fromarray(image).save(folder / f"{i}.png")
+    return root, x[y == 7][30:32]
+
+
+KIND_CASES = {
+    # kind: (make data -> (data, example inputs), options for a tiny run)
+    "classifier": (digits_folder, dict(model="lenet5", epochs=1, freeze_epochs=1, lr=1e-2, batch_size=16)),
+}
+
+
+class InterruptAfterFirstEpoch(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        raise KeyboardInterrupt  # after zoo's own callbacks: the checkpoint holds epoch 1
+
+
+def test_every_kind_has_a_case():
+    assert set(KIND_CASES) == set(tasks.KINDS)
+    assert set(zoo.kinds()) == set(tasks.KINDS)
+
+
+def run_task_test(kind, tmp_path):
+    make_data, options = KIND_CASES[kind]
+    data, examples = make_data(tmp_path / "data")
+    out = tmp_path / "run"
+
+    # Train, interrupted after the first epoch: an unfinished run with a checkpoint.
+    with pytest.raises(KeyboardInterrupt):
+        zoo.train(kind, data, out=out, verbose=0, callbacks=[InterruptAfterFirstEpoch()], **options)
+    assert runs.status(out) == "unfinished"
+    assert json.loads((out / "checkpoints" / "state.json").read_text())["epochs_done"] == 1
+    # ... and resumed to the end.
+    run = zoo.train(kind, data, out=out, resume=True, verbose=0, **options)
+    assert run.kind == kind and type(run) is type(zoo.load_run(out))
+    assert [h["epoch"] for h in run.metrics["history"]] == list(range(1, len(run.metrics["history"]) + 1))
+    assert not (out / "checkpoints").exists()
+
+    # .keras save and load give the same outputs.
+    expected = np.asarray(run.model.predict(examples, verbose=0))
+    runs.save_model(run.model, tmp_path / "copy.keras")
+    from zoo import preprocessing  # noqa: F401  (registers the layer)
+
+    copy = keras.saving.load_model(tmp_path / "copy.keras", compile=False)
+    np.testing.assert_allclose(np.asarray(copy.predict(examples, verbose=0)), expected, atol=1e-6)
+
+    # Export round trip and one served request.
+    version_dir = zoo.export(out, tmp_path / "models", kind)
+    import tensorflow as tf
+
+    served = tf.saved_model.load(str(version_dir)).signatures["serving_default"]
+    outputs = served(tf.constant(examples.astype("float32")))
+    first = np.asarray(next(iter(outputs.values()))) if "probabilities" not in outputs else np.asarray(outputs["probabilities"])
+    np.testing.assert_allclose(first, expected, atol=1e-4)
+
+    from zoo.serving.server import ModelServer
+
+    with ModelServer(tmp_path / "models", port=0, grpc_port=None) as server:
+        body = json.dumps({"instances": examples[:1].astype("float32").tolist()}).encode()
+        request = urllib.request.Request(f"{server.rest_url}/v1/models/{kind}:predict", data=body,
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=60) as response:
+            answer = json.loads(response.read())
+    prediction = answer["predictions"][0]
+    if isinstance(prediction, dict):
+        prediction = prediction.get("probabilities", next(iter(prediction.values())))
+    np.testing.assert_allclose(prediction, expected[0], atol=1e-4)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", sorted(KIND_CASES))
+def test_task(kind, tmp_path):
+    run_task_test(kind, tmp_path)
