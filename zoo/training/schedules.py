@@ -18,6 +18,8 @@ def one_cycle(progress, max_lr, pct_start=0.25, div=25.0, div_final=1e4, xp=math
     def cos_anneal(a, b, t):
         return b + (a - b) * (1 + xp.cos(math.pi * t)) / 2
 
+    if pct_start <= 0:  # no warm-up: start at the peak and anneal (fastai's flat-cos end)
+        return cos_anneal(max_lr, end, progress if xp is math else ops.clip(progress, 0.0, 1.0))
     if xp is math:
         if progress < pct_start:
             return cos_anneal(start, max_lr, progress / pct_start)
