@@ -219,3 +219,13 @@ def weights_manifest(tmp_path, monkeypatch, zoo_home):
     write.variant = variant
     write.hash_of = hash_of
     return write
+
+
+@pytest.fixture(scope="session")
+def digits():
+    """scikit-learn's digits at 28x28, split as every recipe splits them:
+    `(x_train, x_test, y_train, y_test)`."""
+    from zoo.recipes.digits import load_digits_28, train_test_split_digits
+
+    x, y = load_digits_28()
+    return train_test_split_digits(x, y)

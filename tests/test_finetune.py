@@ -12,25 +12,10 @@ import pytest
 from PIL import Image
 
 import zoo
-from zoo.recipes.digits import load_digits_28, train_test_split_digits
+from helpers.digit_folders import write_folder
 
 ZOO = [sys.executable, "-m", "zoo"]
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
-
-
-@pytest.fixture(scope="module")
-def digits():
-    x, y = load_digits_28()
-    return train_test_split_digits(x, y)  # x_train, x_test, y_train, y_test
-
-
-def write_folder(root, images, labels, classes, per_class):
-    for c in classes:
-        folder = root / f"digit_{c}"
-        folder.mkdir(parents=True, exist_ok=True)
-        for i, image in enumerate(images[labels == c][:per_class]):
-            Image.fromarray(image).save(folder / f"{i}.png")
-    return root
 
 
 def run_zoo(*args, timeout=600):

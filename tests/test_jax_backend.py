@@ -1,4 +1,4 @@
-"""The core (registry, architectures, classify, transfer) is backend-agnostic Keras: it
+"""The core (registry, architectures, classify, transfer, training) is backend-agnostic Keras: it
 runs on the JAX backend without importing TensorFlow."""
 
 import importlib.util
@@ -24,12 +24,22 @@ model = replace_head(zoo.create("lenet5", weights="digits04", include_top=False)
 result = fine_tune(model, (x_train[:300], y_train[:300]), (x_test, y_test), epochs=2, freeze_epochs=2,
                    base_lr=1e-2, verbose=0, checkpoint_dir=sys.argv[1])
 suggestion = lr_find(model, (x_train, y_train), num_steps=20).suggestion
+from zoo.training import Defaults, fit
+scratch = zoo.create("lenet5", weights=None)
+run = sys.argv[1] + "/run"
+fit(scratch, (x_train[:200], y_train[:200]), (x_test[:60], y_test[:60]), epochs=2, defaults=Defaults.classifier(),
+    run_dir=run, verbose=0, restore_best=False)
+resumed = fit(scratch, (x_train[:200], y_train[:200]), (x_test[:60], y_test[:60]), epochs=3,
+              defaults=Defaults.classifier(), run_dir=run, resume=True, verbose=0)
+import pathlib
 print(json.dumps({
     "backend": keras.backend.backend(),
     "tensorflow_imported": "tensorflow" in sys.modules,
     "classify_accuracy": float(np.mean(np.array(labels) == y_test[:20].astype(str))),
     "val_accuracy": result["history"][-1]["val_accuracy"],
     "suggestion": suggestion,
+    "resumed_epochs": [h["epoch"] for h in resumed.history],
+    "event_files": len(list(pathlib.Path(run, "logs").rglob("events.out.tfevents.*"))),
 }))
 """
 
@@ -45,3 +55,6 @@ def test_core_runs_on_jax_without_tensorflow(tmp_path):
     assert report["classify_accuracy"] >= 0.95
     assert report["val_accuracy"] > 0.6
     assert 1e-7 < report["suggestion"] < 10
+    # zoo.training's checkpoint, resume and TensorBoard logs on JAX, still without TensorFlow.
+    assert report["resumed_epochs"] == [1, 2, 3]
+    assert report["event_files"] >= 2

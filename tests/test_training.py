@@ -13,30 +13,14 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-from PIL import Image
 
 import zoo
-from zoo.recipes.digits import load_digits_28, train_test_split_digits
+from helpers.digit_folders import write_folder
 from zoo.training import Checkpoint, Defaults, fit
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)}
 GAN = [sys.executable, str(ROOT / "tests" / "helpers" / "mini_gan.py")]
-
-
-@pytest.fixture(scope="module")
-def digits():
-    x, y = load_digits_28()
-    return train_test_split_digits(x, y)  # x_train, x_test, y_train, y_test
-
-
-def write_folder(root, images, labels, classes, per_class):
-    for c in classes:
-        folder = root / f"digit_{c}"
-        folder.mkdir(parents=True, exist_ok=True)
-        for i, image in enumerate(images[labels == c][:per_class]):
-            Image.fromarray(image).save(folder / f"{i}.png")
-    return root
 
 
 def zoo_cli(*args, timeout=600):
@@ -74,8 +58,7 @@ def test_gan_with_two_optimizers_killed_mid_epoch_resumes_to_the_uninterrupted_w
 
 
 def test_resume_restores_every_optimizer_and_refuses_a_checkpoint_that_does_not_fit(tmp_path):
-    sys.path.insert(0, str(ROOT / "tests" / "helpers"))
-    from mini_gan import LATENT, MiniGAN, real_points
+    from helpers.mini_gan import LATENT, MiniGAN, real_points
 
     def make():
         keras.utils.set_random_seed(0)
@@ -317,3 +300,17 @@ def test_lr_find_through_fit_agrees_with_the_old_loop_on_digits(digits):
     features = compute_features(feature_extractor(model), (x, y))
     old = _lr_find_before_zoo_training(head_model(model), *features, num_steps=60)
     assert 0.5 <= new / old <= 2.0, (new, old)
+
+
+@pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
+def test_precision_switch_builds_and_trains_in_mixed_precision(tmp_path, digits, policy):
+    x_train, _, y_train, _ = digits
+    data = write_folder(tmp_path / "data", x_train, y_train, classes=(1, 4, 7), per_class=30)
+    run = zoo.train("classifier", data, model="lenet5", epochs=1, freeze_epochs=2, lr=1e-2, batch_size=16,
+                    out=tmp_path / "run", precision=policy, verbose=0, no_tensorboard=True)
+    assert run.model.get_layer("c1").dtype_policy.name == policy
+    assert run.model.output.dtype == "float32"  # the head's softmax stays float32
+    assert run.metrics["val_accuracy"] >= 0.9
+    assert keras.config.dtype_policy().name == "float32"  # the switch does not leak
+    with pytest.raises(ValueError, match="`precision` must be one of"):
+        zoo.train("classifier", data, model="lenet5", epochs=0, out=tmp_path / "bad", precision="fp8", verbose=0)

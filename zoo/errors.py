@@ -23,3 +23,7 @@ class HashMismatchError(WeightsError):
 
 class DataError(ZooError, ValueError):
     """Input data (images, folders) cannot be used."""
+
+
+class OptionError(ZooError, ValueError):
+    """An option (a CLI flag, a keyword argument) with a value zoo cannot use."""

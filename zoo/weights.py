@@ -21,12 +21,12 @@ import os
 import shutil
 import sys
 import sysconfig
-import tempfile
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
+from zoo import io
 from zoo.errors import HashMismatchError, WeightsError
 
 MANIFEST_NAME = "manifest.json"
@@ -159,7 +159,7 @@ def _stamp_path(path: Path) -> Path:
 
 def _stamp(path: Path, expected: str):
     stat = path.stat()
-    _stamp_path(path).write_text(json.dumps({"hash": expected, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}))
+    io.write_json(_stamp_path(path), {"hash": expected, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns})
 
 
 def _stamped(path: Path, expected: str) -> bool:
@@ -366,13 +366,7 @@ def import_file(source, model, variant) -> Path:
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
     with _file_lock(dest):
-        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=dest.name + ".", suffix=".tmp")
-        os.close(fd)
-        try:
+        with io.atomic_path(dest) as tmp:
             shutil.copyfile(source, tmp)
-            os.replace(tmp, dest)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
         _stamp(dest, entry["hash"])
     return dest

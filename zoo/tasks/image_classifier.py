@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from zoo import io, runs
-from zoo.errors import ZooError
+from zoo.errors import OptionError, ZooError
 from zoo.tasks.base import RUN_OPTIONS, Option
 
 KIND = "classifier"
@@ -139,7 +139,7 @@ def train(data_dir=None, out="runs/classifier", resume=False, overwrite=False, v
     """
     import keras
 
-    from zoo.training import CHECKPOINT_DIR
+    from zoo.training import CHECKPOINT_DIR, PRECISIONS
     from zoo.transfer import fine_tune
 
     unknown = set(options) - set(RUN_SETTINGS)
@@ -159,6 +159,9 @@ def train(data_dir=None, out="runs/classifier", resume=False, overwrite=False, v
         missing = [k for k in ("data_dir", "model", "epochs") if config.get(k) is None]
         if missing:
             raise ZooError(f"The {KIND} task needs {', '.join(missing)}.")
+    if config["precision"] not in PRECISIONS:
+        raise OptionError(f"`precision` must be one of {', '.join(PRECISIONS)}. "
+                          f"Received: precision={config['precision']!r}")
     keras.utils.set_random_seed(config["seed"])
     spec, size, data, net = prepare(config["data_dir"], config["model"], None if resuming else config["weights"],
                                     config["image_size"], config["batch_size"], config["seed"], config["augment"],

@@ -7,6 +7,7 @@ fastai's habit: one loop, everything else a callback.
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -67,9 +68,10 @@ class HistoryWriter(keras.callbacks.Callback):
 class TensorBoardLogger(keras.callbacks.Callback):
     """Scalars every epoch and the images a task provides, as TensorBoard event files.
 
-    Written with the `tensorboard` package's own event-file writer and protos, so it
-    works on every Keras backend without TensorFlow (Keras' `TensorBoard` callback
-    imports `tensorflow.summary`). Training logs go to `LOG_DIR/train`, validation
+    Written with the `tensorboard` package's protos and record format (`EventFile`), so
+    it works on every Keras backend without importing TensorFlow (Keras' `TensorBoard`
+    callback imports `tensorflow.summary`, and tensorboard's own `EventFileWriter`
+    imports TensorFlow for its file layer whenever it is installed). Training logs go to `LOG_DIR/train`, validation
     logs (the `val_` keys) to `LOG_DIR/validation` under the same tag, as Keras lays
     them out, so TensorBoard overlays the two curves.
 
@@ -90,9 +92,7 @@ class TensorBoardLogger(keras.callbacks.Callback):
 
     def _writer(self, name):
         if name not in self._writers:
-            from tensorboard.summary.writer.event_file_writer import EventFileWriter
-
-            self._writers[name] = EventFileWriter(str(self.log_dir / name))
+            self._writers[name] = EventFile(self.log_dir / name)
         return self._writers[name]
 
     def _event(self, name, step, values):
@@ -141,6 +141,37 @@ class TensorBoardLogger(keras.callbacks.Callback):
         for writer in self._writers.values():
             writer.close()
         self._writers = {}
+
+
+class EventFile:
+    """One TensorBoard event file: `events.out.tfevents.TIME.HOST.PID.N` in `log_dir`,
+    TFRecord-framed `Event` protos (tensorboard's `RecordWriter`), flushed on request."""
+
+    _count = 0
+
+    def __init__(self, log_dir):
+        import socket
+
+        from tensorboard.compat.proto import event_pb2
+        from tensorboard.summary.writer.record_writer import RecordWriter
+
+        log_dir = Path(log_dir)
+        log_dir.mkdir(parents=True, exist_ok=True)
+        EventFile._count += 1
+        name = f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}.{os.getpid()}.{EventFile._count}"
+        self.path = log_dir / name
+        self._records = RecordWriter(open(self.path, "wb"))
+        self.add_event(event_pb2.Event(wall_time=time.time(), file_version="brain.Event:2"))
+
+    def add_event(self, event):
+        self._records.write(event.SerializeToString())
+
+    def flush(self):
+        self._records.flush()
+
+    def close(self):
+        if not self._records.closed:
+            self._records.close()
 
 
 def _png(array):

@@ -218,15 +218,14 @@ class Checkpoint(keras.callbacks.Callback):
         if self.directory is None:
             self._memory[BEST_FILE] = self._memory[LAST_FILE]
             return
-        last, best = self.directory / LAST_FILE, self.directory / BEST_FILE
-        tmp = self.directory / f".{BEST_FILE}.{os.getpid()}.tmp"
-        try:
-            os.link(last, tmp)  # last.npz is replaced, never rewritten, so the link keeps this epoch
-        except OSError:  # a filesystem without hard links
-            import shutil
+        last = self.directory / LAST_FILE
+        with io.atomic_path(self.directory / BEST_FILE) as tmp:
+            try:
+                os.link(last, tmp)  # last.npz is replaced, never rewritten, so the link keeps this epoch
+            except OSError:  # a filesystem without hard links
+                import shutil
 
-            shutil.copyfile(last, tmp)
-        os.replace(tmp, best)
+                shutil.copyfile(last, tmp)
 
     def _write_state(self, state):
         self._state = state
