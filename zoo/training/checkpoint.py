@@ -254,7 +254,8 @@ class Checkpoint(keras.callbacks.Callback):
         model = model if model is not None else self._target()
         variables = list(model.variables)
         frozen_file = layout["frozen_file"]
-        frozen_idx = [i for i in range(len(variables)) if i not in set(layout["dynamic"])]
+        dynamic = set(layout["dynamic"])
+        frozen_idx = [i for i in range(len(variables)) if i not in dynamic]
         frozen_values = self._read_arrays(frozen_file)
         if len(frozen_values) != len(frozen_idx):
             raise ValueError(f"{self.directory or 'checkpoint'}: {frozen_file} does not fit this model.")
