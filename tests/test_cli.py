@@ -157,3 +157,62 @@ def test_classify_missing_weights_file(photos, zoo_home):
     result = run_zoo("classify", "chelsea.jpg", "--model", "lenet5", "--weights", "/no/such.weights.h5", cwd=photos)
     assert result.returncode == 1
     assert "Traceback" not in result.stderr and "/no/such.weights.h5" in result.stderr
+
+
+# What TensorFlow's C++ libraries print while loading (absl, oneDNN, CUDA stubs).
+STARTUP_LINE = __import__("re").compile(
+    r"absl::InitializeLog|oneDNN custom operations|cudart_stub|cuda drivers|cuInit|cpu_feature_guard|"
+    r"rebuild TensorFlow|^[IWEF]\d{4} \d\d:\d\d:\d\d")
+
+
+def test_commands_print_no_tensorflow_startup_lines(tmp_path, digits):
+    from helpers.digit_folders import write_folder
+
+    quiet_env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    command = [ZOO] if ZOO else [sys.executable, "-m", "zoo"]
+
+    def zoo_cmd(*args):
+        done = subprocess.run([*command, *map(str, args)], capture_output=True, text=True, env=quiet_env,
+                              timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        noisy = [line for line in done.stderr.splitlines() if STARTUP_LINE.search(line)]
+        assert not noisy, (args[0], noisy)
+        return done
+
+    x_train, _, y_train, _ = digits
+    data = write_folder(tmp_path / "data", x_train, y_train, classes=(0, 1), per_class=12)
+    started = time.perf_counter()
+    zoo_cmd("list")
+    assert time.perf_counter() - started < 3, "zoo list answers from the specs, without TensorFlow"
+    zoo_cmd("info", "vgg19")
+    zoo_cmd("classify", Path(__file__).resolve().parents[1] / "examples" / "digit-7.png", "--model", "lenet5")
+    zoo_cmd("finetune", data, "--model", "lenet5", "--epochs", 0, "--out", tmp_path / "run")
+    zoo_cmd("export", tmp_path / "run", "--name", "digits", "--out", tmp_path / "models")
+    server = subprocess.Popen([*command, "serve", tmp_path / "models", "--port", "0", "--grpc-port", "-1"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=quiet_env)
+    try:
+        first = server.stdout.readline()
+        assert first.startswith("REST on http://127.0.0.1:"), first
+    finally:
+        server.terminate()
+        _, err = server.communicate(timeout=60)
+    assert not [line for line in err.splitlines() if STARTUP_LINE.search(line)], err[-2000:]
+
+
+def test_info_shows_no_internal_keys():
+    done = run_zoo("info", "lenet5")
+    assert done.returncode == 0
+    def keys(value):
+        if isinstance(value, dict):
+            for key, item in value.items():
+                yield key
+                yield from keys(item)
+    assert not [k for k in keys(json.loads(done.stdout)) if k.startswith("_")]
+
+
+def test_classify_refuses_a_model_without_pretrained_weights(tmp_path):
+    image = Path(__file__).resolve().parents[1] / "examples" / "digit-7.png"
+    done = run_zoo("classify", str(image), "--model", "alexnet")
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "alexnet has no pretrained weights" in done.stderr and "--weights FILE" in done.stderr
+    assert done.stdout == ""

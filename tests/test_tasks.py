@@ -60,7 +60,9 @@ def run_task_test(kind, tmp_path):
     # .keras save and load give the same outputs.
     expected = np.asarray(run.model.predict(examples, verbose=0))
     runs.save_model(run.model, tmp_path / "copy.keras")
-    from zoo import preprocessing  # noqa: F401  (registers the layer)
+    from zoo.preprocessing import register_layers
+
+    register_layers()
 
     copy = keras.saving.load_model(tmp_path / "copy.keras", compile=False)
     np.testing.assert_allclose(np.asarray(copy.predict(examples, verbose=0)), expected, atol=1e-6)

@@ -313,3 +313,20 @@ def test_precision_switch_builds_and_trains_in_mixed_precision(tmp_path, digits,
     assert keras.config.dtype_policy().name == "float32"  # the switch does not leak
     with pytest.raises(ValueError, match="`precision` must be one of"):
         zoo.train("classifier", data, model="lenet5", epochs=0, out=tmp_path / "bad", precision="fp8", verbose=0)
+
+
+def test_run_files_and_exports_follow_the_users_umask(tmp_path, digits):
+    import stat
+
+    x_train, _, y_train, _ = digits
+    data = write_folder(tmp_path / "data", x_train, y_train, classes=(1, 7), per_class=12)
+    old = os.umask(0o022)
+    try:
+        zoo.train("classifier", data, model="lenet5", epochs=0, out=tmp_path / "run", verbose=0)
+        version = zoo.export(tmp_path / "run", tmp_path / "models", "digits")
+    finally:
+        os.umask(old)
+    for name in ("model.keras", "run.json", "metrics.json", "classes.json", "curves.png"):
+        assert stat.S_IMODE((tmp_path / "run" / name).stat().st_mode) == 0o644, name
+    assert stat.S_IMODE(Path(version).stat().st_mode) == 0o755
+    assert all(stat.S_IMODE(p.stat().st_mode) & 0o044 == 0o044 for p in Path(version).rglob("*") if p.is_file())

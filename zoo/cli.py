@@ -15,9 +15,8 @@ import sys
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
-def _quiet_tensorflow():
-    # TensorFlow's C++ start-up chatter (CUDA stubs on CPU machines) is noise for a CLI.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# Commands that answer from the specs and the weights store, without a backend.
+NO_BACKEND = ("list", "info", "weights")
 
 
 # ---------------------------------------------------------------------------- commands
@@ -265,7 +264,10 @@ def main(argv=None):
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USAGE
-    _quiet_tensorflow()
+    if args.command not in NO_BACKEND:
+        from zoo.console import start_backend
+
+        start_backend()
     from zoo.errors import ZooError
 
     try:
@@ -276,6 +278,9 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `zoo info vgg19 | head`: the reader left; that is not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
 
 
 if __name__ == "__main__":

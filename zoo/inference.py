@@ -31,6 +31,20 @@ def _registry_model(name, weights):
     return create(name, weights=weights)
 
 
+def _require_pretrained(name):
+    """A model with no published weights would print confident labels from random ones."""
+    from zoo.errors import WeightsError
+    from zoo.models import get_spec
+
+    spec = get_spec(name)
+    if spec.default_weights is None:
+        raise WeightsError(
+            f"{spec.name} has no pretrained weights, so its labels would come from random weights. "
+            f"Pass a weights file of yours (--weights FILE, or weights=... in Python), or classify with a "
+            f"model that has them: zoo list shows each model's weights."
+        )
+
+
 def _resolve_labels(model, name, labels, num_outputs):
     if labels is not None:
         labels = list(labels)
@@ -95,7 +109,8 @@ def classify(images, model="vgg19", top=5, weights="default", labels=None, batch
             Defaults to `"vgg19"`.
         top: int. How many labels per image. Defaults to `5`.
         weights: the registry weights to load for a named model (a variant name or a
-            file path). Defaults to the model's default variant.
+            file path). Defaults to the model's default variant; a model that has
+            none (AlexNet) needs weights named, or it would label from random ones.
         labels: list of str or None. Class names; defaults to the registry's labels.
         batch_size: int. Images per forward pass. Defaults to `32`.
 
@@ -117,6 +132,8 @@ def classify(images, model="vgg19", top=5, weights="default", labels=None, batch
     name = None
     if isinstance(model, str):
         name = model.lower()
+        if weights == "default":
+            _require_pretrained(name)
         model = _registry_model(name, weights if not isinstance(weights, os.PathLike) else os.fspath(weights))
     size = tuple(model.inputs[0].shape[1:3])
     num_outputs = model.outputs[0].shape[-1]

@@ -85,3 +85,24 @@ def fsync_dir(path):
         pass
     finally:
         os.close(fd)
+
+
+def current_umask():
+    """The process's umask (read without changing it where the OS allows)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: the only portable read, restored at once
+    os.umask(mask)
+    return mask
+
+
+def make_dir_public_as_umask(path):
+    """Give a directory made by `tempfile.mkdtemp` (mode 0700) the mode a plain `mkdir`
+    would have had, so a server running as another user (TF Serving in a container)
+    can read what is published from it."""
+    os.chmod(path, 0o777 & ~current_umask())

@@ -73,7 +73,8 @@ def info(name) -> dict:
     variants = {}
     for variant, entry in weights.variants_for(spec.name).items():
         variants[variant] = {
-            **{k: v for k, v in entry.items() if k not in ("model", "variant")},
+            # Keys starting with "_" are the store's own bookkeeping, not the user's business.
+            **{k: v for k, v in entry.items() if k not in ("model", "variant") and not k.startswith("_")},
             "cached": weights.is_available(entry),
             "path": str(weights.local_path(entry)),
         }

@@ -3,11 +3,13 @@
 Putting normalisation inside the graph means a saved or exported model carries it:
 clients send pixels, never "the right mean and std". `preprocess_input` gives the same
 arithmetic for users who want it outside a model (it matches keras.applications').
+
+Keras (and with it TensorFlow) is imported only when the `Preprocess` layer is first
+used: the architecture modules import this one to register their specs, and `zoo list`
+or `zoo info` must answer from those specs without loading a backend.
 """
 
 import numpy as np
-import keras
-from keras import ops
 
 # Per-channel statistics the published ImageNet weights were trained with.
 CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
@@ -70,35 +72,56 @@ def preprocess_input(x, mode):
     return out[0] if single else out
 
 
-@keras.saving.register_keras_serializable(package="zoo")
-class Preprocess(keras.layers.Layer):
-    """Casts uint8 (or float) RGB pixels to float32 and normalises them for a model.
+def _define_layer():
+    import keras
+    from keras import ops
 
-    Args:
-        mode: str. One of `zoo.preprocessing.MODES`.
-    """
+    class OpsNamespace:
+        asarray = staticmethod(lambda value, dtype: ops.convert_to_tensor(value, dtype=dtype))
+        mean = staticmethod(ops.mean)
+        where = staticmethod(ops.where)
 
-    def __init__(self, mode, **kwargs):
-        kwargs.setdefault("dtype", "float32")
-        super().__init__(**kwargs)
-        _check_mode(mode)
-        self.mode = mode
+    @keras.saving.register_keras_serializable(package="zoo")
+    class Preprocess(keras.layers.Layer):
+        """Casts uint8 (or float) RGB pixels to float32 and normalises them for a model.
 
-    def call(self, inputs):
-        x = ops.cast(inputs, "float32")
-        # keras.ops and numpy share the names _apply uses (asarray aside).
-        return _apply(x, self.mode, _OpsNamespace)
+        Args:
+            mode: str. One of `zoo.preprocessing.MODES`.
+        """
 
-    def compute_output_shape(self, input_shape):
-        if self.mode == "digits":
-            return (*input_shape[:-1], 1)
-        return input_shape
+        def __init__(self, mode, **kwargs):
+            kwargs.setdefault("dtype", "float32")
+            super().__init__(**kwargs)
+            _check_mode(mode)
+            self.mode = mode
 
-    def get_config(self):
-        return {**super().get_config(), "mode": self.mode}
+        def call(self, inputs):
+            x = ops.cast(inputs, "float32")
+            # keras.ops and numpy share the names _apply uses (asarray aside).
+            return _apply(x, self.mode, OpsNamespace)
+
+        def compute_output_shape(self, input_shape):
+            if self.mode == "digits":
+                return (*input_shape[:-1], 1)
+            return input_shape
+
+        def get_config(self):
+            return {**super().get_config(), "mode": self.mode}
+
+    Preprocess.__qualname__ = "Preprocess"
+    Preprocess.__module__ = __name__
+    return Preprocess
 
 
-class _OpsNamespace:
-    asarray = staticmethod(lambda value, dtype: ops.convert_to_tensor(value, dtype=dtype))
-    mean = staticmethod(ops.mean)
-    where = staticmethod(ops.where)
+def __getattr__(name):
+    # PEP 562: the layer class is built (and registered with Keras) on first use.
+    if name == "Preprocess":
+        layer = _define_layer()
+        globals()["Preprocess"] = layer
+        return layer
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def register_layers():
+    """Register zoo's layers with Keras (before loading a saved model that uses them)."""
+    return globals().get("Preprocess") or __getattr__("Preprocess")

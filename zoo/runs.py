@@ -187,8 +187,10 @@ class Run:
 def load_model(run_dir):
     import keras
 
-    import zoo.preprocessing  # noqa: F401  (registers the Preprocess layer)
     import zoo.training  # noqa: F401  (registers zoo's schedules and optimizers)
+    from zoo.preprocessing import register_layers
+
+    register_layers()
 
     run_dir = Path(run_dir)
     model_path = run_dir / MODEL_FILE

@@ -38,6 +38,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from zoo import io
 from zoo.errors import UnknownModelError, ZooError
 from zoo.io import fsync_dir, read_json
 from zoo.serving import (
@@ -89,6 +90,7 @@ def export(model_or_run_dir, base_path, name, version=None, top_k=5, classes=Non
     remove_stale_temporaries(model_dir)
 
     tmp = Path(tempfile.mkdtemp(dir=model_dir, prefix=f"{TEMP_PREFIX}{os.getpid()}-"))
+    io.make_dir_public_as_umask(tmp)
     try:
         signatures = _write_saved_model(source, tmp, top_k)
         metadata = {

@@ -1,0 +1,79 @@
+"""What zoo's commands print: the backend started quietly, nothing twice.
+
+TensorFlow's C++ libraries write 6–9 lines when they load on a CPU machine (absl's
+"All log messages before absl::InitializeLog()", oneDNN, cudart stubs, a `cuInit`
+failure that alarms users) — before TensorFlow's own logging starts, so
+`TF_CPP_MIN_LOG_LEVEL` cannot reach them. `start_backend` loads the backend with the
+process's stderr captured, drops exactly those known lines and passes anything else
+(a real error) through.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import tempfile
+
+STARTUP_NOISE = re.compile(
+    "|".join((
+        r"All log messages before absl::InitializeLog\(\) is called",
+        r"oneDNN custom operations are on",
+        r"cudart_stub\.cc",
+        r"Could not find cuda drivers",
+        r"failed call to cuInit",
+        r"cuda_executor\.cc",
+        r"cuda_diagnostics\.cc",
+        r"cpu_feature_guard\.cc",
+        r"To enable the following instructions: .* in other operations, rebuild TensorFlow",
+        r"rebuild TensorFlow with the appropriate compiler flags",
+        r"Unable to register cu(DNN|FFT|BLAS) factory",
+        r"computation placer already registered",
+        r"TF-TRT Warning",
+        r"Attempting to register factory for plugin",
+    ))
+)
+
+
+def _backend():
+    return os.environ.get("KERAS_BACKEND") or _configured_backend()
+
+
+def _configured_backend():
+    import json
+
+    path = os.path.join(os.environ.get("KERAS_HOME", os.path.expanduser("~/.keras")), "keras.json")
+    try:
+        with open(path) as f:
+            return json.load(f).get("backend", "tensorflow")
+    except (OSError, ValueError):
+        return "tensorflow"
+
+
+def start_backend():
+    """Import Keras and its backend (and TensorFlow where zoo needs it) without the
+    start-up chatter; returns the lines that were let through."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if "tensorflow" in sys.modules:
+        return []
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            import tensorflow as tf
+
+            tf.config.list_physical_devices()  # where a CUDA build tries cuInit
+            import keras  # noqa: F401
+            if _backend() == "tensorflow":
+                keras.ops.convert_to_tensor(0)  # the first op loads oneDNN's kernels
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+        captured.seek(0)
+        kept = [line for line in captured.read().decode("utf-8", "replace").splitlines()
+                if line.strip() and not STARTUP_NOISE.search(line)]
+    for line in kept:
+        print(line, file=sys.stderr)
+    return kept
