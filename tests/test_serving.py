@@ -605,3 +605,20 @@ def test_cli_export_prints_path_docker_and_curl(tmp_path, run_dir, capsys):
     assert f"to {tmp_path / 'flowers' / '4'}" in out
     assert f'-v "{tmp_path / "flowers"}:/models/flowers" -e MODEL_NAME=flowers tensorflow/serving' in out
     assert "curl" in out and ":predict" in out and '"b64"' in out
+
+
+def test_an_export_holds_each_variable_once(tmp_path):
+    import keras
+
+    from zoo.preprocessing import register_layers
+
+    Preprocess = register_layers()
+    inputs = keras.Input((28, 28, 3), dtype="uint8")
+    x = keras.layers.Flatten()(Preprocess("unit")(inputs))
+    x = keras.layers.Dense(1024, activation="relu")(x)
+    outputs = keras.layers.Dense(3, activation="softmax", name="head_predictions")(x)
+    model = keras.Model(inputs, outputs)
+    weight_bytes = sum(int(np.prod(w.shape)) * 4 for w in model.weights)
+    version = export_module.export(model, tmp_path, "once", classes=["a", "b", "c"])
+    stored = sum(p.stat().st_size for p in (Path(version) / "variables").iterdir())
+    assert weight_bytes <= stored < 1.05 * weight_bytes, (stored, weight_bytes)

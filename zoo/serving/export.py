@@ -261,7 +261,9 @@ def _write_saved_model(source, path, top_k):
 
     model = source["model"]
     archive = keras.export.ExportArchive()
-    archive.track(model)
+    # No archive.track(model): add_endpoint already tracks the variables the endpoints use,
+    # and tracking the model as well stores every variable twice (its Keras wrapper and
+    # the tf.Variable inside), doubling the export (185 MB for a 95 MB ResNet50).
     input_dtype = tf.as_dtype(model.inputs[0].dtype)
 
     if source["task"] != "image-classification":
