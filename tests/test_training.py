@@ -330,3 +330,15 @@ def test_run_files_and_exports_follow_the_users_umask(tmp_path, digits):
         assert stat.S_IMODE((tmp_path / "run" / name).stat().st_mode) == 0o644, name
     assert stat.S_IMODE(Path(version).stat().st_mode) == 0o755
     assert all(stat.S_IMODE(p.stat().st_mode) & 0o044 == 0o044 for p in Path(version).rglob("*") if p.is_file())
+
+
+def test_piped_output_is_plain_and_says_each_thing_once(tmp_path, digits):
+    x_train, _, y_train, _ = digits
+    data = write_folder(tmp_path / "data", x_train, y_train, classes=(1, 7), per_class=12)
+    (data / "digit_1" / "broken.png").write_bytes(b"not a png")
+    done = zoo_cli("finetune", data, "--model", "lenet5", "--epochs", 1, "--out", tmp_path / "run")
+    assert done.returncode == 0, done.stderr[-2000:]
+    everything = done.stdout + done.stderr
+    assert "\r" not in everything and "\x1b[" not in everything  # no redrawn bars, no colour codes
+    assert done.stdout.count("Epoch 1/2") == 1 and done.stdout.count("Epoch 2/2") == 1  # the run's count, both phases
+    assert everything.count("broken.png") == 1, everything

@@ -106,15 +106,14 @@ def prepare(data_dir, model, weights, image_size, batch_size, seed, augment, ver
     size = _image_size(spec, image_size)
     data = zoo.data.image_folder(data_dir, image_size=size, batch_size=batch_size, seed=seed,
                                  augment=augment, verbose=bool(verbose))
-    if data.report.skipped and verbose:
-        print(f"skipped {len(data.report.skipped)} file(s):\n{data.report}", file=sys.stderr)
+    # image_folder has printed what it found and skipped (once); skipped.txt keeps it.
     with precision_policy(precision):
         base = models.create(spec.name, weights=_weights(weights), include_top=False, input_shape=(*size, 3))
         net = replace_head(base, len(data.classes), dropout=head_dropout)
     return spec, size, data, net
 
 
-def train(data_dir=None, out="runs/classifier", resume=False, overwrite=False, verbose=1, no_tensorboard=False,
+def train(data_dir=None, out="runs/classifier", resume=False, overwrite=False, verbose="auto", no_tensorboard=False,
           callbacks=(), **options):
     """Fine-tune registry model `model` on the image folder `data_dir`; write the run `out`.
 
@@ -127,6 +126,8 @@ def train(data_dir=None, out="runs/classifier", resume=False, overwrite=False, v
         overwrite: bool. Replace the run in `out`.
         no_tensorboard: bool. Write no TensorBoard logs.
         callbacks: more Keras callbacks for both phases (Python API only).
+        verbose: `"auto"` (a progress bar on a terminal, one plain line per epoch when
+            the output is piped or logged), 0, 1 or 2.
         **options: `model` (a registry image model), `weights` (`"default"`,
             `"imagenet"`, `"none"` or a file), `epochs` (after the frozen phase),
             `freeze_epochs` (1), `image_size` (the model's), `batch_size` (32), `lr`

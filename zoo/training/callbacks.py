@@ -65,6 +65,24 @@ class HistoryWriter(keras.callbacks.Callback):
             io.write_json(self.path, {"history": self.history, **(self.extra() if self.extra else {})})
 
 
+class RunProgress(keras.callbacks.ProgbarLogger):
+    """Keras' progress bar with the header counting the run's epochs, not the call's.
+
+    A run fitted in phases would otherwise read `Epoch 1/1` then `Epoch 2/5`, and a
+    one-epoch fit gets no header at all.
+    """
+
+    def __init__(self, total_epochs):
+        super().__init__()
+        self.total_epochs = total_epochs
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._reset_progbar()
+        self._maybe_init_progbar()
+        if self.verbose:
+            print(f"Epoch {epoch + 1}/{self.total_epochs}", flush=True)
+
+
 class TensorBoardLogger(keras.callbacks.Callback):
     """Scalars every epoch and the images a task provides, as TensorBoard event files.
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import keras
 
 from zoo.training import data as data_forms
-from zoo.training.callbacks import METRICS_FILE, HistoryWriter, TensorBoardLogger
+from zoo.training.callbacks import METRICS_FILE, HistoryWriter, RunProgress, TensorBoardLogger
 from zoo.training.checkpoint import Checkpoint
 
 CHECKPOINT_DIR = "checkpoints"
@@ -119,6 +119,16 @@ def precision(policy="float32"):
         keras.config.set_dtype_policy(previous)
 
 
+def progress_verbosity(verbose):
+    """Keras' `verbose` for `"auto"`: the live bar on a terminal, otherwise one line
+    per epoch (a bar redrawn with carriage returns is noise in a log or a pipe)."""
+    if verbose == "auto":
+        import sys
+
+        return 1 if sys.stdout.isatty() else 2
+    return verbose
+
+
 def recompile(model):
     """Compile `model` again from its own compile config, if it was compiled.
 
@@ -190,6 +200,7 @@ def fit(
     tags=None,
     metrics_extra=None,
     write_metrics=True,
+    total_epochs=None,
     callbacks=(),
     verbose=1,
 ):
@@ -233,15 +244,19 @@ def fit(
         history: list or None. Records to append to (shared across calls of one run).
         tags: dict or None. Keys added to every history record (e.g. `{"phase": 1}`).
         metrics_extra: callable returning more keys for metrics.json, or None.
+        total_epochs: int or None. The run's epoch count for the progress header, when
+            this call is one phase of it. Defaults to `epochs`.
         write_metrics: bool. Write `run_dir/metrics.json` when training ends. A task
             that fits in several phases passes False and writes it once at the end.
         callbacks: more Keras callbacks.
-        verbose: int. Keras' progress output (0, 1 or 2).
+        verbose: `"auto"`, 0, 1 or 2: Keras' progress output; `"auto"` is the bar on a
+            terminal and one line per epoch otherwise.
 
     Returns:
         `FitResult`.
     """
     defaults = defaults or Defaults()
+    verbose = progress_verbosity(verbose)
     run_dir = Path(run_dir) if run_dir else None
     history = history if history is not None else []
     if monitor == "auto":
@@ -268,6 +283,8 @@ def fit(
     if tensorboard and run_dir is not None:
         own.append(tensorboard if isinstance(tensorboard, TensorBoardLogger)
                    else TensorBoardLogger(run_dir / LOG_DIR, images=tensorboard_images))
+    if verbose:
+        own.append(RunProgress(total_epochs or epochs))
     stopper = None
     if early_stopping:
         stopper = keras.callbacks.EarlyStopping(monitor=monitor or "loss", mode=mode, patience=int(early_stopping))

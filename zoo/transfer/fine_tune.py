@@ -50,7 +50,7 @@ def fine_tune(
     steps_per_execution=1,
     strategy=None,
     callbacks=(),
-    verbose=1,
+    verbose="auto",
 ):
     """Fine-tune `model` (a base with a `replace_head` head) in two phases.
 
@@ -82,7 +82,8 @@ def fine_tune(
         steps_per_execution: int. Batches per compiled call.
         strategy: a tf.distribute strategy or None (see `zoo.training.fit`).
         callbacks: extra Keras callbacks for both phases.
-        verbose: int. Keras progress (0, 1 or 2).
+        verbose: `"auto"`, 0, 1 or 2. Keras progress (`"auto"`: a bar on a terminal, a line per
+            epoch otherwise).
 
     Returns:
         dict with `history` (one record per epoch: epoch, phase, loss, accuracy,
@@ -112,7 +113,8 @@ def fine_tune(
     common = dict(defaults=defaults, checkpoint=checkpoint, run_dir=run_dir, write_metrics=False,
                   tensorboard=tensorboard, tensorboard_images=tensorboard_images, best=best,
                   early_stopping=early_stopping, steps_per_execution=steps_per_execution, strategy=strategy,
-                  saved_model=model, history=history, callbacks=callbacks, verbose=verbose, restore_best=False)
+                  saved_model=model, history=history, callbacks=callbacks, verbose=verbose, restore_best=False,
+                  total_epochs=freeze_epochs + epochs)
     seconds = {}
 
     # Phase 1: the head alone, base frozen.
@@ -128,6 +130,9 @@ def fine_tune(
         else:
             trainer, train_data, val_data = model, train, val
         steps = num_batches(train_data, batch_size) * freeze_epochs
+        if verbose:
+            print(f"phase 1: the new head on the frozen base{' (cached features)' if use_cache else ''}, "
+                  f"{_count(freeze_epochs)}", flush=True)
         fit(trainer, train_data, val_data, epochs=freeze_epochs, batch_size=batch_size, shuffle=True,
             learning_rate=OneCycle(base_lr, steps, pct_start=HEAD_PCT_START), tags={"phase": 1}, **common)
         done = checkpoint.epochs_done
@@ -139,6 +144,8 @@ def fine_tune(
         checkpoint.segment = "phase2"
         unfreeze(model, train_bn=train_bn)
         steps = num_batches(train, batch_size) * epochs
+        if verbose:
+            print(f"phase 2: all layers, earlier ones at lower rates, {_count(epochs)}", flush=True)
         optimizer = DiscriminativeAdam(learning_rate=OneCycle(base_lr / 2, steps),
                                        lr_multipliers=layerwise_multipliers(model, lr_mult))
         fit(model, train, val, epochs=total, batch_size=batch_size, optimizer=optimizer, tags={"phase": 2},
@@ -153,6 +160,10 @@ def fine_tune(
     return {"history": history, "cached_features": use_cache, "seconds": seconds,
             "best_epoch": state.get("best_epoch"), "best_value": state.get("best_value"), "monitor": monitor,
             "restored_best": restored, "last_epoch": checkpoint.epochs_done, "checkpoint": checkpoint}
+
+
+def _count(epochs):
+    return f"{epochs} epoch{'s' if epochs != 1 else ''}"
 
 
 def fit_one_cycle(model, train, val=None, epochs=1, lr=1e-3, batch_size=32, verbose=1, callbacks=()):
