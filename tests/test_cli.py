@@ -216,3 +216,28 @@ def test_classify_refuses_a_model_without_pretrained_weights(tmp_path):
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert "alexnet has no pretrained weights" in done.stderr and "--weights FILE" in done.stderr
     assert done.stdout == ""
+
+
+def test_every_option_has_help_and_every_command_an_example():
+    import argparse
+
+    from zoo.cli import build_parser
+
+    def commands(parser, path=()):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, child in action.choices.items():
+                    yield (*path, name), child
+                    yield from commands(child, (*path, name))
+
+    missing_help, missing_example = [], []
+    for path, parser in commands(build_parser()):
+        if "examples:" not in (parser.epilog or ""):
+            missing_example.append(" ".join(path))
+        for action in parser._actions:
+            if isinstance(action, (argparse._HelpAction, argparse._SubParsersAction)):
+                continue
+            if not (action.help or "").strip():
+                missing_help.append(f"{' '.join(path)} {action.option_strings or action.dest}")
+    assert not missing_help, missing_help
+    assert not missing_example, missing_example

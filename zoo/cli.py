@@ -176,72 +176,110 @@ def _add_task_options(parser, options):
 
 
 # ------------------------------------------------------------------------------ parser
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Examples kept as written (RawDescription); wide enough for the flags."""
+
+    def __init__(self, prog):
+        super().__init__(prog, max_help_position=32)
+
+
+EXAMPLES = {
+    "list": "examples:\n  zoo list\n  zoo list 'res*'\n  zoo list --task image-classification --json",
+    "info": "examples:\n  zoo info vgg19\n  zoo info lenet5 | python -m json.tool",
+    "classify": ("examples:\n  zoo classify examples/digit-7.png --model lenet5      # shipped weights, offline\n"
+                 "  zoo classify cat.jpg dog.png --model vgg19 --top 3\n"
+                 "  zoo classify photo.jpg --model resnet50 --weights my_resnet50.h5 --json"),
+    "weights": ("examples:\n  zoo weights list\n  zoo weights fetch --model vgg19\n"
+                "  zoo weights import vgg19_weights_tf_dim_ordering_tf_kernels.h5 --model vgg19 --variant imagenet\n"
+                "  zoo weights verify"),
+    "train": "examples:\n  zoo train classifier photos/ --model resnet50 --epochs 3 --out runs/birds",
+    "classifier": ("examples:\n  zoo train classifier photos/ --model resnet50 --epochs 3 --out runs/birds\n"
+                   "  zoo train classifier photos/ --model lenet5 --epochs 2 --out runs/digits --resume\n"
+                   "  zoo train classifier photos/ --model vgg19 --weights none --epochs 5 --out runs/scratch"),
+    "finetune": ("examples:\n  zoo finetune photos/ --model resnet50 --epochs 3 --freeze-epochs 1 --out runs/birds\n"
+                 "  zoo finetune photos/ --model resnet50 --epochs 3 --out runs/birds --resume\n"
+                 "  zoo finetune photos/ --model lenet5 --epochs 2 --augment --out runs/digits --overwrite"),
+    "predict": ("examples:\n  zoo predict runs/birds new1.jpg new2.jpg --top 3\n"
+                "  zoo predict --url http://127.0.0.1:8501 --model birds new1.jpg --json"),
+    "lr-find": "examples:\n  zoo lr-find photos/ --model resnet50 --plot lr_find.png",
+}
+
+
+def _subcommand(sub, name, help_text, description=None):
+    return sub.add_parser(name, help=help_text, description=description or help_text[:1].upper() + help_text[1:] + ".",
+                          epilog=EXAMPLES.get(name), formatter_class=_HelpFormatter)
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="zoo",
         description="A Keras 3 model zoo: classify, fine-tune, export and serve.",
+        epilog="Run `zoo COMMAND --help` for a command's options and examples.",
     )
     parser.add_argument("--version", action="store_true", help="print zoo's version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    p = sub.add_parser("list", help="list models, their weights and what is cached")
-    p.add_argument("pattern", nargs="?", help='wildcard such as "res*"')
-    p.add_argument("--task", help="only models of this task")
-    p.add_argument("--json", action="store_true")
+    p = _subcommand(sub, "list", "list models, their weights and what is cached")
+    p.add_argument("pattern", nargs="?", help='wildcard such as "res*" (default: every model)')
+    p.add_argument("--task", help="only models of this task, e.g. image-classification (default: all)")
+    p.add_argument("--json", action="store_true", help="print each model's `zoo info` as a JSON list")
     p.set_defaults(func=cmd_list)
 
-    p = sub.add_parser("info", help="everything about one model, as JSON")
-    p.add_argument("name")
+    p = _subcommand(sub, "info", "everything about one model, as JSON")
+    p.add_argument("name", help="a registry model name (zoo list)")
     p.set_defaults(func=cmd_info)
 
-    p = sub.add_parser("classify", help="top-k labels for images")
-    p.add_argument("images", nargs="+", metavar="IMAGE")
-    p.add_argument("--model", default="vgg19")
-    p.add_argument("--top", type=int, default=5)
+    p = _subcommand(sub, "classify", "top-k labels for images")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (anything Pillow opens)")
+    p.add_argument("--model", default="vgg19", help="a registry model (default: vgg19)")
+    p.add_argument("--top", type=int, default=5, help="labels per image (default: 5)")
     p.add_argument("--weights", help="weights variant name or file (default: the model's default)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_classify)
 
-    p = sub.add_parser("weights", help="manage the weights cache (list, path, verify, fetch, import)")
-    p.add_argument("action", choices=["list", "path", "verify", "fetch", "import"])
+    p = _subcommand(sub, "weights", "manage the weights cache (list, path, verify, fetch, import)")
+    p.add_argument("action", choices=["list", "path", "verify", "fetch", "import"],
+                   help="list the manifest, print paths, check hashes, download, or import a file by hand")
     p.add_argument("file", nargs="?", help="with import: the file to verify and register")
-    p.add_argument("--model")
-    p.add_argument("--variant")
+    p.add_argument("--model", help="only this model (default: all; required by import)")
+    p.add_argument("--variant", help="only this variant, e.g. imagenet or imagenet_notop (required by import)")
     p.set_defaults(func=cmd_weights)
 
     from zoo import tasks
 
-    p = sub.add_parser("train", help="train a model of one kind (zoo train KIND --help)",
-                       description="Train a model of one kind; each kind has its own options.")
+    p = _subcommand(sub, "train", "train a model of one kind (zoo train KIND --help)",
+                    "Train a model of one kind; each kind has its own options.")
     kinds = p.add_subparsers(dest="kind", metavar="KIND", required=True)
     for kind, description in tasks.kinds().items():
         task = tasks.get(kind)
-        k = kinds.add_parser(kind, help=description, description=description)
+        k = kinds.add_parser(kind, help=description, description=description, epilog=EXAMPLES.get(kind),
+                             formatter_class=_HelpFormatter)
         _add_task_options(k, task.OPTIONS)
         k.set_defaults(func=cmd_train, task_options=task.OPTIONS)
 
     classifier = tasks.get("classifier")
-    p = sub.add_parser("finetune", help="fine-tune a registry model on a folder of images (= zoo train classifier)",
-                       description=classifier.DESCRIPTION + " — the same as `zoo train classifier`.")
+    p = _subcommand(sub, "finetune", "fine-tune a registry model on a folder of images (= zoo train classifier)",
+                    classifier.DESCRIPTION[:1].upper() + classifier.DESCRIPTION[1:]
+                    + " — the same as `zoo train classifier`.")
     _add_task_options(p, classifier.OPTIONS)
     p.set_defaults(func=cmd_train, kind="classifier", task_options=classifier.OPTIONS)
 
-    p = sub.add_parser("predict", help="labels for images from a fine-tuned run (or a server with --url)")
-    p.add_argument("run_dir", nargs="?", metavar="RUN_DIR")
-    p.add_argument("images", nargs="*", metavar="IMAGE")
+    p = _subcommand(sub, "predict", "labels for images from a fine-tuned run (or a server with --url)")
+    p.add_argument("run_dir", nargs="?", metavar="RUN_DIR", help="a run directory written by zoo finetune")
+    p.add_argument("images", nargs="*", metavar="IMAGE", help="image files")
     p.add_argument("--url", help="a TF Serving REST endpoint, e.g. http://127.0.0.1:8501")
     p.add_argument("--model", help="with --url: the served model's name")
-    p.add_argument("--top", type=int, default=1)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--top", type=int, default=1, help="labels per image (default: 1)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("lr-find", help="sweep the learning rate on a folder of images")
-    p.add_argument("data_dir", metavar="DATA_DIR")
-    p.add_argument("--model", required=True)
+    p = _subcommand(sub, "lr-find", "sweep the learning rate on a folder of images")
+    p.add_argument("data_dir", metavar="DATA_DIR", help="folder with one sub-folder of images per class")
+    p.add_argument("--model", required=True, help="a registry image model (zoo list)")
     p.add_argument("--weights", default="default", help="imagenet | none | FILE (default: the model's default)")
-    p.add_argument("--image-size", type=int, default=None)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--plot", default="lr_find.png")
+    p.add_argument("--image-size", type=int, default=None, help="input size in pixels (default: the model's)")
+    p.add_argument("--batch-size", type=int, default=32, help="default: 32")
+    p.add_argument("--plot", default="lr_find.png", help="where the loss-vs-rate plot goes (default: lr_find.png)")
     p.set_defaults(func=cmd_lr_find)
 
     try:

@@ -3,6 +3,7 @@ server.py. Handlers import TensorFlow when they run, so `zoo --help` stays fast.
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 
@@ -17,6 +18,9 @@ def add_commands(subparsers):
             "(JPEG/PNG bytes) and top_k (class names and scores). The version is written "
             "to a temporary directory and renamed into place."
         ),
+        epilog=("examples:\n  zoo export runs/birds --name birds --out models/\n"
+                "  zoo export lenet5 --out models/ --version 3"),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("source", metavar="RUN_DIR|MODEL", help="a zoo finetune run directory or a registry model name")
     p.add_argument("--name", help="served model name (default: the model's name)")
@@ -33,6 +37,9 @@ def add_commands(subparsers):
             "without a restart) with TF Serving's REST and gRPC contract. For "
             "development and tests; production runs tensorflow/serving on the same directory."
         ),
+        epilog=("examples:\n  zoo serve models/\n  zoo serve models/ --port 8601 --grpc-port -1\n"
+                "  curl http://127.0.0.1:8501/v1/models/birds"),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("base_path", metavar="MODELS", help="directory of NAME/VERSION/ SavedModels")
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: 127.0.0.1, loopback)")

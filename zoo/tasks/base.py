@@ -41,6 +41,6 @@ RUN_OPTIONS = (
     Option("overwrite", None, False, "replace the run in --out (its model, metrics and checkpoints)"),
     Option("seed", int, None, "random seed (default: 0)"),
     Option("precision", str, None, "float32 | mixed_float16 | mixed_bfloat16 (default: float32)"),
-    Option("early_stopping", int, None, "stop after this many epochs without improvement"),
+    Option("early_stopping", int, None, "stop after this many epochs without improvement (default: off)"),
     Option("no_tensorboard", None, False, "write no TensorBoard logs (RUN_DIR/logs)"),
 )
