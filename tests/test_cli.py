@@ -241,3 +241,22 @@ def test_every_option_has_help_and_every_command_an_example():
                 missing_help.append(f"{' '.join(path)} {action.option_strings or action.dest}")
     assert not missing_help, missing_help
     assert not missing_example, missing_example
+
+
+@pytest.mark.parametrize("flag", ["--port", "--grpc-port"])
+def test_serve_on_a_port_in_use_says_so_in_one_line(tmp_path, flag):
+    import socket
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    try:
+        (tmp_path / "models").mkdir()
+        other = ["--grpc-port", "0"] if flag == "--port" else ["--port", "0"]
+        done = run_zoo("serve", str(tmp_path / "models"), flag, str(port), *other, timeout=120)
+    finally:
+        taken.close()
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert f"127.0.0.1:{port}" in last and flag in last, done.stderr

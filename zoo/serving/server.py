@@ -15,6 +15,8 @@ from __future__ import annotations
 import threading
 import time
 
+from zoo.errors import ZooError
+
 from zoo.serving.rest import RestHandler, RestHTTPServer
 from zoo.serving.store import ModelStore
 
@@ -22,6 +24,10 @@ DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
 
 
 # ----------------------------------------------------------------------------- server
+class PortUnavailable(ZooError):
+    """The server cannot listen where it was asked to."""
+
+
 class ModelServer:
     """REST (and, with `grpc_port` not None, gRPC) over one `ModelStore`.
 
@@ -64,9 +70,13 @@ class ModelServer:
         return f"{self.host}:{self.grpc_port}" if self.grpc_port else None
 
     def start(self):
-        self.store.start()
         port, grpc_port = self._requested
-        self._http = RestHTTPServer((self.host, port), RestHandler)
+        try:
+            self._http = RestHTTPServer((self.host, port), RestHandler)
+        except OSError as error:
+            raise PortUnavailable(f"Cannot serve REST on {self.host}:{port}: {error.strerror or error}. "
+                                  "Pass another --port (0 picks a free one).") from None
+        self.store.start()
         self._http.store = self.store
         self._http.max_body_bytes = self.max_body_bytes
         self.port = self._http.server_address[1]
@@ -77,9 +87,15 @@ class ModelServer:
         if grpc_port is not None:
             from zoo.serving.grpc_service import start_grpc_server
 
-            self._grpc, self.grpc_port = start_grpc_server(
-                self.store, self.host, grpc_port, max_message_bytes=self.max_body_bytes
-            )
+            try:
+                self._grpc, self.grpc_port = start_grpc_server(
+                    self.store, self.host, grpc_port, max_message_bytes=self.max_body_bytes
+                )
+            except (OSError, RuntimeError):
+                self.stop()
+                raise PortUnavailable(f"Cannot serve gRPC on {self.host}:{grpc_port}: the port is in use or "
+                                      "not allowed. Pass another --grpc-port (0 picks a free one, -1 serves "
+                                      "no gRPC).") from None
         return self
 
     def stop(self):
