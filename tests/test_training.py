@@ -342,3 +342,36 @@ def test_piped_output_is_plain_and_says_each_thing_once(tmp_path, digits):
     assert "\r" not in everything and "\x1b[" not in everything  # no redrawn bars, no colour codes
     assert done.stdout.count("Epoch 1/2") == 1 and done.stdout.count("Epoch 2/2") == 1  # the run's count, both phases
     assert everything.count("broken.png") == 1, everything
+
+
+def test_refusals_are_one_line_not_a_traceback(tmp_path, digits):
+    # A model file carrying Python code (a Lambda layer) is refused, and says why.
+    inputs = keras.Input((28, 28, 3), dtype="uint8")
+    outputs = keras.layers.Lambda(lambda x: keras.ops.mean(keras.ops.cast(x, "float32"), axis=(1, 2)))(inputs)
+    run = tmp_path / "lambda_run"
+    run.mkdir()
+    keras.Model(inputs, outputs).save(run / "model.keras")
+    (run / "run.json").write_text(json.dumps({"kind": "classifier"}))
+    (run / "classes.json").write_text(json.dumps(["a", "b", "c"]))
+    image = ROOT / "examples" / "digit-7.png"
+    refused = zoo_cli("predict", run, image)
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    assert "Refusing to load" in refused.stderr and "Lambda" in refused.stderr
+
+    # A checkpoint holding a pickled array is refused on --resume, in one line.
+    x_train, _, y_train, _ = digits
+    data = write_folder(tmp_path / "data", x_train, y_train, classes=(1, 7), per_class=12)
+    out = tmp_path / "run"
+    args = ["finetune", data, "--model", "lenet5", "--epochs", 1, "--out", out]
+    assert zoo_cli(*args).returncode == 0
+    (out / "model.keras").unlink()
+    checkpoints = out / "checkpoints"
+    checkpoints.mkdir()
+    np.savez(checkpoints / "last.npz", np.array([{"evil": 1}], dtype=object), allow_pickle=True)
+    np.savez(checkpoints / "frozen-x.npz", np.zeros(1))
+    layout = {"dynamic": [0], "frozen_file": "frozen-x.npz", "optimizers": {}}
+    (checkpoints / "state.json").write_text(json.dumps({"epochs_done": 1, "history": [], "last_layout": layout,
+                                                       "segment": "phase1"}))
+    resumed = zoo_cli(*args, "--resume")
+    assert resumed.returncode == 1 and "Traceback" not in resumed.stderr, resumed.stderr[-2000:]
+    assert "Refusing to resume" in resumed.stderr and "--overwrite" in resumed.stderr

@@ -196,7 +196,16 @@ def load_model(run_dir):
     model_path = run_dir / MODEL_FILE
     if not model_path.is_file():
         raise RunError(f"{run_dir} is not a finished zoo run directory: {model_path} is missing.")
-    return keras.saving.load_model(model_path, compile=False)
+    try:
+        return keras.saving.load_model(model_path, compile=False)
+    except ValueError as error:
+        if "safe_mode" in str(error) or "Lambda" in str(error):
+            # Keras' safe mode refuses code stored in a model file (a Lambda layer's
+            # bytecode): loading it would run whatever the file's author wrote.
+            raise RunError(f"Refusing to load {model_path}: it holds Python code (a Lambda layer), which "
+                           "could run anything. Load it yourself with keras.saving.load_model(..., "
+                           "safe_mode=False) only if you trust where it came from.") from None
+        raise RunError(f"{model_path} cannot be loaded: {str(error).splitlines()[0]}") from None
 
 
 def save_run(run_dir, model, classes=None, config=None, metrics=None, kind="classifier"):

@@ -35,10 +35,15 @@ import keras
 import numpy as np
 
 from zoo import io
+from zoo.errors import ZooError
 
 STATE_FILE = "state.json"
 LAST_FILE = "last.npz"
 BEST_FILE = "best.npz"
+
+
+class CheckpointError(ZooError, ValueError):
+    """A checkpoint that cannot be resumed from (not zoo's, damaged, another model)."""
 
 
 def frozen_variables(model):
@@ -155,8 +160,16 @@ class Checkpoint(keras.callbacks.Callback):
     def _read_arrays(self, name):
         if self.directory is None:
             return self._memory[name]
-        with np.load(self.directory / name, allow_pickle=False) as saved:
-            return [saved[f"arr_{i}"] for i in range(len(saved.files))]
+        path = self.directory / name
+        try:
+            with np.load(path, allow_pickle=False) as saved:
+                return [saved[f"arr_{i}"] for i in range(len(saved.files))]
+        except ValueError as error:
+            # A pickled array would run code while it loads; a checkpoint never holds one.
+            raise CheckpointError(f"Refusing to resume from {path}: it is not a checkpoint zoo wrote "
+                                  f"({str(error).splitlines()[0]}). Pass --overwrite to start again.") from None
+        except (OSError, EOFError) as error:
+            raise CheckpointError(f"Cannot resume from {path}: {error}. Pass --overwrite to start again.") from None
 
     # ------------------------------------------------------------- split per fit
     def _split(self, model):
@@ -256,10 +269,11 @@ class Checkpoint(keras.callbacks.Callback):
         frozen_file = layout["frozen_file"]
         dynamic = set(layout["dynamic"])
         frozen_idx = [i for i in range(len(variables)) if i not in dynamic]
+        values = self._read_arrays(LAST_FILE if which == "last" else BEST_FILE)
         frozen_values = self._read_arrays(frozen_file)
         if len(frozen_values) != len(frozen_idx):
-            raise ValueError(f"{self.directory or 'checkpoint'}: {frozen_file} does not fit this model.")
-        values = self._read_arrays(LAST_FILE if which == "last" else BEST_FILE)
+            raise CheckpointError(f"{self.directory or 'checkpoint'}: {frozen_file} does not fit this model. "
+                                  "Pass --overwrite to start again.")
         for index, value in zip(frozen_idx, frozen_values):
             _assign(variables[index], value)
         for index, value in zip(layout["dynamic"], values):
@@ -274,7 +288,7 @@ class Checkpoint(keras.callbacks.Callback):
                     optimizer.build([variables[i] for i in entry["built_on"] if i >= 0])
                 saved = values[entry["start"]:entry["start"] + entry["count"]]
                 if len(saved) != len(optimizer.variables):
-                    raise ValueError(f"The saved state of optimizer {name!r} does not fit: "
+                    raise CheckpointError(f"The saved state of optimizer {name!r} does not fit: "
                                      f"{len(saved)} variables saved, {len(optimizer.variables)} now.")
                 for variable, value in zip(optimizer.variables, saved):
                     _assign(variable, value)
@@ -302,6 +316,6 @@ class Checkpoint(keras.callbacks.Callback):
 
 def _assign(variable, value):
     if tuple(variable.shape) != tuple(value.shape):
-        raise ValueError(f"Checkpoint does not fit the model: {variable.path} has shape "
+        raise CheckpointError(f"Checkpoint does not fit the model: {variable.path} has shape "
                          f"{tuple(variable.shape)}, the saved value {tuple(value.shape)}.")
     variable.assign(value)
