@@ -260,3 +260,46 @@ def test_serve_on_a_port_in_use_says_so_in_one_line(tmp_path, flag):
     assert done.returncode == 1 and "Traceback" not in done.stderr
     last = done.stderr.strip().splitlines()[-1]
     assert f"127.0.0.1:{port}" in last and flag in last, done.stderr
+
+
+def _png_claiming(path, width, height):
+    """A tiny PNG whose header claims `width` x `height` pixels (a pixel bomb)."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    rows = zlib.compress(b"\0" * 1024)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", rows) + chunk(b"IEND", b""))
+    return path
+
+
+def test_pixel_bombs_are_refused_by_name_and_the_other_images_still_classified(tmp_path):
+    good = Path(__file__).resolve().parents[1] / "examples" / "digit-7.png"
+    bomb = _png_claiming(tmp_path / "bomb.png", 9000, 9000)  # 81 Mpx: above zoo's cap, below Pillow's
+    huge = _png_claiming(tmp_path / "huge.png", 23000, 23000)  # 529 Mpx: Pillow itself refuses it
+    assert bomb.stat().st_size < 2000
+    done = run_zoo("classify", str(good), str(bomb), str(huge), "--model", "lenet5", "--json")
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    results = json.loads(done.stdout)
+    assert results[0]["predictions"][0]["label"] == "7"
+    assert "bomb.png" in results[1]["error"] and "9000x9000" in results[1]["error"]
+    assert "ZOO_MAX_IMAGE_PIXELS" in results[1]["error"]
+    assert "huge.png" in results[2]["error"] and "too many pixels" in results[2]["error"]
+    # The limit is the user's to set.
+    small = run_zoo("classify", str(good), "--model", "lenet5", env={"ZOO_MAX_IMAGE_PIXELS": "100"})
+    assert small.returncode == 1 and "more than the limit of 100" in small.stderr
+
+    import zoo.data
+
+    folder = tmp_path / "data"
+    for name in ("a", "b"):
+        (folder / name).mkdir(parents=True)
+        for i in range(3):
+            shutil.copy(good, folder / name / f"{i}.png")
+    shutil.copy(bomb, folder / "a" / "bomb.png")
+    report = zoo.data.scan_folder(folder, validation_split=0, verbose=False)
+    assert [Path(s.path).name for s in report.skipped] == ["bomb.png"]
+    assert "9000x9000" in report.skipped[0].reason

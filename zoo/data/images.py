@@ -89,8 +89,11 @@ def check_image(path):
         return FileCheck(path, False, f"cannot read ({error.strerror or error})")
     if size == 0:
         return FileCheck(path, False, "empty file (0 bytes)")
+    from zoo.data.pillow import check_pixel_count
+
     try:
         with Image.open(path) as image:
+            check_pixel_count(image, path)
             fmt, mode = image.format, image.mode
             transparent = "transparency" in image.info
             rotated = False
@@ -105,6 +108,8 @@ def check_image(path):
         return FileCheck(path, False, "not an image (Pillow cannot identify the format)")
     except Image.DecompressionBombError as error:
         return FileCheck(path, False, f"too many pixels ({error})")
+    except DataError as error:
+        return FileCheck(path, False, str(error).removeprefix(f"{path}: "))
     except (OSError, SyntaxError, ValueError, EOFError, MemoryError) as error:
         message = str(error) or type(error).__name__
         if "truncated" in message.lower() or isinstance(error, EOFError):

@@ -14,6 +14,32 @@ import numpy as np
 from zoo.errors import DataError
 
 
+DEFAULT_MAX_PIXELS = 50_000_000  # an 8K photo is 33 Mpx; a decoded 50 Mpx image is ~150 MB
+
+
+def max_pixels():
+    """The most pixels zoo decodes in one image: `$ZOO_MAX_IMAGE_PIXELS`, default 50 M.
+
+    A 62 KiB PNG can claim 23000 x 23000 pixels and cost gigabytes once decoded, so the
+    size in the header is checked before any pixel is.
+    """
+    value = os.environ.get("ZOO_MAX_IMAGE_PIXELS")
+    try:
+        return int(value) if value else DEFAULT_MAX_PIXELS
+    except ValueError:
+        raise DataError(f"ZOO_MAX_IMAGE_PIXELS must be a whole number of pixels. Received: {value!r}") from None
+
+
+def check_pixel_count(image, name):
+    """Raise `DataError` naming `name` when the opened (not yet decoded) `image` claims
+    more pixels than `max_pixels()`."""
+    width, height = image.size
+    limit = max_pixels()
+    if width * height > limit:
+        raise DataError(f"{name}: claims {width}x{height} = {width * height:,} pixels, more than the limit of "
+                        f"{limit:,} (set ZOO_MAX_IMAGE_PIXELS to allow more)")
+
+
 def to_rgb(image):
     """A PIL image of any mode (L, LA, P, RGBA, CMYK, I;16, I, F) as an RGB PIL image.
 
@@ -51,6 +77,7 @@ def load_rgb(path, size=None, resample="bilinear"):
 
     try:
         with Image.open(path) as image:
+            check_pixel_count(image, path)
             if size is not None and image.format == "JPEG":
                 # libjpeg can decode at 1/2, 1/4 or 1/8 scale (DCT-domain downscaling):
                 # a large photo then costs a fraction of a full decode. draft() keeps the
@@ -64,6 +91,8 @@ def load_rgb(path, size=None, resample="bilinear"):
         raise DataError(f"{path}: no such file") from error
     except UnidentifiedImageError as error:
         raise DataError(f"{path}: not an image Pillow can read") from error
+    except Image.DecompressionBombError as error:
+        raise DataError(f"{path}: too many pixels ({error})") from error
     except (OSError, SyntaxError, ValueError) as error:
         raise DataError(f"{path}: unreadable image ({error})") from error
     if size is not None:
@@ -85,6 +114,7 @@ def load_item(item, size, index=0):
     if isinstance(item, (str, os.PathLike)):
         return load_rgb(item, size)
     if isinstance(item, Image.Image):
+        check_pixel_count(item, f"image #{index}")
         rgb = to_rgb(item)
         if rgb.size != (size[1], size[0]):
             rgb = rgb.resize((size[1], size[0]), Image.BILINEAR)
