@@ -303,3 +303,13 @@ def test_pixel_bombs_are_refused_by_name_and_the_other_images_still_classified(t
     report = zoo.data.scan_folder(folder, validation_split=0, verbose=False)
     assert [Path(s.path).name for s in report.skipped] == ["bomb.png"]
     assert "9000x9000" in report.skipped[0].reason
+
+
+def test_classify_a_fifo_or_a_folder_answers_at_once(tmp_path):
+    pipe = tmp_path / "pipe.png"
+    os.mkfifo(pipe)
+    good = Path(__file__).resolve().parents[1] / "examples" / "digit-7.png"
+    done = run_zoo("classify", str(pipe), str(good), "--model", "lenet5", "--json", timeout=120)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    results = json.loads(done.stdout)
+    assert "not a regular file" in results[0]["error"] and results[1]["predictions"][0]["label"] == "7"

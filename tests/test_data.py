@@ -331,3 +331,31 @@ def test_large_jpeg_downscale_matches_pillow(tmp_path):
         ours = next(iter(ds))[0][0].numpy().astype(int)
         theirs = load_rgb(path, size).astype(int)
         assert np.abs(ours - theirs).mean() < 5, size
+
+
+def test_fifos_odd_names_links_and_loops_in_a_folder(tmp_path):
+    """Only regular files; any file name; each real file once, never in both splits."""
+    from PIL import Image
+
+    root = tmp_path / "data"
+    rng = np.random.default_rng(0)
+    for name in ("a", "b"):
+        (root / name).mkdir(parents=True)
+        for i in range(6):
+            Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype="uint8")).save(root / name / f"{i}.png")
+    odd = os.fsencode(str(root / "b")) + b"/\xff\xfe-not-utf8.png"
+    with open(odd, "wb") as f:
+        f.write((root / "b" / "0.png").read_bytes())
+    os.mkfifo(root / "a" / "pipe.png")
+    os.symlink("..", root / "a" / "loop")  # a/loop/a/loop/... and a/loop/b/...
+    os.symlink(root / "a" / "1.png", root / "a" / "again.png")
+
+    report = zoo.data.scan_folder(root, validation_split=0.5, seed=0, verbose=False)
+    reasons = {os.path.basename(s.path): s.reason for s in report.skipped}
+    assert "not a regular file" in reasons["pipe.png"]
+    assert "the same file as" in reasons["again.png"]
+    assert report.num_train + report.num_val == 6 + 7  # each real file once, the odd name included
+    train, val = set(map(os.path.realpath, report.train_files)), set(map(os.path.realpath, report.val_files))
+    assert not train & val
+    data = zoo.data.image_folder(root, image_size=32, batch_size=4, validation_split=0.5, verbose=False)
+    assert sum(len(np.asarray(y)) for _, y in data.train) == report.num_train

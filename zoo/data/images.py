@@ -82,11 +82,17 @@ def check_image(path):
     """
     from PIL import Image, UnidentifiedImageError
 
+    import stat
+
     path = os.fspath(path)
     try:
-        size = os.path.getsize(path)
+        info = os.stat(path)
     except OSError as error:
         return FileCheck(path, False, f"cannot read ({error.strerror or error})")
+    if not stat.S_ISREG(info.st_mode):
+        # A FIFO or a device would block the reader forever, or never end.
+        return FileCheck(path, False, "not a regular file (a pipe, socket or device)")
+    size = info.st_size
     if size == 0:
         return FileCheck(path, False, "empty file (0 bytes)")
     from zoo.data.pillow import check_pixel_count
@@ -275,15 +281,54 @@ def _list_classes(root):
     return classes
 
 
-def _list_files(folder):
-    # Hidden files (.DS_Store, ._photo.jpg from macOS) are never images a user meant
-    # to train on: leave them out rather than reporting them.
-    files = []
+def _contains(outer, inner):
+    """Whether real path `outer` is `inner` or a folder above it."""
+    return inner == outer or inner.startswith(outer.rstrip(os.sep) + os.sep)
+
+
+def _list_files(folder, seen, duplicates):
+    """Every regular image file under `folder`, each real file once.
+
+    Links are followed, but each real directory is entered once (a symlink loop would
+    otherwise list every image dozens of times) and each real file is listed once for
+    the whole folder (`seen`, shared across classes): the same photo reached twice
+    could land in both the training and the validation split. Later copies go into
+    `duplicates` as `(path, first path)`. Hidden files (.DS_Store, ._photo.jpg from
+    macOS) are never images a user meant to train on: they are left out, not reported.
+    """
+    files, entered = [], set()
+    top = os.path.realpath(folder)
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        files.extend(
-            os.path.join(dirpath, name) for name in sorted(filenames) if not name.startswith(".")
+        try:
+            real = os.stat(dirpath)
+        except OSError:
+            continue
+        if (real.st_dev, real.st_ino) in entered:
+            dirnames[:] = []
+            continue
+        entered.add((real.st_dev, real.st_ino))
+        # A link to the class folder itself or to a folder above it is a loop (it would
+        # pull in the other classes too): it is not followed.
+        dirnames[:] = sorted(
+            d for d in dirnames
+            if not d.startswith(".")
+            and not _contains(os.path.realpath(os.path.join(dirpath, d)), top)
         )
+        for name in sorted(filenames):
+            if name.startswith("."):
+                continue
+            path = os.path.join(dirpath, name)
+            try:
+                key = os.stat(path)
+            except OSError:
+                files.append(path)  # a dangling link: check_image reports it
+                continue
+            identity = (key.st_dev, key.st_ino)
+            if identity in seen:
+                duplicates.append((path, seen[identity]))
+                continue
+            seen[identity] = path
+            files.append(path)
     return files
 
 
@@ -304,7 +349,8 @@ def scan_folder(path, validation_split=0.2, seed=0, verbose=True, image_size=(22
             f"Received: validation_split={validation_split!r}"
         )
     classes = _list_classes(root)
-    per_class = [_list_files(os.path.join(root, name)) for name in classes]
+    seen, duplicates = {}, []
+    per_class = [_list_files(os.path.join(root, name), seen, duplicates) for name in classes]
     if not any(per_class):
         raise DataError(
             f"{root}: no images found. `image_folder` needs one sub-folder per class, "
@@ -317,6 +363,7 @@ def scan_folder(path, validation_split=0.2, seed=0, verbose=True, image_size=(22
         )
     checks = check_files([f for files in per_class for f in files], verbose=verbose)
     skipped = [Skipped(c.path, c.reason) for c in checks if not c.ok]
+    skipped += [Skipped(path, f"the same file as {first} (listed once)") for path, first in duplicates]
     pillow_files = {c.path for c in checks if c.ok and c.pillow}
     good = {c.path for c in checks if c.ok}
 
@@ -376,7 +423,7 @@ def scan_folder(path, validation_split=0.2, seed=0, verbose=True, image_size=(22
 def _pillow_decode(path):
     from zoo.data.pillow import load_rgb
 
-    return load_rgb(path.decode() if isinstance(path, bytes) else path)
+    return load_rgb(os.fsdecode(path) if isinstance(path, bytes) else path)
 
 
 def _decode_jpeg_reduced(contents, image_size):
@@ -529,7 +576,9 @@ def from_files(
 
     ds = tf.data.Dataset.from_tensor_slices(
         (
-            tf.constant(files, dtype=tf.string),
+            # Bytes, as the file system has them: a name that is not valid UTF-8 is a
+            # legal file name, and a str holding it cannot become a tf.string.
+            tf.constant([os.fsencode(f) for f in files], dtype=tf.string),
             tf.constant(np.asarray(labels, dtype="int32")),
             tf.constant(use_pillow, dtype=tf.bool),
         )

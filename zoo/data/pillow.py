@@ -73,8 +73,19 @@ def load_rgb(path, size=None, resample="bilinear"):
     Raises:
         DataError: naming the file, when it is missing, not an image, or truncated.
     """
+    import stat
+
     from PIL import Image, UnidentifiedImageError
 
+    try:
+        regular = stat.S_ISREG(os.stat(path).st_mode)
+    except FileNotFoundError as error:
+        raise DataError(f"{path}: no such file") from error
+    except OSError as error:
+        raise DataError(f"{path}: cannot read ({error.strerror or error})") from error
+    if not regular:  # a FIFO or device would block the reader forever
+        kind = "a folder" if os.path.isdir(path) else "not a regular file (a pipe, socket or device)"
+        raise DataError(f"{path}: {kind}, not an image file")
     try:
         with Image.open(path) as image:
             check_pixel_count(image, path)
