@@ -622,3 +622,52 @@ def test_an_export_holds_each_variable_once(tmp_path):
     version = export_module.export(model, tmp_path, "once", classes=["a", "b", "c"])
     stored = sum(p.stat().st_size for p in (Path(version) / "variables").iterdir())
     assert weight_bytes <= stored < 1.05 * weight_bytes, (stored, weight_bytes)
+
+
+def _raw_request(server, data, timeout=30):
+    """Send `data` as it is and return `(status, headers and body text)`."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", server.port), timeout=timeout) as conn:
+        conn.sendall(data)
+        conn.shutdown(socket.SHUT_WR)
+        chunks = []
+        while True:
+            chunk = conn.recv(65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    reply = b"".join(chunks).decode("latin-1")
+    status = int(reply.split(" ", 2)[1]) if reply.startswith("HTTP/") else None
+    return status, reply
+
+
+def _post(path, body, length=None):
+    head = (f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body) if length is None else length}\r\n\r\n").encode("latin-1")
+    return head + body
+
+
+HOSTILE = {
+    "HEAD": b"HEAD /v1/models/" + NAME.encode() + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+    "OPTIONS": b"OPTIONS /v1/models/" + NAME.encode() + b" HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
+    "an unknown method": b"BREW /v1/models/" + NAME.encode() + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+    "deeply nested JSON": _post(f"/v1/models/{NAME}:predict", b'{"instances": ' + b"[" * 100000 + b"]" * 100000 + b"}"),
+    "a 5000-digit integer": _post(f"/v1/models/{NAME}:predict", b'{"instances": [' + b"9" * 5000 + b"]}"),
+    "a non-ASCII byte in the path": _post(f"/v1/models/{NAME}\xff:predict", b'{"instances": [1]}'),
+    "a non-ASCII digit in Content-Length": _post(f"/v1/models/{NAME}:predict", b'{"instances": [1]}', "\xb2"),
+    "a non-ASCII digit in the version": b"GET /v1/models/" + NAME.encode() + b"/versions/\xd9\xa1 HTTP/1.1\r\nHost: x\r\n\r\n",
+    "a malformed request line": b"GET\r\n\r\n",
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_hostile_requests_get_a_4xx_json_error_and_the_server_keeps_serving(server, batch, case):
+    status, reply = _raw_request(server, HOSTILE[case])
+    assert status is not None and 400 <= status < 500, reply[:500]
+    if case != "HEAD":  # a HEAD answer has no body
+        body = reply.split("\r\n\r\n", 1)[1]
+        assert "application/json" in reply.split("\r\n\r\n", 1)[0]
+        assert set(json.loads(body)) == {"error"}, body[:300]
+    status, _ = call(server, "POST", f"/v1/models/{NAME}:predict", {"instances": batch[:1].tolist()})
+    assert status == 200

@@ -222,7 +222,7 @@ def _route(path):
         raise NotFound(f"Version labels are not configured on this server. Received: label={match['label']!r}")
     version = match["version"]
     if version is not None:
-        if not version.isdigit():
+        if not (version.isascii() and version.isdigit()):
             raise ServingError(f"The version must be a positive integer. Received: version={version!r}")
         version = int(version)
     return match["name"], version, bool(match["metadata"]), match["verb"]
@@ -253,7 +253,30 @@ class RestHandler(BaseHTTPRequestHandler):
     def do_PUT(self):
         self._handle(self._not_allowed)
 
-    do_DELETE = do_PATCH = do_PUT
+    do_DELETE = do_PATCH = do_OPTIONS = do_PUT
+
+    def do_HEAD(self):
+        # A HEAD answer has headers only; the status says what a GET would.
+        status = 405
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Allow", "GET, POST")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def send_error(self, code, message=None, explain=None):
+        """http.server's own errors (a malformed request line, an unknown method, an
+        over-long header) as TF Serving's JSON `{"error": ...}`, never HTML."""
+        if code == 501:  # a method http.server has no do_ for: not implemented *here*
+            code = 405
+        # An unparseable request line leaves http.server assuming HTTP/0.9, which has no
+        # status line; every client of this server speaks HTTP/1.x.
+        self.request_version = "HTTP/1.1"
+        self.close_connection = True
+        try:
+            self._reply(code, {"error": message or explain or "Bad request"})
+        except OSError:
+            pass
 
     def handle_expect_100(self):
         # Refuse an over-size body before the client sends it.
@@ -273,6 +296,10 @@ class RestHandler(BaseHTTPRequestHandler):
             status, payload = error.status, {"error": str(error)}
         except ServingError as error:
             status, payload = error.status, {"error": str(error)}
+        except RecursionError:
+            status, payload = 400, {"error": "The request nests JSON arrays or objects too deeply."}
+        except UnicodeError as error:
+            status, payload = 400, {"error": f"The request is not valid UTF-8 / ASCII where it must be: {error}"}
         except Exception as error:  # a bug answers 500 and the server goes on
             log.exception("request failed: %s %s", self.command, self.path)
             status, payload = 500, {"error": f"Internal error: {type(error).__name__}: {error}"}
@@ -309,7 +336,7 @@ class RestHandler(BaseHTTPRequestHandler):
         if length is None:
             self.close_connection = True
             raise ServingError("A POST needs a Content-Length header (chunked bodies are not supported).")
-        if not length.isdigit():
+        if not (length.isascii() and length.isdigit()):
             self.close_connection = True
             raise ServingError(f"Content-Length must be a number. Received: {length!r}")
         limit = self.server.max_body_bytes
@@ -345,7 +372,9 @@ class RestHandler(BaseHTTPRequestHandler):
         servable = self.server.store.get(name, version)
         try:
             body = json.loads(body_bytes)
-        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        except RecursionError:
+            raise ServingError("JSON Parse error: the body nests arrays or objects too deeply.") from None
+        except ValueError as error:  # JSONDecodeError, bad UTF-8, a 5,000-digit integer
             raise ServingError(f"JSON Parse error: {error}") from None
         if not isinstance(body, dict):
             raise ServingError(f"The request body must be a JSON object. Received: {_short(body)}")
