@@ -375,3 +375,31 @@ def test_refusals_are_one_line_not_a_traceback(tmp_path, digits):
     resumed = zoo_cli(*args, "--resume")
     assert resumed.returncode == 1 and "Traceback" not in resumed.stderr, resumed.stderr[-2000:]
     assert "Refusing to resume" in resumed.stderr and "--overwrite" in resumed.stderr
+
+
+def test_lr_auto_runs_lr_find_first_and_records_the_rate(tmp_path, digits):
+    x_train, _, y_train, _ = digits
+    data = write_folder(tmp_path / "data", x_train, y_train, classes=(1, 4, 7), per_class=30)
+    out = tmp_path / "run"
+    done = zoo_cli("finetune", data, "--model", "lenet5", "--epochs", 1, "--lr", "auto", "--batch-size", 16,
+                   "--out", out)
+    assert done.returncode == 0, done.stderr[-2000:]
+    config = json.loads((out / "run.json").read_text())
+    assert config["lr_auto"] is True and 1e-7 < config["lr"] < 10
+    assert f"lr auto: {config['lr']:.2e}" in done.stdout
+    assert (out / "lr_find.png").stat().st_size > 1000
+    assert json.loads((out / "metrics.json").read_text())["val_accuracy"] >= 0.9
+    bad = zoo_cli("finetune", data, "--model", "lenet5", "--epochs", 1, "--lr", "fast", "--out", tmp_path / "b")
+    assert bad.returncode == 2 and "--lr" in bad.stderr
+
+
+def test_lr_find_markers_sit_inside_the_sweep(digits):
+    from zoo.transfer import freeze, lr_find, replace_head
+
+    x_train, _, y_train, _ = digits
+    keras.utils.set_random_seed(0)
+    model = replace_head(zoo.create("lenet5", weights="digits04", include_top=False), 10)
+    freeze(model)
+    result = lr_find(model, (x_train[:400], y_train[:400]), num_steps=80)
+    assert result.suggestions["steep"] > result.lrs[len(result.lrs) // 10 - 1]
+    assert result.suggestions["minimum"] == pytest.approx(result.lrs[int(np.argmin(result.losses))] / 10)

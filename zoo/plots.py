@@ -117,9 +117,10 @@ def plot_lr_find(result, path):
     ax.set_xscale("log")
     ax.set_xlabel("learning rate")
     ax.set_ylabel("loss (smoothed)")
+    labels = {"valley": "valley (suggested)", "minimum": "lowest loss ÷ 10", "steep": "steepest descent"}
     for name, lr in result.suggestions.items():
         ax.axvline(lr, ls="--", lw=1, color={"valley": "red", "minimum": "green", "steep": "orange"}.get(name, "gray"),
-                   label=f"{name}: {lr:.1e}")
+                   label=f"{labels.get(name, name)}: {lr:.1e}")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     return _save(fig, path)

@@ -32,7 +32,7 @@ METRICS_FILE = "metrics.json"
 CHECKPOINTS = "checkpoints"
 LOGS = "logs"
 RUN_FILES = (MODEL_FILE, LAST_WEIGHTS_FILE, CLASSES_FILE, RUN_FILE, METRICS_FILE, "skipped.txt", "curves.png",
-             "confusion_matrix.png", "top_losses.png")
+             "confusion_matrix.png", "top_losses.png", "lr_find.png")
 
 
 class RunError(ZooError):

@@ -29,6 +29,16 @@ DESCRIPTION = "fine-tune a registry image model on a folder of images (one sub-f
 MODEL_TASK = "image-classification"
 DEFAULT_LR = 1e-3
 
+def learning_rate(value):
+    """`--lr`: a positive number, or `auto`."""
+    if value == "auto":
+        return value
+    rate = float(value)
+    if not rate > 0:
+        raise ValueError(value)
+    return rate
+
+
 OPTIONS = (
     Option("data_dir", str, None, "folder with one sub-folder of images per class", positional=True,
            metavar="DATA_DIR"),
@@ -38,7 +48,9 @@ OPTIONS = (
     Option("freeze_epochs", int, None, "epochs training the new head on the frozen base (default: 1)"),
     Option("image_size", int, None, "input size in pixels (default: the model's)"),
     Option("batch_size", int, None, "default: 32"),
-    Option("lr", float, None, f"head learning rate (default: {DEFAULT_LR:g})"),
+    Option("lr", learning_rate, None,
+           f"head learning rate, or auto: run lr-find on the new head first and use its suggestion "
+           f"(default: {DEFAULT_LR:g})"),
     Option("lr_mult", float, None, "head-to-first-layer learning-rate ratio when unfrozen (default: 100)"),
     Option("augment", None, None,
            "flip/rotate/zoom/contrast training images (the frozen phase then cannot use cached features)"),
@@ -154,7 +166,10 @@ def train(data_dir=None, out="runs/classifier", resume=False, overwrite=False, v
     out = Path(out)
     resuming = runs.prepare(out, resume=resume, overwrite=overwrite)
     if resuming:
-        config = runs.check_resume(runs.read_config(out), {k: given.get(k) for k in RUN_SETTINGS})
+        saved = runs.read_config(out)
+        if given.get("lr") == "auto" and saved.get("lr_auto"):
+            given["lr"] = None  # the run found its rate when it started: the same "auto"
+        config = runs.check_resume(saved, {k: given.get(k) for k in RUN_SETTINGS})
     else:
         config = {**DEFAULTS, **{k: v for k, v in given.items() if v is not None}}
         missing = [k for k in ("data_dir", "model", "epochs") if config.get(k) is None]
@@ -167,6 +182,10 @@ def train(data_dir=None, out="runs/classifier", resume=False, overwrite=False, v
     spec, size, data, net = prepare(config["data_dir"], config["model"], None if resuming else config["weights"],
                                     config["image_size"], config["batch_size"], config["seed"], config["augment"],
                                     verbose, precision=config["precision"])
+    if config["lr"] == "auto":
+        config.update(lr=find_head_lr(net, data, config["batch_size"], out, verbose), lr_auto=True)
+    elif not isinstance(config["lr"], (int, float)) or config["lr"] <= 0:
+        raise OptionError(f"`lr` must be a positive number or 'auto'. Received: lr={config['lr']!r}")
     if not resuming:
         config.update(model=spec.name, image_size=list(size), num_train=data.report.num_train,
                       num_val=data.report.num_val)
@@ -183,6 +202,19 @@ def train(data_dir=None, out="runs/classifier", resume=False, overwrite=False, v
         verbose=verbose,
     )
     return finish(out, net, data, result, verbose=verbose, tensorboard=not no_tensorboard)
+
+
+def find_head_lr(net, data, batch_size, out, verbose):
+    """`--lr auto`: the learning-rate sweep on the new head (base frozen, cached
+    features), its plot kept in the run as lr_find.png; returns the suggestion."""
+    from zoo.transfer import freeze
+    from zoo.transfer import lr_find as sweep
+
+    freeze(net)
+    result = sweep(net, data.train, batch_size=batch_size, cache_features=True, plot=out / "lr_find.png")
+    if verbose:
+        print(f"lr auto: {result.suggestion:.2e} (lr-find's valley; plot: {out / 'lr_find.png'})", flush=True)
+    return float(result.suggestion)
 
 
 def finish(out, net, data, result, verbose=1, tensorboard=True):

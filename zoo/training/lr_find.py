@@ -56,9 +56,12 @@ def suggest(lrs, losses):
         raise ValueError("The learning-rate sweep produced no finite loss.")
     suggestions = {"valley": valley(list(lrs_a), list(losses_a)),
                    "minimum": float(lrs_a[int(np.argmin(losses_a))] / 10)}
-    if len(losses_a) > 2:
-        slopes = np.gradient(losses_a, np.log(lrs_a))
-        suggestions["steep"] = float(lrs_a[int(np.argmin(slopes))])
+    # The first steps' smoothed loss is still mostly the bias correction, and the last
+    # ones are the divergence: the steepest descent is looked for between them.
+    start, end = max(1, len(losses_a) // 10), max(len(losses_a) - 3, 0)
+    if end - start > 2:
+        slopes = np.gradient(losses_a[start:end], np.log(lrs_a[start:end]))
+        suggestions["steep"] = float(lrs_a[start + int(np.argmin(slopes))])
     return suggestions["valley"], suggestions, lrs_a, losses_a
 
 
@@ -80,8 +83,10 @@ def lr_find(model, train, start_lr=1e-7, end_lr=10.0, num_steps=100, batch_size=
         plot: path or None. Where to save the loss-vs-rate plot (PNG).
 
     Returns:
-        `LRFindResult` with `lrs`, `losses` (smoothed), `suggestion` and `suggestions`
-        (`valley`, `minimum` = the lowest loss's rate / 10, `steep` = steepest descent).
+        `LRFindResult` with `lrs`, `losses` (smoothed), `suggestion` (the valley) and
+        `suggestions`: `valley`; `minimum`, the rate of the lowest loss divided by 10
+        (fastai's habit: the minimum itself is already too high); `steep`, the rate of
+        steepest descent.
     """
     defaults = defaults or Defaults.classifier()
     finder = LRFinder(start_lr, end_lr, num_steps, diverge)
