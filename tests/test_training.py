@@ -403,3 +403,17 @@ def test_lr_find_markers_sit_inside_the_sweep(digits):
     result = lr_find(model, (x_train[:400], y_train[:400]), num_steps=80)
     assert result.suggestions["steep"] > result.lrs[len(result.lrs) // 10 - 1]
     assert result.suggestions["minimum"] == pytest.approx(result.lrs[int(np.argmin(result.losses))] / 10)
+
+
+def test_history_records_the_epochs_mean_learning_rate_not_where_the_schedule_ended():
+    from zoo.training import OneCycle
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
+    x, y = np.random.default_rng(0).random((320, 4)).astype("float32"), np.arange(320) % 3
+    schedule = OneCycle(1e-2, 10)
+    result = fit(model, (x, y), epochs=1, batch_size=32, defaults=Defaults.classifier(), learning_rate=schedule,
+                 checkpoint=None, verbose=0)
+    expected = np.mean([float(schedule(step)) for step in range(10)])
+    assert result.history[0]["lr"] == pytest.approx(expected, rel=1e-3)
+    assert result.history[0]["lr"] > 100 * float(schedule(10))  # the end value is ~1e-6

@@ -27,6 +27,22 @@ def current_lr(optimizer):
     return float(np.asarray(lr))
 
 
+def epoch_lr(optimizer, first_step, last_step):
+    """The mean learning rate over optimizer steps `[first_step, last_step)`.
+
+    With a schedule, the rate after the epoch is only where it ended (a one-cycle
+    phase would read as its tiny final rate): sample the schedule across the epoch.
+    """
+    lr = optimizer.learning_rate
+    schedule = getattr(optimizer, "_learning_rate", None)
+    if not isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule):
+        return float(np.asarray(lr))
+    if last_step <= first_step:
+        return float(np.asarray(schedule(first_step)))
+    steps = np.unique(np.linspace(first_step, last_step - 1, num=min(16, last_step - first_step)).round())
+    return float(np.mean([float(np.asarray(schedule(int(step)))) for step in steps]))
+
+
 def _scalars(logs):
     return {k: float(v) for k, v in (logs or {}).items() if np.ndim(v) == 0}
 
@@ -37,7 +53,8 @@ class HistoryWriter(keras.callbacks.Callback):
     a multi-phase task writes metrics.json itself once, at the end.)
 
     A record: `epoch` (counted over the whole run, 1-based), the logs' scalars (loss,
-    metrics, `val_*`), `lr`, `seconds`, and the caller's `tags` (e.g. `phase`).
+    metrics, `val_*`), `lr` (the mean rate over the epoch's steps), `seconds`, and the
+    caller's `tags` (e.g. `phase`).
     """
 
     def __init__(self, history, path=None, tags=None, extra=None):
@@ -49,12 +66,14 @@ class HistoryWriter(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self._t0 = time.perf_counter()
+        optimizer = getattr(self.model, "optimizer", None)
+        self._first_step = int(np.asarray(optimizer.iterations)) if optimizer is not None else 0
 
     def on_epoch_end(self, epoch, logs=None):
         record = {"epoch": epoch + 1, **self.tags, **_scalars(logs)}
         optimizer = getattr(self.model, "optimizer", None)
         if optimizer is not None:
-            record["lr"] = current_lr(optimizer)
+            record["lr"] = epoch_lr(optimizer, self._first_step, int(np.asarray(optimizer.iterations)))
         record["seconds"] = round(time.perf_counter() - self._t0, 3)
         # A resumed epoch replaces what an interrupted attempt may have left.
         self.history[:] = [h for h in self.history if h["epoch"] != record["epoch"]]
