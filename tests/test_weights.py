@@ -440,3 +440,113 @@ def test_lenet5_without_top_cuts_the_shipped_full_weights(zoo_home):
     expected = keras.Model(full.inputs, full.get_layer("f6").output).predict(images, verbose=0)
     np.testing.assert_allclose(headless.predict(images, verbose=0), expected, rtol=1e-6, atol=1e-6)
     keras.backend.clear_session()
+
+
+# ------------------------------------------------------------------ hostile stores
+def test_manifest_file_names_cannot_reach_outside_zoo_home(file_server, weights_manifest, zoo_home, tmp_path):
+    url = file_server.add("evil.h5", PAYLOAD)
+    for field, value in (("file", "../../escaped.h5"), ("model", "../toy"), ("file", "/etc/escaped.h5")):
+        entry = weights_manifest.variant("toy", "v1", url, PAYLOAD)
+        entry[field] = value
+        weights_manifest(entry)
+        with pytest.raises(WeightsError, match=f"{field} must be a plain file name"):
+            weights.manifest()
+        os.environ["ZOO_MANIFEST"] = ""  # the next write starts a clean list
+    assert not list(tmp_path.rglob("escaped.h5"))
+
+
+def test_a_read_only_zoo_home_is_one_clear_error(file_server, weights_manifest, zoo_home, monkeypatch):
+    entry = served_entry(file_server, weights_manifest)
+    zoo_home.mkdir(parents=True, exist_ok=True)
+    zoo_home.chmod(0o500)
+    try:
+        if os.access(zoo_home, os.W_OK):  # root writes anywhere: make the write fail as it would
+            def refuse(path):
+                raise PermissionError(13, "Permission denied", str(path))
+
+            monkeypatch.setattr(weights, "_file_lock", refuse)
+        with pytest.raises(WeightsError, match="Set ZOO_HOME to a folder you can write"):
+            weights.fetch(entry, progress=False)
+    finally:
+        zoo_home.chmod(0o700)
+
+
+def _endless_server(send_length=None, chunk=b"x" * 65536):
+    """A server that sends bytes for as long as the client reads."""
+    import http.server
+    import threading
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            self.send_response(200)
+            if send_length is not None:
+                self.send_header("Content-Length", str(send_length))
+            self.end_headers()
+            try:
+                while True:
+                    self.wfile.write(chunk)
+            except OSError:
+                pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+@pytest.mark.parametrize("size, announced", [(len(PAYLOAD), None), (None, None), (len(PAYLOAD), 10 ** 12)])
+def test_an_endless_sender_is_cut_off_at_the_files_size(tmp_path, monkeypatch, size, announced):
+    monkeypatch.setenv("ZOO_MAX_DOWNLOAD_BYTES", str(4 << 20))
+    server = _endless_server(send_length=announced)
+    dest = tmp_path / "w.h5"
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/w.h5"
+        with pytest.raises(WeightsError, match="Refusing it"):
+            weights.download(url, dest, "sha256:" + "0" * 64, size=size, progress=False)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert not dest.exists() and not dest.with_name("w.h5.part").exists()
+
+
+def test_a_small_file_behind_a_stalling_connection_keeps_every_byte_and_resumes(tmp_path):
+    """A 300 KB file sent 100 KB at a time, then the connection stalls: each attempt
+    keeps what arrived and the next resumes there (reading a MiB at a time lost it)."""
+    import hashlib
+    import http.server
+    import threading
+
+    data = np.random.default_rng(1).integers(0, 255, 300_000, dtype="uint8").tobytes()
+    ranges = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            start = int(self.headers.get("Range", "bytes=0-")[6:].rstrip("-") or 0)
+            ranges.append(start)
+            self.send_response(206 if start else 200)
+            self.send_header("Content-Length", str(len(data) - start))
+            if start:
+                self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+            self.end_headers()
+            self.wfile.write(data[start:start + 100_000])
+            self.wfile.flush()
+            time.sleep(3)  # stall, longer than the client's timeout
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/small.h5"
+        path = weights.download(url, tmp_path / "small.h5", "sha256:" + hashlib.sha256(data).hexdigest(),
+                                size=len(data), progress=False, timeout=0.5)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert path.read_bytes() == data
+    assert ranges[:3] == [0, 100_000, 200_000]

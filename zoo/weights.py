@@ -25,6 +25,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from time import monotonic  # not via `time`: tests replace that module's sleep
 
 from zoo import io
 from zoo.errors import HashMismatchError, WeightsError
@@ -77,10 +78,22 @@ def _read_manifest(path: Path, base_dir: Path | None):
                 f"{path}: variants[{index}] needs a 'url' (downloaded weights) or a 'file' "
                 f"(weights shipped next to the manifest). Received: {entry}"
             )
+        for field in ("model", "variant", "file"):
+            value = entry.get(field)
+            # These become parts of a path under $ZOO_HOME: a "../" must not reach outside it.
+            if value is not None and (not isinstance(value, str) or not _plain_name(value)):
+                raise WeightsError(
+                    f"{path}: variants[{index}].{field} must be a plain file name (no folders, no '..'). "
+                    f"Received: {field}={value!r}"
+                )
         entry = {"include_top": True, "url": None, "file": None, **entry}
         entry["_base_dir"] = str(base_dir or Path(path).parent)
         entries[key(entry["model"], entry["variant"])] = entry
     return entries
+
+
+def _plain_name(name):
+    return name not in ("", ".", "..") and "/" not in name and "\\" not in name and "\0" not in name
 
 
 def key(model, variant):
@@ -219,6 +232,16 @@ def fetch(entry, progress=True) -> str:
         return str(path)
     if path.is_file() and _stamped(path, entry["hash"]):
         return str(path)
+    try:
+        return _fetch_locked(entry, path, name, progress)
+    except PermissionError as error:
+        raise WeightsError(
+            f"Cannot write {name}'s weights to {path.parent} ({error.strerror}). Set ZOO_HOME to a folder you "
+            f"can write, or import the file there: {_import_hint(entry)}"
+        ) from None
+
+
+def _fetch_locked(entry, path, name, progress):
     with _file_lock(path):
         # Another process may have finished the download while we waited for the lock.
         if path.is_file():
@@ -232,6 +255,8 @@ def fetch(entry, progress=True) -> str:
             raise WeightsError(f"{name} has no download URL; import the file:\n  {_import_hint(entry)}")
         try:
             download(entry["url"], path, entry["hash"], size=entry.get("size"), progress=progress)
+        except PermissionError:
+            raise
         except (urllib.error.URLError, OSError) as error:
             if isinstance(error, urllib.error.HTTPError):
                 reason = f"HTTP {error.code} {error.reason}"
@@ -251,20 +276,46 @@ def _import_hint(entry):
     return f"zoo weights import FILE --model {entry['model']} --variant {entry['variant']}"
 
 
+def max_download_bytes():
+    """The most bytes a download of unknown size may take: `$ZOO_MAX_DOWNLOAD_BYTES`,
+    default 4 GiB (the largest published weights file is ~550 MB)."""
+    return int(os.environ.get("ZOO_MAX_DOWNLOAD_BYTES") or 4 << 30)
+
+
+def download_deadline():
+    """Seconds a whole download may take, retries included: `$ZOO_DOWNLOAD_DEADLINE`,
+    default 2 hours."""
+    return float(os.environ.get("ZOO_DOWNLOAD_DEADLINE") or 7200)
+
+
+class DownloadRefused(WeightsError):
+    """A server sent more than the file can be, or took longer than allowed."""
+
+
 def download(url, dest, expected_hash, size=None, progress=True, timeout=30):
     """Download `url` to `dest`: resume with Range, verify, then rename atomically.
 
     The partial file is `dest.part`. On a hash mismatch it is deleted and
-    `HashMismatchError` names the URL, the expected and the actual hash.
+    `HashMismatchError` names the URL, the expected and the actual hash. A server that
+    sends more than `size` (or, with no size known, `max_download_bytes()`) is cut off;
+    the whole download, retries included, ends by `download_deadline()`. Every byte
+    received is kept (read as it arrives, not a MiB at a time), so even a small file
+    behind a stalling connection resumes where it stopped.
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     partial = dest.with_name(dest.name + ".part")
     attempt = 0
+    limit = int(size) if size else max_download_bytes()
+    deadline = monotonic() + download_deadline()
     with _progress_bar(progress, dest.name) as bar:
         while True:
+            if monotonic() > deadline:
+                partial.unlink(missing_ok=True)
+                raise DownloadRefused(f"Downloading {url} took longer than {download_deadline():g} s "
+                                      "(ZOO_DOWNLOAD_DEADLINE); gave up.")
             try:
-                _download_once(url, partial, bar, size, timeout)
+                _download_once(url, partial, bar, size, timeout, limit, deadline)
                 break
             except urllib.error.HTTPError as error:
                 if error.code == 416 and partial.exists():
@@ -299,7 +350,7 @@ class _Truncated(Exception):
     pass
 
 
-def _download_once(url, partial: Path, bar, size, timeout):
+def _download_once(url, partial: Path, bar, size, timeout, limit, deadline):
     have = partial.stat().st_size if partial.exists() else 0
     request = urllib.request.Request(url, headers={"User-Agent": "zoo"})
     if have:
@@ -315,16 +366,27 @@ def _download_once(url, partial: Path, bar, size, timeout):
                 f"{response.headers.get('Content-Range')!r}; restarting from zero"
             )
         total = response.headers.get("Content-Length")
-        total = int(total) + have if total is not None else size
+        total = int(total) + have if total is not None and total.isdigit() else size
+        if total is not None and total > limit:
+            raise DownloadRefused(f"{url} announces {total:,} bytes; the file is {limit:,}. Refusing it.")
         bar(have, total)
         with open(partial, "ab" if have else "wb") as out:
             while True:
-                chunk = response.read(CHUNK)
+                # read1: whatever has arrived, so a stalled connection loses nothing.
+                chunk = response.read1(CHUNK)
                 if not chunk:
                     break
                 out.write(chunk)
+                out.flush()
                 have += len(chunk)
                 bar(have, total)
+                if have > limit:
+                    out.close()
+                    partial.unlink(missing_ok=True)
+                    raise DownloadRefused(f"{url} sent more than {limit:,} bytes, more than the file can be "
+                                          "(ZOO_MAX_DOWNLOAD_BYTES for files of unknown size). Refusing it.")
+                if monotonic() > deadline:
+                    raise _Truncated(f"deadline reached after {have} bytes from {url}")
     if total is not None and have < total:
         raise _Truncated(f"connection closed after {have} of {total} bytes from {url}")
 
