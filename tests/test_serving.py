@@ -671,3 +671,38 @@ def test_hostile_requests_get_a_4xx_json_error_and_the_server_keeps_serving(serv
         assert set(json.loads(body)) == {"error"}, body[:300]
     status, _ = call(server, "POST", f"/v1/models/{NAME}:predict", {"instances": batch[:1].tolist()})
     assert status == 200
+
+
+def _rss_mib():
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:")) / 1024
+
+
+@pytest.mark.parametrize("claim", ["one value", "tensor_content", "negative"])
+def test_grpc_shape_claims_are_checked_before_anything_is_allocated(server, batch, claim):
+    import grpc
+    from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+    from tensorflow_serving.apis import predict_pb2
+
+    dims = [1, 500_000_000] if claim != "negative" else [1, -5]
+    proto = tensor_pb2.TensorProto(dtype=types_pb2.DT_FLOAT, tensor_shape=tensor_shape_pb2.TensorShapeProto(
+        dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=d) for d in dims]))
+    if claim == "tensor_content":
+        proto.tensor_content = b"\0" * 16
+    else:
+        proto.float_val.append(1.0)
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = NAME
+    request.inputs["images"].CopyFrom(proto)
+    assert request.ByteSize() < 100
+    before = _rss_mib()
+    with pytest.raises(grpc.RpcError) as caught:
+        _stub(server).Predict(request, timeout=60)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "images" in caught.value.details()
+    assert _rss_mib() - before < 200
+    # ... and the server still answers.
+    ok = predict_pb2.PredictRequest()
+    ok.model_spec.name = NAME
+    ok.inputs["images"].CopyFrom(tf.make_tensor_proto(batch[:1].astype("float32")))
+    assert _stub(server).Predict(ok, timeout=60).outputs["probabilities"].tensor_shape.dim[0].size == 1

@@ -38,6 +38,49 @@ def _abort(context, error):
     context.abort(_CODES.get(error.status, grpc.StatusCode.INVALID_ARGUMENT), str(error))
 
 
+# The TensorProto field that holds the values of each dtype (when tensor_content does not).
+_VALUE_FIELDS = {
+    "DT_FLOAT": "float_val", "DT_DOUBLE": "double_val", "DT_INT32": "int_val", "DT_UINT8": "int_val",
+    "DT_INT16": "int_val", "DT_INT8": "int_val", "DT_UINT16": "int_val", "DT_INT64": "int64_val",
+    "DT_UINT32": "uint32_val", "DT_UINT64": "uint64_val", "DT_STRING": "string_val", "DT_BOOL": "bool_val",
+    "DT_HALF": "half_val", "DT_BFLOAT16": "half_val",
+}
+
+
+def check_claimed_size(key, proto, max_bytes):
+    """Refuse a tensor whose claimed shape is larger than the message could carry.
+
+    `tf.make_ndarray` allocates the claimed shape first and fills it from the values
+    (repeating the last one), so 44 bytes claiming `[1, 500000000]` would cost 1.9 GB
+    before anything else looked at them.
+    """
+    import numpy as np
+    from tensorflow.core.framework import types_pb2
+
+    dims = [d.size for d in proto.tensor_shape.dim]
+    if any(d < 0 for d in dims):
+        raise ServingError(f"Input {key!r} claims a negative dimension: shape={dims}")
+    count = int(np.prod(dims, dtype=object)) if dims else 1
+    dtype = types_pb2.DataType.Name(proto.dtype)
+    itemsize = 1 if dtype == "DT_STRING" else max(np.dtype(_numpy_dtype(proto.dtype)).itemsize, 1)
+    if count * itemsize > max_bytes:
+        raise ServingError(f"Input {key!r} claims shape {dims} ({count:,} values), more than this server's "
+                           f"message limit of {max_bytes:,} bytes can hold.")
+    if proto.tensor_content:
+        held = len(proto.tensor_content) // itemsize
+    else:
+        field = _VALUE_FIELDS.get(dtype)
+        held = len(getattr(proto, field)) if field else count
+    if held not in (count, 1) and not (count == 0 and held == 0):
+        raise ServingError(f"Input {key!r} holds {held:,} values for its claimed shape {dims} ({count:,} values).")
+
+
+def _numpy_dtype(enum):
+    import tensorflow as tf
+
+    return tf.as_dtype(enum).as_numpy_dtype
+
+
 def _servable(store, model_spec):
     if model_spec.WhichOneof("version_choice") == "version_label":
         raise NotFound(f"Version labels are not configured on this server. Received: {model_spec.version_label!r}")
@@ -49,8 +92,9 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
     """Predict and GetModelMetadata; Classify, Regress, MultiInference stay UNIMPLEMENTED
     (zoo exports predict signatures only)."""
 
-    def __init__(self, store):
+    def __init__(self, store, max_message_bytes=32 << 20):
         self.store = store
+        self.max_message_bytes = int(max_message_bytes)
 
     def Predict(self, request, context):
         import tensorflow as tf
@@ -60,6 +104,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
             signature_name = request.model_spec.signature_name or SIGNATURE_DEFAULT
             inputs = {}
             for key, proto in request.inputs.items():
+                check_claimed_size(key, proto, self.max_message_bytes)
                 try:
                     inputs[key] = tf.make_ndarray(proto)
                 except (TypeError, ValueError) as error:
@@ -125,7 +170,7 @@ def start_grpc_server(store, host, port, max_message_bytes, workers=16):
             ("grpc.so_reuseport", 0),
         ],
     )
-    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionServicer(store), server)
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionServicer(store, max_message_bytes), server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(store), server)
     bound = server.add_insecure_port(f"{host}:{port}")
     if not bound:
