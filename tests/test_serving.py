@@ -706,3 +706,45 @@ def test_grpc_shape_claims_are_checked_before_anything_is_allocated(server, batc
     ok.model_spec.name = NAME
     ok.inputs["images"].CopyFrom(tf.make_tensor_proto(batch[:1].astype("float32")))
     assert _stub(server).Predict(ok, timeout=60).outputs["probabilities"].tensor_shape.dim[0].size == 1
+
+
+def _claiming(fmt, width, height):
+    """A few bytes of `fmt` whose header claims `width` x `height` pixels."""
+    import struct
+    import zlib
+
+    if fmt == "PNG":
+        def chunk(kind, data):
+            return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+                + chunk(b"IDAT", zlib.compress(b"\0" * 4096)) + chunk(b"IEND", b""))
+    if fmt == "GIF":
+        return b"GIF89a" + struct.pack("<HH", width, height) + b"\0" * 64
+    if fmt == "BMP":
+        return b"BM" + b"\0" * 16 + struct.pack("<ii", width, -height) + b"\0" * 64
+    # JPEG: a real small JPEG with the frame header's size rewritten.
+    data = bytearray(encode(np.zeros((16, 16, 3), "uint8"), "JPEG"))
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5:sof + 9] = struct.pack(">HH", height, width)
+    return bytes(data)
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "GIF", "BMP"])
+def test_pixel_bombs_are_refused_inside_the_exported_graph(server, loaded, batch, fmt):
+    import tensorflow as tf
+
+    bomb = _claiming(fmt, 23000, 23000 if fmt != "JPEG" else 23000)
+    assert len(bomb) < 10_000
+    before = _rss_mib()
+    status, reply = call(server, "POST", f"/v1/models/{NAME}:predict",
+                         {"signature_name": "serving_bytes", "instances": [{"b64": b64(bomb)}] * 4})
+    assert status == 400 and "claims more pixels" in reply["error"], reply
+    assert _rss_mib() - before < 200
+    # The SavedModel itself refuses it (what a real TF Serving runs).
+    with pytest.raises(tf.errors.InvalidArgumentError, match="claims more pixels"):
+        loaded.signatures["serving_bytes"](image_bytes=tf.constant([bomb]))
+    # Real images of every format still go through.
+    good = [encode(batch[0], f) for f in ("PNG", "JPEG", "GIF", "BMP")]
+    status, reply = call(server, "POST", f"/v1/models/{NAME}:predict",
+                         {"signature_name": "serving_bytes", "instances": [{"b64": b64(g)} for g in good]})
+    assert status == 200 and len(reply["predictions"]) == 4

@@ -278,6 +278,9 @@ def _write_saved_model(source, path, top_k):
         return {SIGNATURE_DEFAULT: {"inputs": ["inputs"], "outputs": ["outputs"]}}
 
     height, width = source["input_size"]
+    from zoo.data.pillow import max_pixels as pixel_limit
+
+    max_pixels = pixel_limit()  # fixed in the graph when exporting ($ZOO_MAX_IMAGE_PIXELS)
     k = min(top_k, len(source["classes"]))
     class_names = list(source["classes"])
 
@@ -297,7 +300,13 @@ def _write_saved_model(source, path, top_k):
 
     def decode(image_bytes):
         def one(encoded):
-            image = tf.io.decode_image(encoded, channels=3, dtype=tf.uint8, expand_animations=False)
+            # The header's size first: a 62 KiB PNG can claim 23000 x 23000 pixels, and
+            # decoding it would cost gigabytes — in zoo serve and in TF Serving alike.
+            within_limit = tf.debugging.assert_less_equal(
+                claimed_pixels(encoded), tf.constant(max_pixels, tf.int64),
+                message=f"the image claims more pixels than this model's limit of {max_pixels:,}")
+            with tf.control_dependencies([within_limit]):  # checked before, not beside, decoding
+                image = tf.io.decode_image(encoded, channels=3, dtype=tf.uint8, expand_animations=False)
             # zoo's "squish" resize (bilinear, aspect ratio not kept); antialias so a
             # large photo is averaged down the way Pillow's resize does it.
             image = tf.image.resize(image, [height, width], method="bilinear", antialias=True)
@@ -341,6 +350,52 @@ def _write_saved_model(source, path, top_k):
         SIGNATURE_BYTES: {"inputs": ["image_bytes"], "outputs": outputs},
         SIGNATURE_TOP_K: {"inputs": ["image_bytes"], "outputs": ["classes", "scores", "class_ids"]},
     }
+
+
+def claimed_pixels(encoded):
+    """Graph function: width x height from an encoded image's header, decoding nothing.
+
+    JPEG through `tf.image.extract_jpeg_shape`; PNG, GIF and BMP from their fixed header
+    fields (IHDR, logical screen, BITMAPINFOHEADER). Anything else claims 0 and is left
+    to `decode_image`, which refuses unknown formats.
+    """
+    import tensorflow as tf
+
+    def field(offset, length, little_endian):
+        raw = tf.io.decode_raw(tf.strings.substr(encoded, offset, length), tf.uint8)
+        raw = tf.cast(raw, tf.int64)
+        if little_endian:
+            raw = tf.reverse(raw, [0])
+        weights = tf.bitwise.left_shift(tf.constant(1, tf.int64), tf.range(8 * (length - 1), -1, -8, dtype=tf.int64))
+        return tf.reduce_sum(raw * weights)
+
+    def header(prefix):
+        return tf.strings.substr(encoded, 0, len(prefix)) == prefix
+
+    length = tf.strings.length(encoded)
+
+    def jpeg():
+        shape = tf.cast(tf.image.extract_jpeg_shape(encoded), tf.int64)
+        return shape[0] * shape[1]
+
+    def png():
+        return field(16, 4, False) * field(20, 4, False)
+
+    def gif():
+        return field(6, 2, True) * field(8, 2, True)
+
+    def signed(value):  # BMP sizes are signed: a negative height means top-down rows
+        return tf.abs(tf.where(value >= 2 ** 31, value - 2 ** 32, value))
+
+    def bmp():
+        return signed(field(18, 4, True)) * signed(field(22, 4, True))
+
+    return tf.case([
+        (tf.io.is_jpeg(encoded), jpeg),
+        (tf.logical_and(header(b"\x89PNG\r\n\x1a\n"), length >= 24), png),
+        (tf.logical_and(header(b"GIF8"), length >= 10), gif),
+        (tf.logical_and(header(b"BM"), length >= 26), bmp),
+    ], default=lambda: tf.constant(0, tf.int64), exclusive=False)
 
 
 def _call(model, inputs):
