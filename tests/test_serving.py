@@ -33,6 +33,7 @@ from zoo.recipes.digits import load_digits_28  # noqa: E402
 from zoo.runs import save_run  # noqa: E402
 from zoo.serving import client, export as export_module  # noqa: E402
 from zoo.serving.server import ModelServer  # noqa: E402
+from zoo.serving.store import ModelStore  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CLASSES = ["zero", "one", "two"]
@@ -748,3 +749,29 @@ def test_pixel_bombs_are_refused_inside_the_exported_graph(server, loaded, batch
     status, reply = call(server, "POST", f"/v1/models/{NAME}:predict",
                          {"signature_name": "serving_bytes", "instances": [{"b64": b64(g)} for g in good]})
     assert status == 200 and len(reply["predictions"]) == 4
+
+
+def test_a_version_copied_in_slowly_is_retried_until_it_loads(tmp_path, export_dir):
+    import shutil
+
+    base = tmp_path / "models"
+    shutil.copytree(export_dir, base / NAME / "1")
+    store = ModelStore(base, poll_seconds=0)
+    store.start()
+    assert store.get(NAME).version == 1
+    partial = base / NAME / "2"
+    partial.mkdir()
+    shutil.copy(export_dir / "saved_model.pb", partial)
+    (partial / "variables").mkdir()
+    assert store.refresh() == []  # half there: fails to load, v1 keeps serving
+    assert store.get(NAME).version == 1
+    for source in (export_dir / "variables").iterdir():  # the rest arrives later, file by file
+        shutil.copy(source, partial / "variables")
+    for extra in ("assets", "assets.extra", "fingerprint.pb"):
+        if (export_dir / extra).is_dir():
+            shutil.copytree(export_dir / extra, partial / extra)
+        elif (export_dir / extra).exists():
+            shutil.copy(export_dir / extra, partial)
+    assert store.refresh() == [f"{NAME}/2"]
+    assert store.get(NAME).version == 2
+    store.stop()

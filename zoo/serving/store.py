@@ -22,6 +22,7 @@ request gets; the gRPC service maps them to status codes.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import threading
 from dataclasses import dataclass
@@ -210,7 +211,7 @@ class ModelStore:
             raise ZooError(f"Model base path {self.base_path} is not a directory.")
         self.poll_seconds = poll_seconds
         self._servables = {}
-        self._failed = {}  # (name, version) -> mtime: do not retry a broken version each poll
+        self._failed = {}  # (name, version) -> tree_stamp: retried once its files change
         self._lock = threading.Lock()
         self._refresh_lock = threading.Lock()
         self._stop = threading.Event()
@@ -244,16 +245,15 @@ class ModelStore:
                     if current is not None and version <= current.version:
                         break
                     key = (name, version)
-                    try:
-                        mtime = path.stat().st_mtime
-                    except OSError:
+                    stamp = tree_stamp(path)
+                    if stamp is None:
                         continue
-                    if self._failed.get(key) == mtime:
+                    if self._failed.get(key) == stamp:
                         continue
                     try:
                         servable = Servable(name, version, path)
                     except Exception as error:  # a broken version must not stop the others
-                        self._failed[key] = mtime
+                        self._failed[key] = stamp
                         log.error("could not load %s version %s from %s: %s", name, version, path, error)
                         continue
                     with self._lock:
@@ -298,6 +298,25 @@ class ModelStore:
                 self.refresh()
             except Exception:  # the poller must outlive a bad directory listing
                 log.exception("model poll failed")
+
+
+def tree_stamp(path):
+    """`(files, bytes, newest mtime)` of everything under `path`, or None if it vanished.
+
+    A version copied in file by file (not renamed into place) fails to load while half
+    there; it is retried whenever any of its files changes — the directory's own mtime
+    would not move when `variables/` fills up.
+    """
+    count = size = newest = 0
+    try:
+        for root, _, files in os.walk(path):
+            for name in files:
+                info = os.stat(os.path.join(root, name))
+                count, size, newest = count + 1, size + info.st_size, max(newest, info.st_mtime_ns)
+        newest = max(newest, os.stat(path).st_mtime_ns)
+    except OSError:
+        return None
+    return count, size, newest
 
 
 def version_dirs(model_dir):
