@@ -775,3 +775,27 @@ def test_a_version_copied_in_slowly_is_retried_until_it_loads(tmp_path, export_d
     assert store.refresh() == [f"{NAME}/2"]
     assert store.get(NAME).version == 2
     store.stop()
+
+
+def test_connections_are_capped_and_the_rest_get_a_503(base, batch):
+    import socket
+
+    with ModelServer(base, port=0, grpc_port=None, poll_seconds=0, max_connections=8) as capped:
+        threads_before = threading.active_count()
+        idle = [socket.create_connection(("127.0.0.1", capped.port), timeout=10) for _ in range(40)]
+        try:
+            time.sleep(0.5)
+            assert threading.active_count() - threads_before <= 8
+            refused = 0
+            for conn in idle[8:]:
+                reply = conn.recv(4096).decode()
+                if reply.startswith("HTTP/1.1 503"):
+                    refused += 1
+                    assert '"error"' in reply and "application/json" in reply
+            assert refused == 32
+        finally:
+            for conn in idle:
+                conn.close()
+        time.sleep(0.5)
+        status, _ = call(capped, "POST", f"/v1/models/{NAME}:predict", {"instances": batch[:1].tolist()})
+        assert status == 200

@@ -47,6 +47,8 @@ def add_commands(subparsers):
     p.add_argument("--grpc-port", type=int, default=8500, help="gRPC port, -1 for none (default: 8500)")
     p.add_argument("--poll-seconds", type=float, default=1.0, help="how often to look for new versions (default: 1)")
     p.add_argument("--max-body-mb", type=float, default=32.0, help="largest request body in MiB (default: 32)")
+    p.add_argument("--max-connections", type=int, default=256,
+                   help="REST connections served at once; more get a 503 (default: 256)")
     p.set_defaults(func=cmd_serve)
 
 
@@ -91,6 +93,7 @@ def cmd_serve(args):
         grpc_port=None if args.grpc_port < 0 else args.grpc_port,
         poll_seconds=args.poll_seconds,
         max_body_bytes=int(args.max_body_mb * 1024 * 1024),
+        max_connections=args.max_connections,
     ).start()
     names = server.store.names()
     print(f"REST on {server.rest_url}" + (f", gRPC on {server.grpc_target}" if server.grpc_target else ""))

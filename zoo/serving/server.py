@@ -40,6 +40,8 @@ class ModelServer:
         poll_seconds: float. How often to look for new versions. Defaults to `1.0`.
         max_body_bytes: int. Largest REST body (and gRPC message) accepted.
             Defaults to 32 MiB.
+        max_connections: int. REST connections served at once (a thread each); more
+            get a 503 and are closed. Defaults to `256`.
     """
 
     def __init__(
@@ -50,8 +52,10 @@ class ModelServer:
         grpc_port=8500,
         poll_seconds=1.0,
         max_body_bytes=DEFAULT_MAX_BODY_BYTES,
+        max_connections=256,
     ):
         self.store = ModelStore(base_path, poll_seconds=poll_seconds)
+        self.max_connections = int(max_connections)
         self.host = host
         self._requested = (port, grpc_port)
         self.max_body_bytes = int(max_body_bytes)
@@ -79,6 +83,7 @@ class ModelServer:
         self.store.start()
         self._http.store = self.store
         self._http.max_body_bytes = self.max_body_bytes
+        self._http.limit_connections(self.max_connections)
         self.port = self._http.server_address[1]
         self._http_thread = threading.Thread(
             target=self._http.serve_forever, name="zoo-rest", daemon=True
