@@ -313,3 +313,32 @@ def test_classify_a_fifo_or_a_folder_answers_at_once(tmp_path):
     assert done.returncode == 1 and "Traceback" not in done.stderr
     results = json.loads(done.stdout)
     assert "not a regular file" in results[0]["error"] and results[1]["predictions"][0]["label"] == "7"
+
+
+def test_classify_and_predict_take_folders_and_write_csv(tmp_path, digits):
+    import csv
+
+    from helpers.digit_folders import write_folder
+
+    x_train, x_test, y_train, y_test = digits
+    folder = tmp_path / "scans"
+    for i, c in enumerate((3, 8)):
+        (folder / "sub").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(x_test[y_test == c][0]).save(folder / ("sub" if i else ".") / f"{c}.png")
+    (folder / "notes.txt").write_text("not an image")
+    out = tmp_path / "classify.csv"
+    done = run_zoo("classify", str(folder), "--model", "lenet5", "--top", "2", "--csv", str(out))
+    assert done.returncode == 0, done.stderr
+    rows = list(csv.DictReader(out.open()))
+    assert [Path(r["image"]).name for r in rows] == ["3.png", "8.png"]
+    assert [r["label_1"] for r in rows] == ["3", "8"]
+    assert set(rows[0]) == {"image", "label_1", "probability_1", "class_id_1", "label_2", "probability_2",
+                            "class_id_2", "error"}
+
+    data = write_folder(tmp_path / "data", x_train, y_train, classes=(3, 8), per_class=20)
+    assert run_zoo("finetune", str(data), "--model", "lenet5", "--epochs", "0", "--out", str(tmp_path / "run")
+                   ).returncode == 0
+    predicted = run_zoo("predict", str(tmp_path / "run"), str(folder), "--csv", str(tmp_path / "p.csv"))
+    assert predicted.returncode == 0, predicted.stderr
+    rows = list(csv.DictReader((tmp_path / "p.csv").open()))
+    assert [r["label_1"] for r in rows] == ["digit_3", "digit_8"]

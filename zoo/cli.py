@@ -53,8 +53,32 @@ def cmd_info(args):
     return EXIT_OK
 
 
-def _print_predictions(results, as_json):
+def _write_csv(results, path):
+    """One row per image: image, then label/probability/class_id for each rank, error."""
+    import csv
+    import io as text_io
+
+    from zoo import io
+
+    ranks = max((len(r.get("predictions", [])) for r in results), default=0)
+    header = ["image", *[f"{key}_{rank}" for rank in range(1, ranks + 1)
+                         for key in ("label", "probability", "class_id")], "error"]
+    buffer = text_io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(header)
+    for result in results:
+        cells = [str(result["image"])]
+        for p in result.get("predictions", []):
+            cells += [p["label"], f"{p['probability']:.6f}", p["class_id"]]
+        cells += [""] * (len(header) - 1 - len(cells)) + [result.get("error", "")]
+        writer.writerow(cells)
+    io.write_text(path, buffer.getvalue())
+
+
+def _print_predictions(results, as_json, csv_path=None):
     failed = any("error" in r for r in results)
+    if csv_path:
+        _write_csv(results, csv_path)
     if as_json:
         print(json.dumps(results, indent=2))
     else:
@@ -75,7 +99,7 @@ def cmd_classify(args):
 
     weights = args.weights if args.weights else "default"
     results = zoo.classify(args.images, model=args.model, top=args.top, weights=weights)
-    return _print_predictions(results, args.json)
+    return _print_predictions(results, args.json, args.csv)
 
 
 def cmd_predict(args):
@@ -86,13 +110,13 @@ def cmd_predict(args):
 
         images = [args.run_dir, *args.images] if args.run_dir else args.images
         results = remote_predict(args.url, args.model, images, top=args.top)
-        return _print_predictions(results, args.json)
+        return _print_predictions(results, args.json, args.csv)
     if not args.run_dir or not args.images:
         raise SystemExit("zoo predict: error: give RUN_DIR IMAGE... (or --url URL --model NAME IMAGE...)")
     import zoo
 
     run = zoo.load_run(args.run_dir)
-    return _print_predictions(run.predict(args.images, top=args.top), args.json)
+    return _print_predictions(run.predict(args.images, top=args.top), args.json, args.csv)
 
 
 def cmd_weights(args):
@@ -230,11 +254,12 @@ def build_parser():
     p.set_defaults(func=cmd_info)
 
     p = _subcommand(sub, "classify", "top-k labels for images")
-    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (anything Pillow opens)")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (anything Pillow opens) or folders of them")
     p.add_argument("--model", default="vgg19", help="a registry model (default: vgg19)")
     p.add_argument("--top", type=int, default=5, help="labels per image (default: 5)")
     p.add_argument("--weights", help="weights variant name or file (default: the model's default)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--csv", metavar="FILE", help="also write one row per image to FILE")
     p.set_defaults(func=cmd_classify)
 
     p = _subcommand(sub, "weights", "manage the weights cache (list, path, verify, fetch, import)")
@@ -266,11 +291,12 @@ def build_parser():
 
     p = _subcommand(sub, "predict", "labels for images from a fine-tuned run (or a server with --url)")
     p.add_argument("run_dir", nargs="?", metavar="RUN_DIR", help="a run directory written by zoo finetune")
-    p.add_argument("images", nargs="*", metavar="IMAGE", help="image files")
+    p.add_argument("images", nargs="*", metavar="IMAGE", help="image files or folders of them")
     p.add_argument("--url", help="a TF Serving REST endpoint, e.g. http://127.0.0.1:8501")
     p.add_argument("--model", help="with --url: the served model's name")
     p.add_argument("--top", type=int, default=1, help="labels per image (default: 1)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--csv", metavar="FILE", help="also write one row per image to FILE")
     p.set_defaults(func=cmd_predict)
 
     p = _subcommand(sub, "lr-find", "sweep the learning rate on a folder of images")

@@ -21,7 +21,7 @@ import weakref
 
 import numpy as np
 
-from zoo.data.pillow import load_many
+from zoo.data.pillow import expand_folders, load_many
 
 
 @functools.lru_cache(maxsize=4)
@@ -104,7 +104,8 @@ def classify(images, model="vgg19", top=5, weights="default", labels=None, batch
     """Top-`top` labels for each image.
 
     Args:
-        images: a path, or a list of paths, PIL images or `(H, W, 3)` arrays.
+        images: a path, or a list of paths, PIL images or `(H, W, 3)` arrays. A folder
+            stands for the image files under it.
         model: str or keras.Model. A registry name, or a model taking uint8 RGB.
             Defaults to `"vgg19"`.
         top: int. How many labels per image. Defaults to `5`.
@@ -123,7 +124,7 @@ def classify(images, model="vgg19", top=5, weights="default", labels=None, batch
         images = [images]
     elif isinstance(images, np.ndarray) and images.ndim == 4:
         images = list(images)  # a batch (N, H, W, 3)
-    images = list(images)
+    images = expand_folders(images)
     if isinstance(top, bool) or not isinstance(top, int) or top < 1:
         raise ValueError(f"`top` must be a positive int. Received: top={top!r}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:

@@ -187,3 +187,24 @@ def as_batch(images, size):
     else:
         batch = np.zeros((0, *size, 3), dtype="uint8")
     return batch, errors
+
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
+
+
+def expand_folders(items):
+    """`items` with each folder replaced by the image files under it (sorted, hidden
+    files and other suffixes left out); paths that are not folders stay as they are."""
+    expanded = []
+    for item in items:
+        if isinstance(item, (str, os.PathLike)) and os.path.isdir(item):
+            found = []
+            for root, dirs, files in os.walk(item):
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                found.extend(os.path.join(root, f) for f in sorted(files)
+                             if not f.startswith(".") and f.lower().endswith(IMAGE_SUFFIXES))
+            expanded.extend(found)
+        else:
+            expanded.append(item)
+    return expanded
+

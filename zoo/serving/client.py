@@ -45,6 +45,9 @@ def predict(url, model_name, images, top=5, version=None, timeout=60.0):
         raise ValueError(f"`top` must be a positive int. Received: top={top!r}")
     if isinstance(images, (str, os.PathLike, bytes)):
         images = [images]
+    from zoo.data.pillow import expand_folders
+
+    images = expand_folders(images)
     base = _model_url(url, model_name, version)
     signature, kind = _choose_signature(_get(base + "/metadata", timeout), model_name)
 
