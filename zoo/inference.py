@@ -31,6 +31,20 @@ def _registry_model(name, weights):
     return create(name, weights=weights)
 
 
+def _file_loader():
+    """On the TensorFlow backend, files are decoded and resized by the same graph
+    function as the training pipeline and the exported bytes signatures, so a photo
+    gets the same scores here as from `zoo serve` or TF Serving. Elsewhere (JAX without
+    TensorFlow) Pillow reads them."""
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        return None
+    from zoo.data.images import load_like_the_pipeline
+
+    return load_like_the_pipeline
+
+
 def _require_pretrained(name):
     """A model with no published weights would print confident labels from random ones."""
     from zoo.errors import WeightsError
@@ -143,7 +157,7 @@ def classify(images, model="vgg19", top=5, weights="default", labels=None, batch
 
     # Decode ahead on threads; run the model each time a batch of good images is ready.
     errors, chunks, pending = {}, [], []
-    for index, array, error in load_many(images, size):
+    for index, array, error in load_many(images, size, load_file=_file_loader()):
         if error is not None:
             errors[index] = error
             continue

@@ -446,6 +446,80 @@ def _decode_jpeg_reduced(contents, image_size):
     return tf.switch_case(index, branches)
 
 
+def decode_bytes(contents, image_size):
+    """Graph function: encoded JPEG/PNG/GIF/BMP bytes → uint8 `(h, w, 3)`, a JPEG at
+    reduced scale when it is at least 2x the target."""
+    import tensorflow as tf
+
+    image = tf.cond(
+        tf.io.is_jpeg(contents),
+        lambda: _decode_jpeg_reduced(contents, image_size),
+        lambda: tf.io.decode_image(contents, channels=3, expand_animations=False, dtype=tf.uint8),
+    )
+    image.set_shape([None, None, 3])
+    return image
+
+
+def decode_resize_bytes(contents, image_size, resize="squish"):
+    """Graph function: encoded image bytes → uint8 `(height, width, 3)`.
+
+    The one decode-and-resize of zoo: the training pipeline, the exported bytes
+    signatures and `zoo classify` / `zoo predict` all use it for ordinary JPEG and PNG
+    files, so a photo scores the same locally, in `zoo serve` and in TF Serving.
+    """
+    return resize_uint8(decode_bytes(contents, image_size), image_size, resize)
+
+
+_LOCAL_DECODERS = {}
+
+
+def load_like_the_pipeline(path, size):
+    """A file as uint8 `(H, W, 3)` of `size`, decoded exactly as the tf.data pipeline and
+    the exported bytes signatures decode it — for ordinary JPEG/PNG files; the rest
+    (CMYK, 16-bit, alpha, EXIF-rotated, TIFF, ...) through Pillow, as the pipeline does.
+
+    Raises:
+        DataError: naming the file.
+    """
+    import tensorflow as tf
+
+    from zoo.data.pillow import load_rgb
+
+    if _needs_pillow(path):
+        return load_rgb(path, size)  # Pillow's conversion, or its one-line error naming the file
+    size = tuple(int(v) for v in size)
+    if size not in _LOCAL_DECODERS:
+        _LOCAL_DECODERS[size] = tf.function(lambda data: decode_resize_bytes(data, size),
+                                            input_signature=[tf.TensorSpec([], tf.string)])
+    with open(path, "rb") as f:
+        contents = f.read()
+    try:
+        return _LOCAL_DECODERS[size](tf.constant(contents)).numpy()
+    except tf.errors.InvalidArgumentError:
+        return load_rgb(path, size)  # a damaged file: Pillow says what is wrong with it
+
+
+def _needs_pillow(path):
+    """Whether a file is not an ordinary JPEG/PNG that TensorFlow decodes as Pillow
+    would (from its header only; anything odd or unreadable goes to Pillow, which
+    reports it)."""
+    import stat
+
+    from PIL import Image
+
+    from zoo.data.pillow import check_pixel_count
+
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return True
+        with Image.open(path) as image:
+            check_pixel_count(image, path)
+            rotated = image.format in ("JPEG", "MPO") and image.getexif().get(0x0112, 1) not in (None, 1)
+            return (image.format, image.mode) not in _TF_DECODABLE or "transparency" in image.info or rotated
+    except Exception:  # noqa: BLE001 — Pillow names the problem when it reads the file
+        return True
+
+
 def decode_resize(path, use_pillow, image_size, resize="squish"):
     """Graph function: a file path → uint8 `(height, width, 3)` tensor.
 
@@ -456,14 +530,7 @@ def decode_resize(path, use_pillow, image_size, resize="squish"):
     import tensorflow as tf
 
     def with_tf():
-        contents = tf.io.read_file(path)
-        image = tf.cond(
-            tf.io.is_jpeg(contents),
-            lambda: _decode_jpeg_reduced(contents, image_size),
-            lambda: tf.io.decode_image(contents, channels=3, expand_animations=False, dtype=tf.uint8),
-        )
-        image.set_shape([None, None, 3])
-        return image
+        return decode_bytes(tf.io.read_file(path), image_size)
 
     def with_pillow():
         image = tf.numpy_function(_pillow_decode, [path], tf.uint8, stateful=False)

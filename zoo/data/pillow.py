@@ -139,17 +139,20 @@ def load_item(item, size, index=0):
     return array.astype("uint8")
 
 
-def load_many(images, size, workers=None):
+def load_many(images, size, workers=None, load_file=None):
     """Yield `(index, array or None, error or None)` in input order, decoding ahead.
 
     Files are decoded on a small thread pool (Pillow releases the GIL while decoding
     and resizing), so a caller that runs a model on the first images overlaps with the
-    decoding of the next ones.
+    decoding of the next ones. `load_file(path, size)`, when given, reads the files
+    (arrays and PIL images still go through `load_item`).
     """
     import concurrent.futures
 
     def task(index, item):
         try:
+            if load_file is not None and isinstance(item, (str, os.PathLike)):
+                return index, load_file(item, size), None
             return index, load_item(item, size, index), None
         except DataError as error:
             return index, None, str(error)

@@ -278,6 +278,7 @@ def _write_saved_model(source, path, top_k):
         return {SIGNATURE_DEFAULT: {"inputs": ["inputs"], "outputs": ["outputs"]}}
 
     height, width = source["input_size"]
+    from zoo.data.images import decode_resize_bytes
     from zoo.data.pillow import max_pixels as pixel_limit
 
     max_pixels = pixel_limit()  # fixed in the graph when exporting ($ZOO_MAX_IMAGE_PIXELS)
@@ -306,11 +307,8 @@ def _write_saved_model(source, path, top_k):
                 claimed_pixels(encoded), tf.constant(max_pixels, tf.int64),
                 message=f"the image claims more pixels than this model's limit of {max_pixels:,}")
             with tf.control_dependencies([within_limit]):  # checked before, not beside, decoding
-                image = tf.io.decode_image(encoded, channels=3, dtype=tf.uint8, expand_animations=False)
-            # zoo's "squish" resize (bilinear, aspect ratio not kept); antialias so a
-            # large photo is averaged down the way Pillow's resize does it.
-            image = tf.image.resize(image, [height, width], method="bilinear", antialias=True)
-            return tf.cast(tf.clip_by_value(tf.round(image), 0.0, 255.0), tf.uint8)
+                # zoo's one decode and resize, as in training and in `zoo predict`.
+                return decode_resize_bytes(encoded, (height, width))
 
         return tf.map_fn(one, image_bytes, fn_output_signature=tf.TensorSpec([height, width, 3], tf.uint8))
 
