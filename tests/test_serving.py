@@ -830,3 +830,36 @@ def test_a_photo_scores_the_same_locally_served_and_in_training(server, run_dir,
     images, _ = next(iter(pipeline))
     for path, from_pipeline in zip(paths, np.asarray(images)):
         np.testing.assert_array_equal(load_like_the_pipeline(path, (28, 28)), from_pipeline)
+
+
+def test_a_large_json_body_does_not_stall_other_requests(base, batch):
+    """A 30 MiB body is parsed in a worker process: small requests sent meanwhile are
+    answered while it is still being parsed (json.loads alone takes seconds on it and,
+    in the server's own interpreter, would hold every other request up)."""
+    instances = np.random.default_rng(0).random((1600, 28, 28, 3)).round(6).tolist()
+    big = json.dumps({"instances": instances}).encode()
+    assert len(big) > 30 << 20
+    started = time.perf_counter()
+    json.loads(big)
+    parse_seconds = time.perf_counter() - started
+    with ModelServer(base, port=0, grpc_port=None, poll_seconds=0, max_body_bytes=64 << 20) as srv:
+        call(srv, "POST", f"/v1/models/{NAME}:predict", {"instances": batch[:1].tolist()})  # warm
+        done = {}
+
+        def send_big():
+            done["status"], done["reply"] = call(srv, "POST", f"/v1/models/{NAME}:predict", raw=big)
+            done["at"] = time.perf_counter()
+
+        sender = threading.Thread(target=send_big)
+        sender.start()
+        time.sleep(0.3)  # the big body is being read and parsed now
+        small = []
+        while sender.is_alive() and len(small) < 50:
+            t0 = time.perf_counter()
+            status, _ = call(srv, "POST", f"/v1/models/{NAME}:predict", {"instances": batch[:1].tolist()})
+            small.append((status, time.perf_counter() - t0, time.perf_counter()))
+        sender.join()
+    assert done["status"] == 200 and len(done["reply"]["predictions"]) == 1600
+    answered_before_big = [s for s in small if s[2] < done["at"] and s[0] == 200]
+    assert len(answered_before_big) >= 3, (small, parse_seconds)
+    assert max(s[1] for s in answered_before_big) < max(0.5 * parse_seconds, 0.5), (small, parse_seconds)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import json
 import re
 import socket
@@ -229,6 +230,68 @@ def _route(path):
     return match["name"], version, bool(match["metadata"]), match["verb"]
 
 
+def parse_predict(body_bytes, signatures):
+    """A predict body → `(signature name, {input: array}, "row" | "columnar")`.
+
+    `signatures` maps names to `Signature`s; only their input specs are used, so this
+    runs in a worker process too.
+    """
+    try:
+        body = json.loads(body_bytes)
+    except RecursionError:
+        raise ServingError("JSON Parse error: the body nests arrays or objects too deeply.") from None
+    except ValueError as error:  # JSONDecodeError, bad UTF-8, a 5,000-digit integer
+        raise ServingError(f"JSON Parse error: {error}") from None
+    if not isinstance(body, dict):
+        raise ServingError(f"The request body must be a JSON object. Received: {_short(body)}")
+    signature_name = body.get("signature_name", SIGNATURE_DEFAULT) or SIGNATURE_DEFAULT
+    if not isinstance(signature_name, str):
+        raise ServingError(f"'signature_name' must be a string. Received: {_short(signature_name)}")
+    if signature_name not in signatures:
+        raise ServingError(
+            f'Serving signature name: "{signature_name}" not found in signature def. '
+            f"Available: {sorted(signatures)}. Received: signature_name={signature_name!r}"
+        )
+    arrays, form = request_to_arrays(body, signatures[signature_name])
+    return signature_name, arrays, form
+
+
+# Bodies this large are parsed in a worker process: json.loads holds the interpreter
+# lock for seconds on a 32 MiB body, and every other request would wait for it.
+LARGE_BODY_BYTES = 1 << 20
+_parser = None
+_parser_lock = threading.Lock()
+
+
+def _parser_pool():
+    global _parser
+    with _parser_lock:
+        if _parser is None:
+            import concurrent.futures
+            import multiprocessing
+
+            # spawn: a fork of a process running TensorFlow's threads is not safe.
+            _parser = concurrent.futures.ProcessPoolExecutor(
+                max_workers=2, mp_context=multiprocessing.get_context("spawn"))
+        return _parser
+
+
+def parse_large_or_here(body_bytes, servable):
+    """`parse_predict` here for a small body, in the worker process for a large one."""
+    if len(body_bytes) < LARGE_BODY_BYTES:
+        return parse_predict(body_bytes, servable.signatures)
+    plain = {name: dataclasses.replace(sig, function=None) for name, sig in servable.signatures.items()}
+    try:
+        return _parser_pool().submit(parse_predict, body_bytes, plain).result()
+    except ServingError:
+        raise
+    except Exception as error:  # a worker that died (out of memory): the request fails, not the server
+        global _parser
+        with _parser_lock:
+            _parser = None
+        raise ServingError(f"The request body could not be parsed: {type(error).__name__}: {error}") from None
+
+
 class RestHandler(BaseHTTPRequestHandler):
     # HTTP/1.1 keeps connections open between requests: most of a small model's
     # request latency would otherwise be TCP set-up.
@@ -371,20 +434,8 @@ class RestHandler(BaseHTTPRequestHandler):
                 f"only). Received: :{verb}"
             )
         servable = self.server.store.get(name, version)
-        try:
-            body = json.loads(body_bytes)
-        except RecursionError:
-            raise ServingError("JSON Parse error: the body nests arrays or objects too deeply.") from None
-        except ValueError as error:  # JSONDecodeError, bad UTF-8, a 5,000-digit integer
-            raise ServingError(f"JSON Parse error: {error}") from None
-        if not isinstance(body, dict):
-            raise ServingError(f"The request body must be a JSON object. Received: {_short(body)}")
-        signature_name = body.get("signature_name", SIGNATURE_DEFAULT)
-        if not isinstance(signature_name, str):
-            raise ServingError(f"'signature_name' must be a string. Received: {_short(signature_name)}")
-        signature = servable.signature(signature_name)
-        arrays, form = request_to_arrays(body, signature)
-        outputs = servable.predict(signature.name, arrays)
+        signature_name, arrays, form = parse_large_or_here(body_bytes, servable)
+        outputs = servable.predict(signature_name, arrays)
         return 200, arrays_to_response(outputs, form)
 
 
