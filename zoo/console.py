@@ -61,11 +61,14 @@ def start_backend():
     with tempfile.TemporaryFile() as captured:
         os.dup2(captured.fileno(), 2)
         try:
-            import tensorflow as tf
-
-            tf.config.list_physical_devices()  # where a CUDA build tries cuInit
+            try:
+                import tensorflow as tf
+            except ImportError:  # a JAX-only machine: nothing of TensorFlow's to quiet
+                tf = None
+            if tf is not None:
+                tf.config.list_physical_devices()  # where a CUDA build tries cuInit
             import keras  # noqa: F401
-            if _backend() == "tensorflow":
+            if tf is not None and _backend() == "tensorflow":
                 keras.ops.convert_to_tensor(0)  # the first op loads oneDNN's kernels
         finally:
             sys.stderr.flush()
