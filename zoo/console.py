@@ -35,21 +35,6 @@ STARTUP_NOISE = re.compile(
 )
 
 
-def _backend():
-    return os.environ.get("KERAS_BACKEND") or _configured_backend()
-
-
-def _configured_backend():
-    import json
-
-    path = os.path.join(os.environ.get("KERAS_HOME", os.path.expanduser("~/.keras")), "keras.json")
-    try:
-        with open(path) as f:
-            return json.load(f).get("backend", "tensorflow")
-    except (OSError, ValueError):
-        return "tensorflow"
-
-
 def start_backend():
     """Import Keras and its backend (and TensorFlow where zoo needs it) without the
     start-up chatter; returns the lines that were let through."""
@@ -68,7 +53,7 @@ def start_backend():
             if tf is not None:
                 tf.config.list_physical_devices()  # where a CUDA build tries cuInit
             import keras  # noqa: F401
-            if tf is not None and _backend() == "tensorflow":
+            if tf is not None and keras.backend.backend() == "tensorflow":
                 keras.ops.convert_to_tensor(0)  # the first op loads oneDNN's kernels
         finally:
             sys.stderr.flush()

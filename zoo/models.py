@@ -19,7 +19,7 @@ import os
 import re
 
 from zoo.errors import UnknownModelError, WeightsError
-from zoo.registry import TASKS, ModelSpec, lookup, register, registered  # noqa: F401
+from zoo.registry import TASKS, ModelSpec, lookup, registered
 
 
 def _ensure_loaded():

@@ -152,7 +152,7 @@ def train(data_dir=None, out="runs/classifier", resume=False, overwrite=False, v
     """
     import keras
 
-    from zoo.training import CHECKPOINT_DIR, PRECISIONS
+    from zoo.training import PRECISIONS
     from zoo.transfer import fine_tune
 
     unknown = set(options) - set(RUN_SETTINGS)
@@ -197,7 +197,7 @@ def train(data_dir=None, out="runs/classifier", resume=False, overwrite=False, v
     result = fine_tune(
         net, data.train, data.val, epochs=config["epochs"], freeze_epochs=config["freeze_epochs"],
         base_lr=config["lr"], lr_mult=config["lr_mult"], batch_size=config["batch_size"],
-        cache_features=not config["augment"], run_dir=out, checkpoint_dir=out / CHECKPOINT_DIR, resume=resuming,
+        cache_features=not config["augment"], run_dir=out, resume=resuming,
         tensorboard=not no_tensorboard, early_stopping=config["early_stopping"], callbacks=callbacks,
         verbose=verbose,
     )

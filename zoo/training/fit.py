@@ -16,7 +16,7 @@ stopping.
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import keras
@@ -80,7 +80,6 @@ class FitResult:
     restored_best: bool = False
     checkpoint: Checkpoint | None = None
     stopped_early: bool = False
-    extra: dict = field(default_factory=dict)
 
 
 def strategy_scope(strategy):
