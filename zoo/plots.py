@@ -37,13 +37,13 @@ def image_array(path):
         return np.asarray(image.convert("RGB"))
 
 
-def plot_history(history, path, best_epoch=None):
-    """Loss and accuracy per epoch (train and validation), with the unfreeze and the
-    kept (best) epoch marked."""
+def plot_history(history, path, best_epoch=None, metrics=("loss", "accuracy")):
+    """`metrics` per epoch (train and validation; loss and accuracy unless a task plots
+    others), with the unfreeze and the kept (best) epoch marked."""
     plt = _pyplot()
     epochs = [h["epoch"] for h in history]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    for ax, metric in zip(axes, ("loss", "accuracy")):
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 3.8), squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
         for prefix, style in (("", "-o"), ("val_", "--s")):
             values = [h.get(prefix + metric) for h in history]
             if any(v is not None for v in values):
@@ -57,7 +57,8 @@ def plot_history(history, path, best_epoch=None):
         ax.set_xlabel("epoch")
         ax.set_title(metric)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
     return _save(fig, path)
 
 
@@ -123,4 +124,58 @@ def plot_lr_find(result, path):
                    label=f"{labels.get(name, name)}: {lr:.1e}")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def tile(images, columns=None, pad=2):
+    """uint8 images `(N, H, W, C)` laid out as one uint8 `(rows*H, columns*W, 3)` array
+    (a sample grid; also what TensorBoard gets)."""
+    images = np.asarray(images)
+    if images.ndim == 3:
+        images = images[..., None]
+    if images.shape[-1] == 1:
+        images = np.repeat(images, 3, axis=-1)
+    count, height, width = images.shape[:3]
+    columns = columns or int(np.ceil(np.sqrt(count)))
+    rows = int(np.ceil(count / columns))
+    grid = np.full((rows * (height + pad) + pad, columns * (width + pad) + pad, 3), 255, dtype="uint8")
+    for i, image in enumerate(images):
+        r, c = divmod(i, columns)
+        top, left = pad + r * (height + pad), pad + c * (width + pad)
+        grid[top:top + height, left:left + width] = image
+    return grid
+
+
+def save_image(array, path, scale=1):
+    """Write a uint8 image array as a PNG, atomically, enlarged `scale` times (nearest:
+    28-pixel digits stay crisp)."""
+    from PIL import Image
+
+    from zoo import io
+
+    image = Image.fromarray(np.asarray(array, dtype="uint8"))
+    if scale != 1:
+        image = image.resize((image.width * scale, image.height * scale), Image.NEAREST)
+    with io.atomic_path(path) as tmp:
+        image.save(tmp, format="PNG")
+    return Path(path)
+
+
+def plot_image_rows(rows, path, title=None):
+    """Labelled rows of images (e.g. noisy / denoised / clean), one PNG."""
+    plt = _pyplot()
+    names = list(rows)
+    columns = max(len(np.asarray(rows[n])) for n in names)
+    fig, axes = plt.subplots(len(names), columns, figsize=(1.1 * columns, 1.2 * len(names)), squeeze=False)
+    for r, name in enumerate(names):
+        images = np.asarray(rows[name])
+        for c in range(columns):
+            ax = axes[r][c]
+            ax.axis("off")
+            if c < len(images):
+                image = images[c]
+                ax.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray", vmin=0, vmax=255)
+        axes[r][0].text(-0.1, 0.5, name, transform=axes[r][0].transAxes, ha="right", va="center", fontsize=9)
+    if title:
+        fig.suptitle(title, fontsize=10)
     return _save(fig, path)

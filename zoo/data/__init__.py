@@ -11,8 +11,10 @@ from `zoo.create` normalise in their first layer.
 # Nothing here imports TensorFlow, Keras or TFDS at import time; the functions do.
 # `tfds` is bound to the function here, before anything can import the `zoo.data.tfds`
 # module under the same attribute name.
+from zoo.data.arrays import ImageArrays, image_arrays
 from zoo.data.augment import default_augmentation
 from zoo.data.tfds import TFDSData, tfds
+from zoo.data.text import TextCorpus, text_corpus
 from zoo.data.images import (
     FileCheck,
     ImageFolder,
@@ -27,6 +29,10 @@ from zoo.data.images import (
 
 __all__ = [
     "image_folder",
+    "image_arrays",
+    "text_corpus",
+    "TextCorpus",
+    "ImageArrays",
     "tfds",
     "from_files",
     "scan_folder",

@@ -177,12 +177,18 @@ def _resolve_source(source, classes):
     if isinstance(source, keras.Model):
         model = source
     elif isinstance(source, (str, os.PathLike)) and Path(source).is_dir():
-        from zoo.tasks import load_run
+        from zoo import tasks
 
-        run = load_run(source)
+        run = tasks.load_run(source)
         model, config, run_path = run.model, run.config, str(Path(source).resolve())
         if classes is None:
-            classes = run.classes
+            classes = getattr(run, "classes", None)
+        # A kind whose model is not an image classifier says what its export serves.
+        task_module = tasks.get(run.kind or tasks.DEFAULT_KIND)
+        if hasattr(task_module, "signatures"):
+            return {"model": model, "model_name": config.get("model") or model.name, "task": task_module.MODEL_TASK,
+                    "classes": None, "input_size": None, "run": run_path,
+                    "signatures": lambda: task_module.signatures(run)}
     elif isinstance(source, str):
         try:
             models.get_spec(source)
@@ -264,6 +270,14 @@ def _write_saved_model(source, path, top_k):
     # No archive.track(model): add_endpoint already tracks the variables the endpoints use,
     # and tracking the model as well stores every variable twice (its Keras wrapper and
     # the tf.Variable inside), doubling the export (185 MB for a 95 MB ResNet50).
+    if source.get("signatures") is not None:
+        described = {}
+        for name, (function, description) in source["signatures"]().items():
+            archive.add_endpoint(name, function)
+            described[name] = description
+        archive.write_out(str(path), verbose=False)
+        return described
+
     input_dtype = tf.as_dtype(model.inputs[0].dtype)
 
     if source["task"] != "image-classification":

@@ -18,6 +18,7 @@ from zoo.errors import ZooError
 
 KINDS = {
     "classifier": "zoo.tasks.image_classifier",
+    "char-lstm": "zoo.tasks.char_lstm",
 }
 DEFAULT_KIND = "classifier"  # runs written before run.json recorded a kind
 
@@ -45,7 +46,9 @@ def train(kind, data=None, **options):
         **options: the kind's options (see `zoo train KIND --help`), and `out`,
             `resume`, `overwrite`, `seed`, `precision`, `early_stopping`.
     """
-    return get(kind).train(data, **options)
+    module = get(kind)
+    # The data may also come by its own name (`text=`, `data_dir=`), as the CLI passes it.
+    return module.train(**options) if data is None else module.train(data, **options)
 
 
 def load_run(run_dir):

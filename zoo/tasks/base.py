@@ -44,3 +44,92 @@ RUN_OPTIONS = (
     Option("early_stopping", int, None, "stop after this many epochs without improvement (default: off)"),
     Option("no_tensorboard", None, False, "write no TensorBoard logs (RUN_DIR/logs)"),
 )
+
+
+def start_run(kind, out, options, *, defaults, settings, required=(), resume=False, overwrite=False):
+    """Check the run directory and settle a run's settings; returns `(config, resuming)`.
+
+    A new run takes `defaults` for every option left out (None) and must name each of
+    `required`; a resumed run takes the settings it was started with, and an option
+    given must equal the run's (`zoo.runs.check_resume` names the first that differs).
+    The random seed is set here, so every kind starts the same way.
+
+    Raises:
+        TypeError: an option that is not one of `settings`.
+        zoo.errors.ZooError: a missing required option, a bad precision, or a run
+            directory that cannot be used as asked.
+    """
+    import keras
+
+    from zoo import runs
+    from zoo.errors import OptionError, ZooError
+    from zoo.training import PRECISIONS
+
+    unknown = set(options) - set(settings)
+    if unknown:
+        raise TypeError(f"Unknown option(s) for the {kind} task: {sorted(unknown)}")
+    resuming = runs.prepare(out, resume=resume, overwrite=overwrite)
+    if resuming:
+        config = runs.check_resume(runs.read_config(out), {k: options.get(k) for k in settings})
+    else:
+        config = {**defaults, **{k: v for k, v in options.items() if v is not None}}
+        missing = [k for k in required if config.get(k) is None]
+        if missing:
+            raise ZooError(f"The {kind} task needs {', '.join(missing)}.")
+    if config.get("precision", "float32") not in PRECISIONS:
+        raise OptionError(f"`precision` must be one of {', '.join(PRECISIONS)}. "
+                          f"Received: precision={config['precision']!r}")
+    keras.utils.set_random_seed(config.get("seed") or 0)
+    return config, resuming
+
+
+def finish_run(out, model, result, extra=None, verbose=1, saved_model=None, plot_metrics=("loss",)):
+    """Write a finished run: `model.keras` (the best epoch's weights, the last epoch's
+    beside it when they differ), `metrics.json`, `curves.png`; drop the checkpoints.
+
+    Args:
+        out: path. The run directory.
+        model: keras.Model. What `fit` trained (for a GAN, the whole GAN).
+        result: `zoo.training.FitResult`.
+        extra: dict or None. More keys for metrics.json (final scores, file names).
+        saved_model: keras.Model or None. What goes into model.keras when it is not
+            `model` itself (a GAN's generator, an autoencoder without its noise).
+        plot_metrics: tuple of str. The history keys `curves.png` plots, a panel each.
+    """
+    import sys
+    from pathlib import Path
+
+    from zoo import io, runs
+    from zoo.plots import plot_history
+
+    out = Path(out)
+    checkpoint = result.checkpoint
+    if result.restored_best and checkpoint is not None:
+        checkpoint.restore(model, which="last")
+        runs.save_weights(saved_model or model, out / runs.LAST_WEIGHTS_FILE)
+        checkpoint.restore_best(model)
+    best_epoch = result.best_epoch
+    last_epoch = result.history[-1]["epoch"] if result.history else 0
+    metrics = {
+        "history": result.history,
+        "seconds": round(sum(h.get("seconds", 0.0) for h in result.history), 3),
+        "monitor": result.monitor,
+        "best_epoch": best_epoch,
+        "best_value": result.best_value,
+        "last_epoch": last_epoch,
+        "stopped_early": result.stopped_early,
+        "model_weights": (f"best epoch {best_epoch} of {last_epoch} by {result.monitor}; "
+                          f"the last epoch's are in {runs.LAST_WEIGHTS_FILE}") if result.restored_best
+        else f"last epoch ({last_epoch})",
+        **(extra or {}),
+    }
+    runs.save_model(saved_model or model, out / runs.MODEL_FILE)
+    io.write_json(out / runs.METRICS_FILE, metrics)
+    plot_history(result.history, out / "curves.png", best_epoch=best_epoch if result.restored_best else None,
+                 metrics=plot_metrics)
+    if checkpoint is not None:
+        checkpoint.clear()
+    if verbose:
+        chosen = f"model from epoch {best_epoch} (best {result.monitor}); " if result.restored_best else ""
+        print(f"{chosen}run written to {out}", file=sys.stderr)
+    return metrics

@@ -6,7 +6,7 @@ its callbacks (`Checkpoint` with resume and the best epoch, `HistoryWriter`,
 discriminative-rate optimizer. Backend-agnostic Keras 3: no TensorFlow imported here.
 """
 
-from zoo.training.callbacks import HistoryWriter, LRFinder, TensorBoardLogger  # noqa: F401
+from zoo.training.callbacks import HistoryWriter, LRFinder, TensorBoardLogger, TimeLimit  # noqa: F401
 from zoo.training.checkpoint import Checkpoint  # noqa: F401
 from zoo.training.fit import (  # noqa: F401
     CHECKPOINT_DIR, LOG_DIR, PRECISIONS, Defaults, FitResult, compile_model, fit, precision, recompile,

@@ -263,3 +263,31 @@ class LRFinder(keras.callbacks.Callback):
     def on_train_end(self, logs=None):
         for variable, value in zip(self.model.weights, self._saved):
             variable.assign(value)
+
+
+class TimeLimit(keras.callbacks.Callback):
+    """Stop training at the end of the epoch after which another would not fit in the
+    budget (`--minutes M`).
+
+    The budget counts training time over the whole run: a resumed run starts with the
+    seconds its `history` already records, so `--minutes 15` means fifteen minutes of
+    training however often the run was interrupted. An epoch is only cut at its end, so
+    every epoch the run records was scored on the held-out data.
+
+    Args:
+        minutes: float. Training time allowed.
+        history: list. The run's history records (each with `seconds`).
+    """
+
+    def __init__(self, minutes, history):
+        super().__init__()
+        self.budget = float(minutes) * 60.0
+        self.history = history
+        self.stopped_epoch = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        spent = sum(h.get("seconds", 0.0) for h in self.history)
+        last = self.history[-1].get("seconds", 0.0) if self.history else 0.0
+        if spent + last > self.budget:
+            self.stopped_epoch = epoch + 1
+            self.model.stop_training = True

@@ -1,0 +1,354 @@
+"""The character-level text generator: a text file in, a model that writes like it out.
+
+    zoo train char-lstm --text tinyshakespeare.txt --minutes 15 --out runs/shakespeare
+    zoo generate runs/shakespeare --prompt "ROMEO:" --temperature 0.8 --length 300 --seed 1
+    run = zoo.train("char-lstm", "tinyshakespeare.txt", minutes=15, out="runs/shakespeare")
+    zoo.generate("runs/shakespeare", prompt="ROMEO:", temperature=0.8)
+
+The path: `zoo.data.text_corpus` (the last 10 % held out, random training windows) →
+`zoo.create("char_lstm", vocabulary_size=...)` → `zoo.training.fit` (Adam, the held-out
+text scored in bits per character every epoch, the best epoch kept) → the run directory:
+`model.keras`, `vocabulary.json`, `metrics.json`, `curves.png`, `samples.txt` (a sample
+after every epoch), TensorBoard logs.
+
+Generation runs inside a TensorFlow graph — the same function `zoo generate` calls and
+the export serves (`prompt`, `temperature`, `length`, `seed` in; `text` out), so a seed
+gives the same text locally and from `zoo serve` or TF Serving. Sampling: the softmax of
+the logits divided by the temperature (0: always the likeliest character), optionally
+only among the `top_k` likeliest. An empty prompt starts the text as if after a line
+break (after the vocabulary's first character when the text has no line breaks); a
+prompt with a character the model never saw is refused, naming it.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from zoo import io, runs
+from zoo.errors import OptionError, ZooError
+from zoo.tasks.base import RUN_OPTIONS, Option, finish_run, start_run
+
+KIND = "char-lstm"
+MODEL = "char_lstm"
+MODEL_TASK = "text-generation"
+DESCRIPTION = "a character-level LSTM that learns to write like a text file, scored in bits per character"
+VOCABULARY_FILE = "vocabulary.json"
+SAMPLES_FILE = "samples.txt"
+MAX_LENGTH = 10_000  # characters one request may ask for: a served model must not be held forever
+EPOCH_CAP = 1000  # `--minutes` without `--epochs`: the clock stops the run long before this
+SIGNATURE_TOP_K = "generate_top_k"
+
+OPTIONS = (
+    Option("text", str, None, "the UTF-8 text file to learn (the last 10 %% is held out)", required=True,
+           metavar="FILE"),
+    Option("epochs", int, None, "passes over the training text (default: 20, or as many as --minutes allows)"),
+    Option("minutes", float, None, "stop after the last epoch that fits in this much training time (default: off)"),
+    Option("seq_len", int, None, "characters per training window (default: 100)"),
+    Option("batch_size", int, None, "windows per batch (default: 64)"),
+    Option("units", int, None, "LSTM width (default: 512)"),
+    Option("layers", int, None, "stacked LSTMs (default: 1)"),
+    Option("embedding_dim", int, None, "character embedding width (default: 64)"),
+    Option("dropout", float, None, "dropout after each LSTM (default: 0)"),
+    Option("lr", float, None, "Adam learning rate (default: 0.002)"),
+    *RUN_OPTIONS,
+)
+DEFAULTS = {"epochs": None, "minutes": None, "seq_len": 100, "batch_size": 64, "units": 512, "layers": 1,
+            "embedding_dim": 64, "dropout": 0.0, "lr": 2e-3, "seed": 0, "precision": "float32",
+            "early_stopping": None}
+RUN_SETTINGS = ("text", *DEFAULTS)
+
+
+def bits_per_char(y_true, logits):
+    """Cross-entropy in bits: what char-rnn and the compression literature report."""
+    import keras
+
+    return keras.losses.sparse_categorical_crossentropy(y_true, logits, from_logits=True) / math.log(2.0)
+
+
+@dataclass
+class CharLSTMRun(runs.Run):
+    """A text generator's run: its model, vocabulary, settings and metrics."""
+
+    vocabulary: list = field(default_factory=list)
+    _generator: object = field(default=None, repr=False)
+
+    def generate(self, prompt="", temperature=1.0, length=200, seed=0, top_k=0):
+        """The prompt followed by `length` generated characters (see `zoo.generate`)."""
+        check_generation(self.vocabulary, prompt, temperature, length, top_k)
+        if self._generator is None:
+            self._generator = generation_function(self.model, self.vocabulary)
+        return _run_generator(self._generator, [prompt], temperature, length, seed, top_k)[0]
+
+
+def load_run(run_dir):
+    run_dir = Path(run_dir)
+    return CharLSTMRun(path=run_dir, model=runs.load_model(run_dir), config=runs.read_config(run_dir),
+                       metrics=io.read_json(run_dir / runs.METRICS_FILE, {}),
+                       vocabulary=io.read_json(run_dir / VOCABULARY_FILE, []))
+
+
+def train(text=None, out="runs/char-lstm", resume=False, overwrite=False, verbose="auto", no_tensorboard=False,
+          callbacks=(), **options):
+    """Train a character-level LSTM on the text file `text`; write the run `out`.
+
+    Args:
+        text: path of a UTF-8 text file. The last 10 % is held out and scored.
+        out: path. The run directory (never overwritten unasked; see `zoo.train`).
+        resume: bool. Continue the interrupted run in `out` from its last finished epoch.
+        overwrite: bool. Replace the run in `out`.
+        no_tensorboard: bool. Write no TensorBoard logs.
+        callbacks: more Keras callbacks (Python API only).
+        verbose: `"auto"`, 0, 1 or 2.
+        **options: `epochs` (20), `minutes` (None: training time allowed, counted over
+            resumes), `seq_len` (100), `batch_size` (64), `units` (512), `layers` (1),
+            `embedding_dim` (64), `dropout` (0), `lr` (2e-3), `seed` (0), `precision`,
+            `early_stopping`.
+
+    Returns:
+        `CharLSTMRun` of the finished run.
+    """
+    import keras
+
+    from zoo import models
+    from zoo.data.text import text_corpus
+    from zoo.training import Defaults, TimeLimit, fit, precision
+
+    out = Path(out)
+    given = {"text": None if text is None else str(text), **options}
+    config, resuming = start_run(KIND, out, given, defaults=DEFAULTS, settings=RUN_SETTINGS, required=("text",),
+                                 resume=resume, overwrite=overwrite)
+    for key in ("seq_len", "batch_size", "units", "layers", "embedding_dim"):
+        if int(config[key]) < 1:
+            raise OptionError(f"`{key}` must be a positive integer. Received: {key}={config[key]!r}")
+    if config["minutes"] is not None and not config["minutes"] > 0:
+        raise OptionError(f"`minutes` must be positive. Received: minutes={config['minutes']!r}")
+    epochs = config["epochs"] or (EPOCH_CAP if config["minutes"] else 20)
+
+    vocabulary = io.read_json(out / VOCABULARY_FILE) if resuming else None
+    corpus = text_corpus(config["text"], seq_len=config["seq_len"], batch_size=config["batch_size"],
+                         seed=config["seed"], vocabulary=vocabulary)
+    if resuming and config.get("text_sha256") not in (None, corpus.sha256):
+        raise runs.RunError(f"--resume continues the run as it was started, but {config['text']} has changed "
+                            "since (its sha256 differs). Pass --overwrite to start a new run on it.")
+    if not resuming:
+        config.update(text_sha256=corpus.sha256, num_train_chars=corpus.num_train_chars,
+                      num_val_chars=corpus.num_val_chars, vocabulary_size=len(corpus.vocabulary))
+        runs.write_config(out, KIND, config)
+        io.write_json(out / VOCABULARY_FILE, corpus.vocabulary)
+
+    with precision(config["precision"]):
+        model = models.create(MODEL, vocabulary_size=len(corpus.vocabulary), units=config["units"],
+                              num_layers=config["layers"], embedding_dim=config["embedding_dim"],
+                              dropout=config["dropout"])
+    history = []
+    extra_callbacks = [sample_writer(out / SAMPLES_FILE, corpus.vocabulary)]
+    if config["minutes"]:
+        extra_callbacks.append(TimeLimit(config["minutes"], history))
+    if verbose:
+        print(f"{corpus.num_train_chars:,} training and {corpus.num_val_chars:,} held-out characters, "
+              f"vocabulary {len(corpus.vocabulary)}; {corpus.steps_per_epoch} batches per epoch", file=sys.stderr)
+    result = fit(
+        model, corpus.train, corpus.val, epochs=epochs, steps_per_epoch=corpus.steps_per_epoch,
+        defaults=Defaults(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                          metrics=(keras.metrics.MeanMetricWrapper(bits_per_char, name="bits_per_char"),),
+                          learning_rate=config["lr"], monitor="val_loss", mode="min", train_monitor="loss"),
+        # Gradient clipping: an LSTM's gradients spike now and then (char-rnn clips at 5).
+        optimizer=keras.optimizers.Adam(config["lr"], clipnorm=5.0),
+        run_dir=out, resume=resuming, history=history, tensorboard=not no_tensorboard,
+        early_stopping=config["early_stopping"], callbacks=[*extra_callbacks, *callbacks], verbose=verbose,
+    )
+    best = min((h for h in history if "val_bits_per_char" in h), key=lambda h: h["val_loss"], default={})
+    finish_run(out, model, result, verbose=verbose, plot_metrics=("loss", "bits_per_char"), extra={
+        "val_bits_per_char": best.get("val_bits_per_char"),
+        "val_nats_per_char": best.get("val_loss"),
+        "unigram_bits_per_char": unigram_bits(config["text"], corpus.vocabulary),
+    })
+    run = load_run(out)
+    if verbose and best:
+        print(f"held-out: {best['val_bits_per_char']:.3f} bits/char ({best['val_loss']:.3f} nats) at epoch "
+              f"{best['epoch']}; a character-unigram model: {run.metrics['unigram_bits_per_char']:.3f} bits/char",
+              file=sys.stderr)
+    return run
+
+
+def unigram_bits(path, vocabulary):
+    """Held-out bits per character of the training text's character frequencies: the
+    floor any model that learned something must beat."""
+    import numpy as np
+
+    from zoo.data.text import HELD_OUT, encode, read_text
+
+    text, _ = read_text(path)
+    ids = encode(text, vocabulary)
+    split = int(len(ids) * (1 - HELD_OUT))
+    counts = np.bincount(ids[:split], minlength=len(vocabulary)) + 1.0  # add-one: a held-out-only char
+    probabilities = counts / counts.sum()
+    return float(-np.mean(np.log2(probabilities[ids[split:]])))
+
+
+def check_generation(vocabulary, prompt, temperature, length, top_k):
+    """The checks a served request gets in the graph, as one clear Python error."""
+    if not isinstance(prompt, str):
+        raise OptionError(f"`prompt` must be a str. Received: prompt={prompt!r}")
+    unseen = sorted(set(prompt) - set(vocabulary))
+    if unseen:
+        raise OptionError(f"`prompt` has characters the model never saw in its text: {''.join(unseen)!r}. "
+                          f"Received: prompt={prompt!r}")
+    if not temperature >= 0:
+        raise OptionError(f"`temperature` must be >= 0 (0: the likeliest character). Received: temperature={temperature}")
+    if not 0 <= int(length) <= MAX_LENGTH:
+        raise OptionError(f"`length` must be from 0 to {MAX_LENGTH}. Received: length={length}")
+    if int(top_k) < 0:
+        raise OptionError(f"`top_k` must be >= 0 (0: every character). Received: top_k={top_k}")
+
+
+def generate(run, prompt="", temperature=1.0, length=200, seed=0, top_k=0):
+    """Write text with a trained char-LSTM: the prompt and `length` characters after it.
+
+    Args:
+        run: a run directory written by `zoo train char-lstm`, or its `CharLSTMRun`.
+        prompt: str. Where the text starts; every character must be in the model's
+            vocabulary. Defaults to `""` (as if after a line break).
+        temperature: float. Softmax temperature: lower is safer and more repetitive,
+            0 always takes the likeliest character. Defaults to `1.0`.
+        length: int. Characters to generate, at most 10,000. Defaults to `200`.
+        seed: int. The same seed gives the same text (here and from the export).
+        top_k: int. Sample only among the k likeliest characters; 0 for all. Defaults to `0`.
+
+    Returns:
+        str.
+    """
+    if not isinstance(run, CharLSTMRun):
+        from zoo.tasks import load_run as load_any
+
+        run = load_any(run)
+        if not isinstance(run, CharLSTMRun):
+            raise ZooError(f"{run.path} is a {run.kind} run, not a char-lstm run: it cannot generate text.")
+    return run.generate(prompt, temperature=temperature, length=length, seed=seed, top_k=top_k)
+
+
+def _run_generator(function, prompts, temperature, length, seed, top_k):
+    import tensorflow as tf
+
+    n = len(prompts)
+    texts = function(tf.constant(prompts, tf.string), tf.fill([n], tf.constant(float(temperature), tf.float32)),
+                     tf.fill([n], tf.constant(int(length), tf.int32)), tf.fill([n], tf.constant(int(seed), tf.int64)),
+                     tf.fill([n], tf.constant(int(top_k), tf.int32)))
+    return [t.decode("utf-8") for t in texts.numpy()]
+
+
+def generation_function(model, vocabulary):
+    """A `tf.function` writing text with `model` inside the graph, for a batch of requests:
+    `(prompt string [N], temperature float32 [N], length int32 [N], seed int64 [N],
+    top_k int32 [N]) -> text string [N]` (each prompt followed by its characters).
+
+    Each request runs on its own (prompts differ in length): the prompt primes the LSTM
+    states one character at a time, then characters are drawn one at a time with
+    `stateless_categorical` keyed by `(seed, position)`, so a seed always gives the same
+    text. A character outside the vocabulary fails the request (InvalidArgument).
+    """
+    import tensorflow as tf
+
+    from zoo.architectures.char_lstm import initial_states, step
+
+    codepoints = tf.constant([ord(c) for c in vocabulary], tf.int32)
+    start_id = vocabulary.index("\n") if "\n" in vocabulary else 0
+    size = len(vocabulary)
+
+    def one(request):
+        prompt, temperature, length, seed, top_k = request
+        chars = tf.strings.unicode_decode(prompt, "UTF-8")
+        match = tf.equal(chars[:, None], codepoints[None, :])
+        check = tf.debugging.assert_equal(
+            tf.reduce_all(tf.reduce_any(match, axis=1)), True,
+            message="`prompt` has characters the model never saw in its text")
+        with tf.control_dependencies([check]):
+            ids = tf.argmax(match, axis=1, output_type=tf.int32)
+        ids = tf.cond(tf.size(ids) > 0, lambda: ids, lambda: tf.constant([start_id], tf.int32))
+        count = tf.size(ids)
+        length = tf.clip_by_value(length, 0, MAX_LENGTH)
+        k = tf.where(top_k > 0, tf.minimum(top_k, size), size)
+
+        def prime(i, *states):
+            _, new = step(model, ids[i][None], list(states))
+            return (i + 1, *new)
+
+        states = tf.while_loop(lambda i, *_: i < count - 1, prime, (tf.constant(0), *initial_states(model, 1)))[1:]
+
+        def draw(t, token, drawn, *states):
+            logits, new = step(model, token[None], list(states))
+            logits = tf.cast(logits[0], tf.float32)
+            kth = tf.math.top_k(logits, k).values[-1]
+            logits = tf.where(logits < kth, tf.fill(tf.shape(logits), -1e9), logits)
+            sampled = tf.random.stateless_categorical(
+                logits[None] / tf.maximum(temperature, 1e-6), 1, seed=tf.stack([seed, tf.cast(t, tf.int64)]),
+                dtype=tf.int32)[0, 0]
+            following = tf.where(temperature > 0, sampled, tf.argmax(logits, output_type=tf.int32))
+            return (t + 1, following, drawn.write(t, following), *new)
+
+        drawn = tf.TensorArray(tf.int32, size=length)
+        drawn = tf.while_loop(lambda t, *_: t < length, draw,
+                              (tf.constant(0), ids[count - 1], drawn, *states))[2]
+        written = tf.strings.unicode_encode(tf.gather(codepoints, drawn.stack()), "UTF-8")
+        return tf.strings.join([prompt, written])
+
+    @tf.function(input_signature=[
+        tf.TensorSpec([None], tf.string, name="prompt"), tf.TensorSpec([None], tf.float32, name="temperature"),
+        tf.TensorSpec([None], tf.int32, name="length"), tf.TensorSpec([None], tf.int64, name="seed"),
+        tf.TensorSpec([None], tf.int32, name="top_k")])
+    def generate_text(prompt, temperature, length, seed, top_k):
+        return tf.map_fn(one, (prompt, temperature, length, seed, top_k), fn_output_signature=tf.string)
+
+    return generate_text
+
+
+def signatures(run):
+    """The export's signatures: `serving_default` (prompt, temperature, length, seed →
+    text) and `generate_top_k` (the same and top_k)."""
+    import tensorflow as tf
+
+    generate_text = generation_function(run.model, run.vocabulary)
+    inputs = [tf.TensorSpec([None], tf.string, name="prompt"), tf.TensorSpec([None], tf.float32, name="temperature"),
+              tf.TensorSpec([None], tf.int32, name="length"), tf.TensorSpec([None], tf.int64, name="seed")]
+
+    @tf.function(input_signature=inputs)
+    def serve(prompt, temperature, length, seed):
+        return {"text": generate_text(prompt, temperature, length, seed, tf.zeros_like(length))}
+
+    @tf.function(input_signature=[*inputs, tf.TensorSpec([None], tf.int32, name="top_k")])
+    def serve_top_k(prompt, temperature, length, seed, top_k):
+        return {"text": generate_text(prompt, temperature, length, seed, top_k)}
+
+    names = ["prompt", "temperature", "length", "seed"]
+    return {"serving_default": (serve, {"inputs": names, "outputs": ["text"]}),
+            SIGNATURE_TOP_K: (serve_top_k, {"inputs": [*names, "top_k"], "outputs": ["text"]})}
+
+
+def sample_writer(path, vocabulary, length=300, temperature=0.8):
+    """A callback that, after every epoch, appends `length` characters at `temperature`
+    (seed 0) to `samples.txt`: how the writing improves, readable while the run goes on.
+    (A factory: this module is imported to build the CLI, before any Keras is loaded.)"""
+    import keras
+
+    class SampleWriter(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.path = Path(path)
+            self._function = None
+
+        def on_epoch_end(self, epoch, logs=None):
+            if self._function is None:
+                self._function = generation_function(self.model, vocabulary)
+            text = _run_generator(self._function, [""], temperature, length, 0, 0)[0]
+            score = (logs or {}).get("val_bits_per_char")
+            marker = f"=== epoch {epoch + 1}"
+            header = marker + (f", held-out {score:.3f} bits/char" if score is not None else "")
+            earlier = self.path.read_text(encoding="utf-8") if self.path.is_file() else ""
+            # A resumed run rewrites the epoch it repeats rather than listing it twice.
+            kept = earlier.split(marker)[0]
+            io.write_text(self.path, f"{kept}{header} ===\n{text}\n\n")
+
+    return SampleWriter()
