@@ -19,6 +19,8 @@ from zoo.errors import ZooError
 KINDS = {
     "classifier": "zoo.tasks.image_classifier",
     "char-lstm": "zoo.tasks.char_lstm",
+    "autoencoder": "zoo.tasks.autoencoder",
+    "dcgan": "zoo.tasks.dcgan",
 }
 DEFAULT_KIND = "classifier"  # runs written before run.json recorded a kind
 

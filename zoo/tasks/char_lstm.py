@@ -45,7 +45,8 @@ OPTIONS = (
     Option("text", str, None, "the UTF-8 text file to learn (the last 10 %% is held out)", required=True,
            metavar="FILE"),
     Option("epochs", int, None, "passes over the training text (default: 20, or as many as --minutes allows)"),
-    Option("minutes", float, None, "stop after the last epoch that fits in this much training time (default: off)"),
+    Option("minutes", float, None, "stop after the last epoch that fits in this much training time, the "
+           "learning rate falling linearly to zero by then (default: off)"),
     Option("seq_len", int, None, "characters per training window (default: 100)"),
     Option("batch_size", int, None, "windows per batch (default: 64)"),
     Option("units", int, None, "LSTM width (default: 512)"),
@@ -146,7 +147,7 @@ def train(text=None, out="runs/char-lstm", resume=False, overwrite=False, verbos
     history = []
     extra_callbacks = [sample_writer(out / SAMPLES_FILE, corpus.vocabulary)]
     if config["minutes"]:
-        extra_callbacks.append(TimeLimit(config["minutes"], history))
+        extra_callbacks.append(TimeLimit(config["minutes"], history, anneal_from=config["lr"]))
     if verbose:
         print(f"{corpus.num_train_chars:,} training and {corpus.num_val_chars:,} held-out characters, "
               f"vocabulary {len(corpus.vocabulary)}; {corpus.steps_per_epoch} batches per epoch", file=sys.stderr)

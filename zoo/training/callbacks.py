@@ -267,26 +267,51 @@ class LRFinder(keras.callbacks.Callback):
 
 class TimeLimit(keras.callbacks.Callback):
     """Stop training at the end of the epoch after which another would not fit in the
-    budget (`--minutes M`).
+    budget (`--minutes M`), and anneal the learning rate to the budget.
 
     The budget counts training time over the whole run: a resumed run starts with the
     seconds its `history` already records, so `--minutes 15` means fifteen minutes of
     training however often the run was interrupted. An epoch is only cut at its end, so
     every epoch the run records was scored on the held-out data.
 
+    With `anneal_from=LR` the learning rate falls linearly with the time spent, from LR
+    to zero at the budget: when the budget, not an epoch count, is what
+    is fixed, a linear decay to it beats a constant rate or a step schedule (Li et al.,
+    "Budgeted Training", https://arxiv.org/abs/1905.04753).
+
     Args:
         minutes: float. Training time allowed.
         history: list. The run's history records (each with `seconds`).
+        anneal_from: float or None. The rate at the start of the run to decay with the
+            clock (the optimizer's rate must be a plain value, not a schedule); None
+            leaves the rate alone. Defaults to `None`.
     """
 
-    def __init__(self, minutes, history):
+    def __init__(self, minutes, history, anneal_from=None):
         super().__init__()
         self.budget = float(minutes) * 60.0
         self.history = history
+        self.anneal_from = anneal_from
         self.stopped_epoch = None
 
+    def _spent(self):
+        return sum(h.get("seconds", 0.0) for h in self.history)
+
+    def on_train_begin(self, logs=None):
+        if self.anneal_from is not None and not hasattr(self.model.optimizer.learning_rate, "assign"):
+            raise ValueError("`anneal_from` needs an optimizer with a plain learning rate, not a schedule.")
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_start = time.perf_counter()
+        self._spent_before = self._spent()
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self.anneal_from is not None:
+            elapsed = self._spent_before + time.perf_counter() - self._epoch_start
+            self.model.optimizer.learning_rate.assign(self.anneal_from * max(0.0, 1.0 - elapsed / self.budget))
+
     def on_epoch_end(self, epoch, logs=None):
-        spent = sum(h.get("seconds", 0.0) for h in self.history)
+        spent = self._spent()
         last = self.history[-1].get("seconds", 0.0) if self.history else 0.0
         if spent + last > self.budget:
             self.stopped_epoch = epoch + 1
