@@ -45,13 +45,14 @@ OPTIONS = (
     Option("model", str, None, "a registry image model (zoo list)", required=True),
     Option("weights", str, None, "imagenet | none | FILE (default: the model's default)"),
     Option("epochs", int, None, "epochs after the frozen phase", required=True),
-    Option("freeze_epochs", int, None, "epochs training the new head on the frozen base (default: 1)"),
+    Option("freeze_epochs", int, None, "epochs training the new head on the frozen base (default: 1; 0 from scratch)"),
     Option("image_size", int, None, "input size in pixels (default: the model's)"),
     Option("batch_size", int, None, "default: 32"),
     Option("lr", learning_rate, None,
            f"head learning rate, or auto: run lr-find on the new head first and use its suggestion "
            f"(default: {DEFAULT_LR:g})"),
-    Option("lr_mult", float, None, "head-to-first-layer learning-rate ratio when unfrozen (default: 100)"),
+    Option("lr_mult", float, None,
+           "head-to-first-layer learning-rate ratio when unfrozen (default: 100; 1 from scratch)"),
     Option("augment", None, None,
            "flip/rotate/zoom/contrast training images (the frozen phase then cannot use cached features)"),
     *RUN_OPTIONS,
@@ -60,6 +61,8 @@ OPTIONS = (
 # What a run starts with when an option is not given (and a resumed run takes from run.json).
 DEFAULTS = {"weights": "default", "freeze_epochs": 1, "image_size": None, "batch_size": 32, "lr": DEFAULT_LR,
             "lr_mult": 100.0, "augment": False, "seed": 0, "precision": "float32", "early_stopping": None}
+# A model trained from scratch (--weights none, or a model with no published weights).
+SCRATCH_DEFAULTS = {"freeze_epochs": 0, "lr_mult": 1.0}
 # Settings that make a run what it is: a resumed run must be given the same ones.
 RUN_SETTINGS = ("data_dir", "model", "weights", "epochs", "freeze_epochs", "image_size", "batch_size", "lr",
                 "lr_mult", "augment", "seed", "precision", "early_stopping")
@@ -89,6 +92,14 @@ def load_run(run_dir):
     return ClassifierRun(path=run_dir, model=model, config=runs.read_config(run_dir),
                          metrics=io.read_json(run_dir / runs.METRICS_FILE, {}),
                          classes=io.read_json(run_dir / runs.CLASSES_FILE, []))
+
+
+def from_scratch(model, weights):
+    """Whether `model` with `weights` starts from random weights."""
+    from zoo import models
+
+    chosen = _weights(weights)
+    return chosen is None or (chosen == "default" and models.get_spec(model).default_weights is None)
 
 
 def _image_size(spec, image_size):
@@ -175,6 +186,11 @@ def train(data_dir=None, out="runs/classifier", resume=False, overwrite=False, v
         missing = [k for k in ("data_dir", "model", "epochs") if config.get(k) is None]
         if missing:
             raise ZooError(f"The {KIND} task needs {', '.join(missing)}.")
+        if from_scratch(config["model"], config["weights"]):
+            # No pretrained base: a frozen phase would fit a head to random features, and
+            # lower rates for earlier layers would keep them near random. Train it all
+            # alike, unless asked otherwise.
+            config.update({k: v for k, v in SCRATCH_DEFAULTS.items() if given.get(k) is None})
     if config["precision"] not in PRECISIONS:
         raise OptionError(f"`precision` must be one of {', '.join(PRECISIONS)}. "
                           f"Received: precision={config['precision']!r}")
