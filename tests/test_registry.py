@@ -308,3 +308,21 @@ def test_weights_file_that_does_not_fit_is_rejected(tmp_path):
     zoo.create("lenet5", weights=None, include_top=False).save_weights(path)
     with pytest.raises(WeightsError, match="does not fit"):
         zoo.create("lenet5", weights=str(path), num_classes=None, include_top=True)
+
+
+GENERATIVE = [name for task in ("text-generation", "autoencoder", "gan") for name in zoo.list_models(task=task)]
+
+
+@pytest.mark.parametrize("name", GENERATIVE)
+def test_generative_models_build_with_their_spec_parameter_count(name):
+    spec = registry.get_spec(name)
+    model = zoo.create(name)
+    assert model.count_params() == spec.num_params
+    assert zoo.list_models(task=spec.task) and name in zoo.list_models(task=spec.task)
+    assert zoo.info(name)["task"] == spec.task
+
+
+def test_list_by_task_shows_each_kind_of_model():
+    assert "char_lstm" in zoo.list_models(task="text-generation")
+    assert {"conv_autoencoder", "conv_vae"} <= set(zoo.list_models(task="autoencoder"))
+    assert "lenet5" not in zoo.list_models(task="autoencoder")
