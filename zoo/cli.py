@@ -163,15 +163,19 @@ def cmd_weights(args):
     return status
 
 
-def _task_options(args, options):
-    return {o.name: getattr(args, o.name) for o in options if not o.positional}
-
-
 def cmd_train(args):
     import zoo
 
-    data = getattr(args, args.task_options[0].name) if args.task_options[0].positional else None
-    zoo.train(args.kind, data, **_task_options(args, args.task_options))
+    # Every option by name: a kind's data may be positional (DATA_DIR) or a flag (--text, --data).
+    zoo.train(args.kind, **{o.name: getattr(args, o.name) for o in args.task_options})
+    return EXIT_OK
+
+
+def cmd_generate(args):
+    import zoo
+
+    print(zoo.generate(args.run_dir, prompt=args.prompt, temperature=args.temperature, length=args.length,
+                       seed=args.seed, top_k=args.top_k))
     return EXIT_OK
 
 
@@ -184,6 +188,32 @@ def cmd_lr_find(args):
     )
     print(f"suggested learning rate: {result.suggestion:.2e}")
     print(f"plot: {args.plot}")
+    return EXIT_OK
+
+
+def cmd_sample(args):
+    import zoo
+
+    path = zoo.sample(args.run_dir, n=args.n, out=args.out, seed=args.seed)
+    print(f"{args.n} samples: {path}")
+    return EXIT_OK
+
+
+def cmd_style(args):
+    import zoo
+
+    weights = None if args.weights.lower() == "none" else args.weights
+    result = zoo.style(
+        args.content, args.style, out=args.out, weights=weights, steps=args.steps, size=args.size,
+        style_weight=args.style_weight, content_weight=args.content_weight, tv_weight=args.tv_weight,
+        save_every=args.save_every,
+    )
+    for path in result.intermediates:
+        print(f"step image: {path}")
+    height, width = result.image.shape[:2]
+    print(f"image: {result.path} ({width}x{height})")
+    losses = ", ".join(f"{name} {values[-1]:.4g}" for name, values in result.history.items())
+    print(f"losses at the last step: {losses} (style at the first: {result.history['style'][0]:.4g})")
     return EXIT_OK
 
 
@@ -223,9 +253,23 @@ EXAMPLES = {
     "finetune": ("examples:\n  zoo finetune photos/ --model resnet50 --epochs 3 --freeze-epochs 1 --out runs/birds\n"
                  "  zoo finetune photos/ --model resnet50 --epochs 3 --out runs/birds --resume\n"
                  "  zoo finetune photos/ --model lenet5 --epochs 2 --augment --out runs/digits --overwrite"),
+    "char-lstm": ("examples:\n  zoo train char-lstm --text tinyshakespeare.txt --minutes 15 --out runs/shakespeare\n"
+                  "  zoo train char-lstm --text notes.txt --epochs 5 --units 256 --out runs/notes"),
+    "autoencoder": ("examples:\n  zoo train autoencoder --data digits --noise 0.3 --out runs/denoise\n"
+                    "  zoo train autoencoder --data faces/ --variational --image-size 64 --out runs/vae"),
+    "generate": ("examples:\n  zoo generate runs/shakespeare --prompt 'ROMEO:' --temperature 0.8 --length 300\n"
+                 "  zoo generate runs/shakespeare --seed 7 --top-k 5"),
     "predict": ("examples:\n  zoo predict runs/birds new1.jpg new2.jpg --top 3\n"
                 "  zoo predict --url http://127.0.0.1:8501 --model birds new1.jpg --json"),
+    "dcgan": ("examples:\n  zoo train dcgan --data digits --epochs 60 --out runs/digits-gan\n"
+              "  zoo train dcgan --data faces/ --image-size 64 --epochs 25 --out runs/faces\n"
+              "  zoo train dcgan --data digits --out runs/digits-gan --resume"),
+    "sample": ("examples:\n  zoo sample runs/digits-gan --n 64 --out grid.png\n"
+               "  zoo sample runs/digits-gan --n 16 --seed 7 --out other.png"),
     "lr-find": "examples:\n  zoo lr-find photos/ --model resnet50 --plot lr_find.png",
+    "style": ("examples:\n  zoo style tubingen.jpg starry_night.jpg --out tubingen_starry.png\n"
+              "  zoo style photo.jpg painting.jpg --out small.png --size 256 --steps 300 --save-every 100\n"
+              "  zoo style photo.jpg painting.jpg --out mine.png --weights vgg19_weights_notop.h5"),
 }
 
 
@@ -289,6 +333,16 @@ def build_parser():
     _add_task_options(p, classifier.OPTIONS)
     p.set_defaults(func=cmd_train, kind="classifier", task_options=classifier.OPTIONS)
 
+    p = _subcommand(sub, "generate", "write text with a trained char-lstm run")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory written by zoo train char-lstm")
+    p.add_argument("--prompt", default="", help="where the text starts (default: empty, as after a line break)")
+    p.add_argument("--temperature", type=float, default=1.0,
+                   help="softmax temperature; lower is safer, 0 takes the likeliest character (default: 1.0)")
+    p.add_argument("--length", type=int, default=200, help="characters to generate, at most 10000 (default: 200)")
+    p.add_argument("--seed", type=int, default=0, help="the same seed gives the same text (default: 0)")
+    p.add_argument("--top-k", type=int, default=0, help="sample among the k likeliest characters; 0: all (default: 0)")
+    p.set_defaults(func=cmd_generate)
+
     p = _subcommand(sub, "predict", "labels for images from a fine-tuned run (or a server with --url)")
     p.add_argument("run_dir", nargs="?", metavar="RUN_DIR", help="a run directory written by zoo finetune")
     p.add_argument("images", nargs="*", metavar="IMAGE", help="image files or folders of them")
@@ -299,6 +353,13 @@ def build_parser():
     p.add_argument("--csv", metavar="FILE", help="also write one row per image to FILE")
     p.set_defaults(func=cmd_predict)
 
+    p = _subcommand(sub, "sample", "draw images with a trained dcgan run, as one grid PNG")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory written by zoo train dcgan")
+    p.add_argument("--n", type=int, default=64, help="images to draw, at most 10000 (default: 64)")
+    p.add_argument("--out", default="grid.png", metavar="OUT.png", help="where the grid goes (default: grid.png)")
+    p.add_argument("--seed", type=int, default=0, help="the same seed draws the same images (default: 0)")
+    p.set_defaults(func=cmd_sample)
+
     p = _subcommand(sub, "lr-find", "sweep the learning rate on a folder of images")
     p.add_argument("data_dir", metavar="DATA_DIR", help="folder with one sub-folder of images per class")
     p.add_argument("--model", required=True, help="a registry image model (zoo list)")
@@ -307,6 +368,27 @@ def build_parser():
     p.add_argument("--batch-size", type=int, default=32, help="default: 32")
     p.add_argument("--plot", default="lr_find.png", help="where the loss-vs-rate plot goes (default: lr_find.png)")
     p.set_defaults(func=cmd_lr_find)
+
+    from zoo import style_transfer as d
+
+    p = _subcommand(sub, "style", "paint a photo in the style of a painting (Gatys et al., VGG19)")
+    p.add_argument("content", metavar="CONTENT", help="the photo to repaint (any image Pillow opens)")
+    p.add_argument("style", metavar="STYLE", help="the picture whose style to take")
+    p.add_argument("--out", required=True, metavar="OUT.png", help="where the painted image goes (PNG or JPEG)")
+    p.add_argument("--weights", default="default", metavar="FILE",
+                   help="VGG19 weights: a file, a variant name, or none for random (default: the store's imagenet)")
+    p.add_argument("--steps", type=int, default=d.STEPS, metavar="N", help=f"optimisation steps (default: {d.STEPS})")
+    p.add_argument("--size", type=int, default=d.SIZE, metavar="S",
+                   help=f"longer side painted at, in pixels; the output keeps the photo's size (default: {d.SIZE})")
+    p.add_argument("--style-weight", type=float, default=d.STYLE_WEIGHT, metavar="W",
+                   help=f"weight of the style loss (default: {d.STYLE_WEIGHT:g})")
+    p.add_argument("--content-weight", type=float, default=d.CONTENT_WEIGHT, metavar="W",
+                   help=f"weight of the content loss (default: {d.CONTENT_WEIGHT:g})")
+    p.add_argument("--tv-weight", type=float, default=d.TV_WEIGHT, metavar="W",
+                   help=f"weight of the total-variation loss (default: {d.TV_WEIGHT:g})")
+    p.add_argument("--save-every", type=int, default=None, metavar="N",
+                   help="also write the image every N steps as OUT-step0100.png (default: only the end)")
+    p.set_defaults(func=cmd_style)
 
     try:
         from zoo.serving.cli import add_commands

@@ -65,8 +65,17 @@ def cmd_export(args):
     print("or with zoo:")
     print(f"  zoo serve {args.out}")
     print("then:")
-    print(f"  {curl_example(name)}")
-    print(f"  zoo predict --url http://localhost:8501 --model {name} image.jpg")
+    from zoo.serving.export import read_metadata
+
+    metadata = read_metadata(path)
+    if metadata.get("task", "image-classification") == "image-classification":
+        print(f"  {curl_example(name)}")
+        print(f"  zoo predict --url http://localhost:8501 --model {name} image.jpg")
+    else:
+        # Another kind's signatures take other inputs: name them, for the request to send.
+        for signature, described in metadata.get("signatures", {}).items():
+            print(f"  POST http://localhost:8501/v1/models/{name}:predict  signature_name={signature}: "
+                  f"instances of {{{', '.join(described['inputs'])}}} -> {', '.join(described['outputs'])}")
     return 0
 
 

@@ -27,7 +27,7 @@ import numpy as np
 
 from zoo import io, runs
 from zoo.errors import OptionError, ZooError
-from zoo.tasks.base import RUN_OPTIONS, Option, finish_run, start_run
+from zoo.tasks.base import RUN_DEFAULTS, RUN_OPTIONS, Option, finish_run, start_run
 
 KIND = "autoencoder"
 MODEL_TASK = "autoencoder"
@@ -50,7 +50,7 @@ OPTIONS = (
     *RUN_OPTIONS,
 )
 DEFAULTS = {"epochs": 10, "noise": 0.0, "variational": False, "latent_dim": 32, "image_size": None, "channels": None,
-            "batch_size": 32, "lr": 2e-3, "seed": 0, "precision": "float32", "early_stopping": None}
+            "batch_size": 32, "lr": 2e-3, **RUN_DEFAULTS}
 RUN_SETTINGS = ("data", *DEFAULTS)
 
 

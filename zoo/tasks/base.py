@@ -44,6 +44,8 @@ RUN_OPTIONS = (
     Option("early_stopping", int, None, "stop after this many epochs without improvement (default: off)"),
     Option("no_tensorboard", None, False, "write no TensorBoard logs (RUN_DIR/logs)"),
 )
+# What a new run of any kind starts with for the run options that are settings.
+RUN_DEFAULTS = {"seed": 0, "precision": "float32", "early_stopping": None}
 
 
 def start_run(kind, out, options, *, defaults, settings, required=(), resume=False, overwrite=False):

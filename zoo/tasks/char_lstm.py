@@ -29,7 +29,7 @@ from pathlib import Path
 
 from zoo import io, runs
 from zoo.errors import OptionError, ZooError
-from zoo.tasks.base import RUN_OPTIONS, Option, finish_run, start_run
+from zoo.tasks.base import RUN_DEFAULTS, RUN_OPTIONS, Option, finish_run, start_run
 
 KIND = "char-lstm"
 MODEL = "char_lstm"
@@ -57,8 +57,7 @@ OPTIONS = (
     *RUN_OPTIONS,
 )
 DEFAULTS = {"epochs": None, "minutes": None, "seq_len": 100, "batch_size": 64, "units": 512, "layers": 1,
-            "embedding_dim": 64, "dropout": 0.0, "lr": 2e-3, "seed": 0, "precision": "float32",
-            "early_stopping": None}
+            "embedding_dim": 64, "dropout": 0.0, "lr": 2e-3, **RUN_DEFAULTS}
 RUN_SETTINGS = ("text", *DEFAULTS)
 
 
