@@ -19,6 +19,7 @@ _LAZY = {
     "kinds": ("zoo.tasks", "kinds"),
     "load_run": ("zoo.tasks", "load_run"),
     "export": ("zoo.serving.export", "export"),
+    "style": ("zoo.style_transfer", "style"),
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -83,7 +83,7 @@ def info(name) -> dict:
         "family": spec.family,
         "task": spec.task,
         "description": spec.description,
-        "input_shape": list(spec.input_shape),
+        "input_shape": list(spec.input_shape) if spec.input_shape else None,  # None: any size
         "preprocessing": spec.preprocessing,
         "num_classes": spec.num_classes,
         "num_params": spec.num_params,

@@ -1,0 +1,396 @@
+"""Neural style transfer (Gatys et al., 2015), https://arxiv.org/abs/1508.06576.
+
+    >>> import zoo
+    >>> result = zoo.style("tubingen.jpg", "starry_night.jpg", out="tubingen_starry.png")
+    >>> result.image.shape, result.history["style"][-1]
+
+The picture is the only thing trained: a Keras model whose one trainable weight is the
+image (float RGB, 0–255, clipped after every step) minimises the style loss (Gram
+matrices of `block1_conv1 … block5_conv1`), the content loss (`block5_conv2`) and the
+total variation of the image, through zoo's one fit path — so it gets Keras' progress
+bar, XLA compilation and every Keras backend. What makes a step cheap: the style
+image's Gram matrices and the content image's features are computed once, before the
+run, and each step runs only the image being painted through VGG19, and only up to
+`block5_conv2`, the deepest layer a loss reads (keras-io's recipe runs content, style
+and painted image as a batch of three through all of VGG19 every step).
+
+The defaults are the TensorFlow tutorial's recipe (tensorflow.org/tutorials/generative/
+style_transfer: style weight 1e-2, content 1e4, total variation 30; Adam 0.02, beta_1
+0.99, epsilon 0.1; 1,000 steps at 512 px), rewritten for pixels in 0–255 instead of
+0–1: the losses read the same VGG activations, so their weights carry over; the total
+variation is taken of the image in 0–1 as the tutorial does; the rate and epsilon are
+scaled by 255 (Adam's step is in pixel units), which makes the run step for step the
+tutorial's, times 255.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+# numpy and Keras are imported where used: `zoo --help` reads the defaults below.
+STEPS = 1000
+SIZE = 512
+STYLE_WEIGHT = 1e-2
+CONTENT_WEIGHT = 1e4
+TV_WEIGHT = 30.0
+LEARNING_RATE = 0.02 * 255  # the tutorial's Adam rate for 0–1 images, in 0–255 pixels
+BETA_1 = 0.99
+EPSILON = 0.1 / 255  # Adam's epsilon is in gradient units, which are 255 times smaller here
+LOSSES = ("style", "content", "tv", "total")
+
+
+@dataclasses.dataclass
+class StyleResult:
+    """What `zoo.style` made.
+
+    Attributes:
+        image: uint8 array `(H, W, 3)`: the painted image at the content image's size.
+        history: dict of lists, one value per step: `"style"`, `"content"`, `"tv"` and
+            `"total"` losses of the image that step started from (the first values are
+            those of the content image itself).
+        path: str or None. Where the image was written.
+        intermediates: list of str. The images written every `save_every` steps.
+    """
+
+    image: "numpy.ndarray"
+    history: dict
+    path: str | None = None
+    intermediates: list = dataclasses.field(default_factory=list)
+
+
+def _check_positive(name, value, integer=False, allow_zero=False):
+    import numpy as np
+
+    kind = "a whole number" if integer else "a number"
+    ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool) if integer else (
+        isinstance(value, (int, float, np.number)) and not isinstance(value, bool) and np.isfinite(value))
+    if not ok or value < 0 or (value == 0 and not allow_zero):
+        rule = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"`{name}` must be {kind} {rule}. Received: {name}={value!r}")
+
+
+def _read(image, name):
+    """A path or an array as a uint8 `(H, W, 3)` array."""
+    import numpy as np
+
+    from zoo.data.pillow import load_rgb, to_rgb
+
+    if isinstance(image, (str, os.PathLike)):
+        return load_rgb(image)
+    try:
+        from PIL import Image
+
+        if isinstance(image, Image.Image):
+            return np.asarray(to_rgb(image), dtype="uint8")
+    except ImportError:  # pragma: no cover - Pillow is a dependency
+        pass
+    array = np.asarray(image)
+    if array.ndim != 3 or array.shape[-1] != 3:
+        raise ValueError(f"`{name}` must be an image file or an (H, W, 3) RGB array. "
+                         f"Received: {name} with shape {array.shape}")
+    if array.dtype != np.uint8:
+        array = np.clip(array, 0, 255).astype("uint8")
+    return array
+
+
+def _resize(array, height, width):
+    import numpy as np
+
+    from PIL import Image
+
+    if array.shape[:2] == (height, width):
+        return array
+    return np.asarray(Image.fromarray(array).resize((width, height), Image.LANCZOS), dtype="uint8")
+
+
+def _fit_side(array, size):
+    """`array` resized so that its longer side is `size`, keeping its aspect ratio."""
+    height, width = array.shape[:2]
+    scale = size / max(height, width)
+    return _resize(array, max(1, round(height * scale)), max(1, round(width * scale)))
+
+
+def step_path(out, step):
+    """Where the image after `step` steps goes: `OUT-step0100.png` beside `OUT.png`."""
+    out = Path(out)
+    return out.with_name(f"{out.stem}-step{step:04d}{out.suffix or '.png'}")
+
+
+def _save(path, array):
+    from PIL import Image
+
+    from zoo import io
+
+    path = Path(path)
+    with io.atomic_path(path) as tmp:
+        # The format comes from the user's name (.png, .jpg); the temporary keeps it.
+        Image.fromarray(array).save(tmp, format=Image.registered_extensions().get(path.suffix.lower(), "PNG"))
+    return str(path)
+
+
+# --------------------------------------------------------------------------- the model
+def _define():
+    import keras
+    from keras import ops
+
+    class LastValue(keras.metrics.Metric):
+        """The value of the latest step (a `Mean` would average the whole run)."""
+
+        def __init__(self, name, **kwargs):
+            super().__init__(name=name, **kwargs)
+            self.value = self.add_variable(shape=(), initializer="zeros", name="value")
+
+        def update_state(self, value):
+            self.value.assign(ops.cast(value, self.dtype))
+
+        def result(self):
+            return ops.convert_to_tensor(self.value)
+
+        def reset_state(self):
+            self.value.assign(0.0)
+
+    class PixelRange(keras.constraints.Constraint):
+        """Keeps the image a valid picture: applied by the optimizer after each step."""
+
+        def __call__(self, w):
+            return ops.clip(w, 0.0, 255.0)
+
+    def gram(features):
+        # Gatys' Gram matrix, averaged over positions so layers of every size weigh alike.
+        shape = ops.shape(features)
+        locations = ops.cast(shape[1] * shape[2], features.dtype)
+        return ops.einsum("bijc,bijd->bcd", features, features) / locations
+
+    def total_variation(image):
+        # Of the image in 0–1, summed as tf.image.total_variation sums it.
+        image = image / 255.0
+        down = ops.abs(image[:, 1:, :, :] - image[:, :-1, :, :])
+        right = ops.abs(image[:, :, 1:, :] - image[:, :, :-1, :])
+        return ops.sum(down) + ops.sum(right)
+
+    class StyleTransfer(keras.Model):
+        """The painted image as the model's one trainable weight, and its loss.
+
+        Args:
+            features: keras.Model. `style_features(...)`'s extractor (frozen here).
+            content: float array `(H, W, 3)`, 0–255. The starting image.
+            style_targets: dict `{layer: Gram matrix}` of the style image.
+            content_target: array. The content image's activations at the content layer.
+            content_layer: str. Which of `features`' outputs the content loss reads.
+            style_weight, content_weight, tv_weight: float. The losses' weights.
+        """
+
+        def __init__(self, features, content, style_targets, content_target, content_layer,
+                     style_weight, content_weight, tv_weight, **kwargs):
+            super().__init__(**kwargs)
+            self.features = features
+            self.features.trainable = False
+            self.style_layers = list(style_targets)
+            self.content_layer = content_layer
+            self.style_weight = float(style_weight)
+            self.content_weight = float(content_weight)
+            self.tv_weight = float(tv_weight)
+            height, width = content.shape[:2]
+            self.image = self.add_weight(
+                shape=(1, height, width, 3), initializer=keras.initializers.Constant(content[None]),
+                constraint=PixelRange(), name="image")
+            # Targets as non-trainable weights: state the compiled step reads, not
+            # constants copied into its graph.
+            self.style_targets = [
+                self.add_weight(shape=target.shape, initializer=keras.initializers.Constant(target),
+                                trainable=False, name=f"gram_{layer}")
+                for layer, target in style_targets.items()]
+            self.content_target = self.add_weight(
+                shape=content_target.shape, initializer=keras.initializers.Constant(content_target),
+                trainable=False, name="content_target")
+            self.trackers = {name: LastValue(f"{name}_loss") for name in LOSSES}
+            self.built = True
+
+        def call(self, inputs=None, training=False):
+            return ops.convert_to_tensor(self.image)
+
+        def losses_of(self, image):
+            """`{"style", "content", "tv", "total"}` losses of `image` (1, H, W, 3)."""
+            outputs = self.features(image, training=False)
+            style = sum(ops.mean(ops.square(gram(outputs[layer]) - target))
+                        for layer, target in zip(self.style_layers, self.style_targets))
+            style = style * (self.style_weight / len(self.style_layers))
+            content = self.content_weight * ops.mean(ops.square(outputs[self.content_layer] - self.content_target))
+            tv = self.tv_weight * total_variation(image)
+            return {"style": style, "content": content, "tv": tv, "total": style + content + tv}
+
+        def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+            losses = self.losses_of(self.image if y_pred is None else y_pred)
+            for name, value in losses.items():
+                self.trackers[name].update_state(value)
+            return losses["total"]
+
+    return StyleTransfer
+
+
+def _model_class():
+    global _MODEL
+    if _MODEL is None:
+        _MODEL = _define()
+    return _MODEL
+
+
+_MODEL = None
+
+
+def _callbacks(history, out, save_every, original_size, intermediates):
+    import keras
+
+    class Record(keras.callbacks.Callback):
+        """Each step's losses into `history`; every `save_every` steps, the image."""
+
+        def on_train_batch_end(self, batch, logs=None):
+            logs = logs or {}
+            for name in LOSSES:
+                if f"{name}_loss" in logs:
+                    history[name].append(float(logs[f"{name}_loss"]))
+            step = batch + 1
+            if save_every and step % save_every == 0:
+                sync = getattr(self.model, "jax_state_sync", None)
+                if sync is not None:  # the JAX trainer keeps the state apart between syncs
+                    sync()
+                intermediates.append(_save(step_path(out, step), _to_uint8(self.model.image, original_size)))
+
+    return [Record()]
+
+
+def _to_uint8(variable, size):
+    import numpy as np
+
+    from keras import ops
+
+    array = np.clip(np.round(ops.convert_to_numpy(variable)[0]), 0, 255).astype("uint8")
+    return _resize(array, *size)
+
+
+# ------------------------------------------------------------------------------ style
+def style(
+    content,
+    style,
+    out=None,
+    weights="default",
+    steps=STEPS,
+    size=SIZE,
+    style_weight=STYLE_WEIGHT,
+    content_weight=CONTENT_WEIGHT,
+    tv_weight=TV_WEIGHT,
+    learning_rate=LEARNING_RATE,
+    save_every=None,
+    verbose="auto",
+    jit_compile="auto",
+    callbacks=(),
+):
+    """Paint `content` in the style of `style` (Gatys et al., 2015).
+
+    Optimises an image, starting from the content image, so that its VGG19 Gram
+    matrices at `block1_conv1 … block5_conv1` match the style image's, its
+    `block5_conv2` activations stay close to the content image's, and its total
+    variation stays low. Paper: https://arxiv.org/abs/1508.06576.
+
+    Args:
+        content: str, path, PIL image or uint8 `(H, W, 3)` array. The picture to repaint.
+        style: the same kinds. The picture whose style to take.
+        out: str, path or None. Where to write the result (PNG or JPEG by its suffix).
+            Defaults to `None` (not written).
+        weights: VGG19's weights: `"default"` (the `imagenet` variant from the weights
+            store; without network, a missing file raises the store's message on how
+            to import it), a variant name, the path of a VGG19 weights file, or `None`
+            for random weights (for tests and benchmarks). Defaults to `"default"`.
+        steps: int. Optimisation steps. Defaults to `1000`.
+        size: int. The longer side, in pixels, the image is painted at; the result is
+            resized back to the content image's size. Defaults to `512`.
+        style_weight: float. Weight of the style loss. Defaults to `1e-2`.
+        content_weight: float. Weight of the content loss. Defaults to `1e4`.
+        tv_weight: float. Weight of the total-variation loss. Defaults to `30`.
+        learning_rate: float. Adam's rate, in pixel units (0–255). Defaults to `5.1`.
+        save_every: int or None. Also write the image every this many steps, as
+            `OUT-step0100.png` beside `out`. Defaults to `None`.
+        verbose: `"auto"`, 0, 1 or 2. Keras' progress output; `"auto"` is the live bar
+            on a terminal, one line otherwise. Defaults to `"auto"`.
+        jit_compile: `"auto"`, True or False. XLA compilation of the step, as
+            `keras.Model.compile` takes it. Defaults to `"auto"`.
+        callbacks: more Keras callbacks for the run.
+
+    Returns:
+        `StyleResult`: `image` (uint8, the content image's size), the per-step loss
+        `history`, the `path` written and the `intermediates`.
+
+    Example:
+    ```python
+    result = zoo.style("tubingen.jpg", "starry_night.jpg", out="tubingen_starry.png", steps=500)
+    print(result.history["style"][0], result.history["style"][-1])
+    ```
+    """
+    import keras
+    import numpy as np
+
+    from zoo import models
+    from zoo.architectures.style_transfer import CONTENT_LAYER, STYLE_LAYERS, style_features
+    from zoo.training import Defaults, fit
+
+    _check_positive("steps", steps, integer=True)
+    _check_positive("size", size, integer=True)
+    for name, value in (("style_weight", style_weight), ("content_weight", content_weight),
+                        ("tv_weight", tv_weight)):
+        _check_positive(name, value, allow_zero=True)
+    _check_positive("learning_rate", learning_rate)
+    if save_every is not None:
+        _check_positive("save_every", save_every, integer=True)
+        if out is None:
+            raise ValueError(f"`save_every` needs `out`: the images are written beside it. "
+                             f"Received: save_every={save_every!r}, out=None")
+
+    content_image = _read(content, "content")
+    style_image = _read(style, "style")
+    original_size = content_image.shape[:2]
+    painted = _fit_side(content_image, int(size)).astype("float32")
+    height, width = painted.shape[:2]
+    # Four 2x2 poolings lie before block5: a smaller side leaves block5 nothing to see.
+    if min(height, width) < 16:
+        raise ValueError(f"`size` must leave the content image's shorter side at least 16 pixels; "
+                         f"{original_size[1]}x{original_size[0]} at size={size} gives {width}x{height}. "
+                         f"Received: size={size!r}")
+    # The style image at the same scale: the Gram matrices are averages over positions,
+    # so its own aspect ratio and size are kept.
+    style_pixels = _fit_side(style_image, int(size)).astype("float32")
+
+    # The weights store's own error (with `zoo weights import ...`) passes through as is.
+    base = models.create("vgg19", weights=weights, include_top=False, input_shape=(height, width, 3))
+    features = style_features(base)
+    style_outputs = features(style_pixels[None])
+    style_targets = {layer: _gram_numpy(style_outputs[layer]) for layer in STYLE_LAYERS}
+    content_target = keras.ops.convert_to_numpy(features(painted[None])[CONTENT_LAYER])
+
+    model = _model_class()(features, painted, style_targets, content_target, CONTENT_LAYER,
+                           style_weight, content_weight, tv_weight, name="style_transfer")
+    optimizer = keras.optimizers.Adam(learning_rate=float(learning_rate), beta_1=BETA_1, epsilon=EPSILON)
+    history = {name: [] for name in LOSSES}
+    intermediates = []
+    # One "batch" per step: the data is a placeholder, the image is the model's weight.
+    fit(
+        model, np.zeros((int(steps), 1), "float32"), epochs=1, batch_size=1, shuffle=False,
+        defaults=Defaults(loss=None, monitor=None, train_monitor=None), optimizer=optimizer, loss=None,
+        metrics=[], jit_compile=jit_compile, checkpoint=None, best=False, tensorboard=False,
+        callbacks=[*_callbacks(history, out, save_every, original_size, intermediates), *callbacks],
+        verbose=verbose,
+    )
+    image = _to_uint8(model.image, original_size)
+    path = _save(out, image) if out is not None else None
+    return StyleResult(image=image, history=history, path=path, intermediates=intermediates)
+
+
+def _gram_numpy(features):
+    import numpy as np
+
+    from keras import ops
+
+    features = ops.convert_to_numpy(features).astype("float64")
+    _, height, width, _ = features.shape
+    return (np.einsum("bijc,bijd->bcd", features, features) / (height * width)).astype("float32")
