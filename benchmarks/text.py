@@ -3,7 +3,7 @@ against training time, zoo's `char-lstm` beside keras-io's character-LSTM recipe
 the same time budget in the same script.
 
 zoo: `zoo.train("char-lstm", TEXT, minutes=M)` as a user runs it (embedding 64, LSTM
-512, next-character loss at every position of 100-character windows, Adam 2e-3
+384, next-character loss at every position of 100-character windows, Adam 2e-3
 annealed linearly to zero by the budget, gradient clipping), scored on the held-out
 10 % after every epoch.
 
@@ -124,7 +124,7 @@ def plot(zoo_side, peer, minutes, path):
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7.5, 4.2))
-    for side, label, style in ((zoo_side, "zoo char-lstm (LSTM 512, Adam, time-annealed)", "-o"),
+    for side, label, style in ((zoo_side, "zoo char-lstm (LSTM 384, Adam, time-annealed)", "-o"),
                                (peer, "keras-io recipe (one-hot 40, LSTM 128, RMSprop 0.01)", "--s")):
         ax.plot([p[0] / 60 for p in side["points"]], [p[1] for p in side["points"]], style, ms=3, label=label)
     ax.axhline(1.50, color="gray", lw=1, ls=":", label="goal 1.50 nats/char")
@@ -143,7 +143,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--text", default="../shared/data/tinyshakespeare.txt")
     parser.add_argument("--minutes", type=float, default=15.0)
-    parser.add_argument("--units", type=int, default=512)
+    parser.add_argument("--units", type=int, default=384)
     parser.add_argument("--eval-seconds", type=float, default=60.0)
     parser.add_argument("--plot", default="benchmarks/text_curve.png")
     parser.add_argument("--json")

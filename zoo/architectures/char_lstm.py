@@ -19,12 +19,12 @@ LOGITS = "logits"
 LSTM_PREFIX = "lstm_"
 
 
-def char_lstm(vocabulary_size=65, units=512, num_layers=1, embedding_dim=64, dropout=0.0, name="char_lstm"):
+def char_lstm(vocabulary_size=65, units=384, num_layers=1, embedding_dim=64, dropout=0.0, name="char_lstm"):
     """Build the language model.
 
     Args:
         vocabulary_size: int. Distinct characters. Defaults to `65` (Tiny Shakespeare's).
-        units: int. LSTM width. Defaults to `512`.
+        units: int. LSTM width. Defaults to `384`.
         num_layers: int. Stacked LSTMs. Defaults to `1`.
         embedding_dim: int. Defaults to `64`.
         dropout: float. Dropout after each LSTM while training. Defaults to `0.0`.
@@ -78,8 +78,8 @@ register(
         family="char_lstm",
         task="text-generation",
         builder=char_lstm,
-        num_params=1_219_201,
-        description="Character-level LSTM text generator (embedding 64, LSTM 512, next-character logits).",
+        num_params=718_849,
+        description="Character-level LSTM text generator (embedding 64, LSTM 384, next-character logits).",
         default_weights=None,
         paper="https://arxiv.org/abs/1308.0850",
     )
