@@ -140,3 +140,49 @@ def run_task_test(kind, tmp_path):
 @pytest.mark.parametrize("kind", sorted(KIND_CASES))
 def test_task(kind, tmp_path):
     run_task_test(kind, tmp_path)
+
+
+KILL_CASES = {
+    # kind: (make data, the command's options after the data) — epochs of a few seconds each
+    "char-lstm": (text_file, lambda data: ["--text", str(data), "--epochs", "3", "--units", "64", "--seq-len", "32",
+                                           "--batch-size", "16"]),
+    "autoencoder": (digits_arrays, lambda data: ["--data", data, "--epochs", "3", "--noise", "0.2",
+                                                 "--variational"]),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", sorted(KILL_CASES))
+def test_kill_9_during_an_epoch_and_resume_from_the_last_finished_one(kind, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    make_data, arguments = KILL_CASES[kind]
+    data, _ = make_data(tmp_path / "data")
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "zoo", "train", kind, *arguments(data), "--out", str(out), "--no-tensorboard"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state = out / "checkpoints" / "state.json"
+    deadline = time.time() + 240
+    try:
+        while not (state.is_file() and json.loads(state.read_text()).get("epochs_done", 0) >= 1):
+            assert process.poll() is None, "the run ended before its first checkpoint"
+            assert time.time() < deadline
+            time.sleep(0.05)
+        time.sleep(0.3)  # into the next epoch
+    finally:
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+    done = json.loads(state.read_text())["epochs_done"]
+    assert 1 <= done < 3 and runs.status(out) == "unfinished"
+
+    resumed = subprocess.run([*command, "--resume"], capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    headers = [line for line in resumed.stdout.splitlines() if line.startswith("Epoch ")]
+    assert headers[0] == f"Epoch {done + 1}/3", resumed.stdout
+    run = zoo.load_run(out)
+    assert [h["epoch"] for h in run.metrics["history"]] == [1, 2, 3]
+    assert not (out / "checkpoints").exists()
