@@ -20,6 +20,7 @@ _LAZY = {
     "load_run": ("zoo.tasks", "load_run"),
     "export": ("zoo.serving.export", "export"),
     "style": ("zoo.style_transfer", "style"),
+    "sample": ("zoo.tasks.dcgan", "sample"),
 }
 
 __all__ = ["__version__", *_LAZY]

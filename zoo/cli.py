@@ -261,7 +261,7 @@ EXAMPLES = {
                  "  zoo generate runs/shakespeare --seed 7 --top-k 5"),
     "predict": ("examples:\n  zoo predict runs/birds new1.jpg new2.jpg --top 3\n"
                 "  zoo predict --url http://127.0.0.1:8501 --model birds new1.jpg --json"),
-    "dcgan": ("examples:\n  zoo train dcgan --data digits --epochs 60 --out runs/digits-gan\n"
+    "dcgan": ("examples:\n  zoo train dcgan --data digits --out runs/digits-gan\n"
               "  zoo train dcgan --data faces/ --image-size 64 --epochs 25 --out runs/faces\n"
               "  zoo train dcgan --data digits --out runs/digits-gan --resume"),
     "sample": ("examples:\n  zoo sample runs/digits-gan --n 64 --out grid.png\n"
