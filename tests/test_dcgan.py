@@ -23,10 +23,11 @@ from zoo.errors import OptionError, ZooError
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)}
-# A tiny network for the run that is killed: its epochs take seconds.
-TINY = ["--width", "8", "--latent-dim", "8", "--batch-size", "64", "--no-tensorboard"]
+# A tiny network for the run that is killed; small batches, so that an epoch (180 steps)
+# lasts long enough to be killed in the middle of it.
+TINY = ["--width", "8", "--latent-dim", "8", "--batch-size", "8", "--no-tensorboard"]
 EPOCHS = 3
-STEPS_PER_EPOCH = 23  # 1,437 training digits in batches of 64
+STEPS_PER_EPOCH = 180  # 1,437 training digits in batches of 8
 
 
 def zoo_cli(*args, timeout=600):
@@ -72,7 +73,7 @@ def killed_and_resumed(tmp_path_factory):
             if state_file.is_file() and json.loads(state_file.read_text()).get("epochs_done", 0) >= 1:
                 break
             time.sleep(0.05)
-        time.sleep(0.5)  # into epoch 2 (an epoch of this tiny network takes seconds)
+        time.sleep(0.3)  # into epoch 2 (an epoch takes seconds)
     finally:
         os.kill(process.pid, signal.SIGKILL)
         first_output = process.communicate()[0].decode(errors="replace")
