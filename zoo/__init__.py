@@ -19,6 +19,7 @@ _LAZY = {
     "kinds": ("zoo.tasks", "kinds"),
     "load_run": ("zoo.tasks", "load_run"),
     "export": ("zoo.serving.export", "export"),
+    "generate": ("zoo.tasks.char_lstm", "generate"),
     "style": ("zoo.style_transfer", "style"),
     "sample": ("zoo.tasks.dcgan", "sample"),
 }
