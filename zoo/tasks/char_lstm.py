@@ -48,16 +48,16 @@ OPTIONS = (
     Option("minutes", float, None, "stop after the last epoch that fits in this much training time, the "
            "learning rate falling linearly to zero by then (default: off)"),
     Option("seq_len", int, None, "characters per training window (default: 100)"),
-    Option("batch_size", int, None, "windows per batch (default: 64)"),
+    Option("batch_size", int, None, "windows per batch (default: 32)"),
     Option("units", int, None, "LSTM width (default: 384)"),
     Option("layers", int, None, "stacked LSTMs (default: 1)"),
     Option("embedding_dim", int, None, "character embedding width (default: 64)"),
     Option("dropout", float, None, "dropout after each LSTM (default: 0)"),
-    Option("lr", float, None, "Adam learning rate (default: 0.002)"),
+    Option("lr", float, None, "Adam learning rate (default: 0.005)"),
     *RUN_OPTIONS,
 )
-DEFAULTS = {"epochs": None, "minutes": None, "seq_len": 100, "batch_size": 64, "units": 384, "layers": 1,
-            "embedding_dim": 64, "dropout": 0.0, "lr": 2e-3, **RUN_DEFAULTS}
+DEFAULTS = {"epochs": None, "minutes": None, "seq_len": 100, "batch_size": 32, "units": 384, "layers": 1,
+            "embedding_dim": 64, "dropout": 0.0, "lr": 5e-3, **RUN_DEFAULTS}
 RUN_SETTINGS = ("text", *DEFAULTS)
 
 
@@ -103,8 +103,8 @@ def train(text=None, out="runs/char-lstm", resume=False, overwrite=False, verbos
         callbacks: more Keras callbacks (Python API only).
         verbose: `"auto"`, 0, 1 or 2.
         **options: `epochs` (20), `minutes` (None: training time allowed, counted over
-            resumes), `seq_len` (100), `batch_size` (64), `units` (384), `layers` (1),
-            `embedding_dim` (64), `dropout` (0), `lr` (2e-3), `seed` (0), `precision`,
+            resumes), `seq_len` (100), `batch_size` (32), `units` (384), `layers` (1),
+            `embedding_dim` (64), `dropout` (0), `lr` (5e-3), `seed` (0), `precision`,
             `early_stopping`.
 
     Returns:
