@@ -28,7 +28,7 @@ import numpy as np
 
 from zoo import io, runs
 from zoo.errors import OptionError, ZooError
-from zoo.tasks.base import RUN_OPTIONS, Option, finish_run, start_run
+from zoo.tasks.base import RUN_DEFAULTS, RUN_OPTIONS, Option, finish_run, start_run
 
 KIND = "dcgan"
 MODEL = "dcgan"
@@ -55,7 +55,7 @@ OPTIONS = (
     *RUN_OPTIONS,
 )
 DEFAULTS = {"epochs": 50, "batch_size": 64, "latent_dim": 100, "image_size": None, "channels": None, "width": 64,
-            "lr": 2e-4, "seed": 0, "precision": "float32", "early_stopping": None}
+            "lr": 2e-4, **RUN_DEFAULTS}
 RUN_SETTINGS = ("data", *DEFAULTS)
 
 
