@@ -3,7 +3,7 @@ against training time, zoo's `char-lstm` beside keras-io's character-LSTM recipe
 the same time budget in the same script.
 
 zoo: `zoo.train("char-lstm", TEXT, minutes=M)` as a user runs it (embedding 64, LSTM
-384, next-character loss at every position of 100-character windows, batches of 32, Adam 5e-3
+384, dropout 0.2, next-character loss at every position of 100-character windows, batches of 32, Adam 5e-3
 annealed linearly to zero by the budget, gradient clipping), scored on the held-out
 10 % after every epoch.
 
@@ -124,7 +124,7 @@ def plot(zoo_side, peer, minutes, path):
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7.5, 4.2))
-    for side, label, style in ((zoo_side, "zoo char-lstm (LSTM 384, Adam, time-annealed)", "-o"),
+    for side, label, style in ((zoo_side, "zoo char-lstm (LSTM 384, dropout 0.2, Adam, time-annealed)", "-o"),
                                (peer, "keras-io recipe (one-hot 40, LSTM 128, RMSprop 0.01)", "--s")):
         ax.plot([p[0] / 60 for p in side["points"]], [p[1] for p in side["points"]], style, ms=3, label=label)
     ax.axhline(1.50, color="gray", lw=1, ls=":", label="goal 1.50 nats/char")

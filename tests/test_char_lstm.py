@@ -31,7 +31,7 @@ def corpus(tmp_path_factory):
 @pytest.fixture(scope="module")
 def run(corpus, tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "topics"
-    return zoo.train("char-lstm", corpus, out=out, epochs=3, units=256, lr=4e-3, batch_size=32, verbose=0)
+    return zoo.train("char-lstm", corpus, out=out, epochs=3, units=256, lr=4e-3, batch_size=32, dropout=0.0, verbose=0)
 
 
 def unigram_entropy_bits(text):

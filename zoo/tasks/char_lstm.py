@@ -52,12 +52,12 @@ OPTIONS = (
     Option("units", int, None, "LSTM width (default: 384)"),
     Option("layers", int, None, "stacked LSTMs (default: 1)"),
     Option("embedding_dim", int, None, "character embedding width (default: 64)"),
-    Option("dropout", float, None, "dropout after each LSTM (default: 0)"),
+    Option("dropout", float, None, "dropout after each LSTM (default: 0.2)"),
     Option("lr", float, None, "Adam learning rate (default: 0.005)"),
     *RUN_OPTIONS,
 )
 DEFAULTS = {"epochs": None, "minutes": None, "seq_len": 100, "batch_size": 32, "units": 384, "layers": 1,
-            "embedding_dim": 64, "dropout": 0.0, "lr": 5e-3, **RUN_DEFAULTS}
+            "embedding_dim": 64, "dropout": 0.2, "lr": 5e-3, **RUN_DEFAULTS}
 RUN_SETTINGS = ("text", *DEFAULTS)
 
 
@@ -104,7 +104,7 @@ def train(text=None, out="runs/char-lstm", resume=False, overwrite=False, verbos
         verbose: `"auto"`, 0, 1 or 2.
         **options: `epochs` (20), `minutes` (None: training time allowed, counted over
             resumes), `seq_len` (100), `batch_size` (32), `units` (384), `layers` (1),
-            `embedding_dim` (64), `dropout` (0), `lr` (5e-3), `seed` (0), `precision`,
+            `embedding_dim` (64), `dropout` (0.2), `lr` (5e-3), `seed` (0), `precision`,
             `early_stopping`.
 
     Returns:
