@@ -33,6 +33,9 @@ class TextCorpus:
         vocabulary: list of str. Characters, sorted; an id is an index here.
         steps_per_epoch: int. Batches in one epoch (the training text's characters).
         sha256: str. Of the corpus file's bytes (a resumed run checks it).
+        unigram_bits: float. Held-out bits per character of the training text's
+            character frequencies (add-one): the floor any model that learned
+            something must beat.
     """
 
     train: object
@@ -42,6 +45,7 @@ class TextCorpus:
     num_train_chars: int
     num_val_chars: int
     sha256: str
+    unigram_bits: float
 
 
 def read_text(path):
@@ -112,6 +116,9 @@ def text_corpus(path, seq_len=100, batch_size=64, held_out=HELD_OUT, seed=0, voc
     x = val_ids[:count * seq_len].reshape(count, seq_len)
     y = val_ids[1:count * seq_len + 1].reshape(count, seq_len)
     val = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    counts = np.bincount(train_ids, minlength=len(vocabulary)) + 1.0  # add-one: a held-out-only character
+    unigram_bits = float(-np.mean(np.log2((counts / counts.sum())[val_ids])))
     return TextCorpus(train=train, val=val, vocabulary=list(vocabulary),
                       steps_per_epoch=max(1, len(train_ids) // (seq_len * batch_size)),
-                      num_train_chars=len(train_ids), num_val_chars=count * seq_len, sha256=digest)
+                      num_train_chars=len(train_ids), num_val_chars=count * seq_len, sha256=digest,
+                      unigram_bits=unigram_bits)

@@ -164,7 +164,7 @@ def train(text=None, out="runs/char-lstm", resume=False, overwrite=False, verbos
     finish_run(out, model, result, verbose=verbose, plot_metrics=("loss", "bits_per_char"), extra={
         "val_bits_per_char": best.get("val_bits_per_char"),
         "val_nats_per_char": best.get("val_loss"),
-        "unigram_bits_per_char": unigram_bits(config["text"], corpus.vocabulary),
+        "unigram_bits_per_char": corpus.unigram_bits,
     })
     run = load_run(out)
     if verbose and best:
@@ -172,21 +172,6 @@ def train(text=None, out="runs/char-lstm", resume=False, overwrite=False, verbos
               f"{best['epoch']}; a character-unigram model: {run.metrics['unigram_bits_per_char']:.3f} bits/char",
               file=sys.stderr)
     return run
-
-
-def unigram_bits(path, vocabulary):
-    """Held-out bits per character of the training text's character frequencies: the
-    floor any model that learned something must beat."""
-    import numpy as np
-
-    from zoo.data.text import HELD_OUT, encode, read_text
-
-    text, _ = read_text(path)
-    ids = encode(text, vocabulary)
-    split = int(len(ids) * (1 - HELD_OUT))
-    counts = np.bincount(ids[:split], minlength=len(vocabulary)) + 1.0  # add-one: a held-out-only char
-    probabilities = counts / counts.sum()
-    return float(-np.mean(np.log2(probabilities[ids[split:]])))
 
 
 def check_generation(vocabulary, prompt, temperature, length, top_k):
