@@ -22,6 +22,7 @@ _LAZY = {
     "generate": ("zoo.tasks.char_lstm", "generate"),
     "style": ("zoo.style_transfer", "style"),
     "sample": ("zoo.tasks.dcgan", "sample"),
+    "explain": ("zoo.interpret.explain", "explain"),
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -191,6 +191,51 @@ def cmd_lr_find(args):
     return EXIT_OK
 
 
+def _is_model_path(path):
+    from pathlib import Path
+
+    path = Path(path)
+    return (path / "model.keras").is_file() or (path.suffix == ".keras" and path.is_file())
+
+
+def cmd_explain(args):
+    import zoo
+
+    if not args.model and not args.run:
+        # `zoo explain IMAGE... RUN` (or RUN IMAGE...): the run is the argument that is one.
+        runs = [a for a in (args.images[-1], args.images[0]) if _is_model_path(a)]
+        if runs and len(args.images) > 1:
+            args.run = runs[0]
+            args.images = [a for a in args.images if a != args.run]
+    if bool(args.model) == bool(args.run):
+        raise SystemExit("zoo explain: error: give the model as --model NAME (a registry model) or RUN "
+                         "(a run directory or a .keras file), one of the two")
+    source = args.model or args.run
+    weights = args.weights if args.weights else "default"
+    result = zoo.explain(source, args.images, method=args.method, class_=args.class_, layer=args.layer,
+                         weights=weights)
+    written = {w["image"]: w for w in result.save(args.out, overwrite=args.overwrite)}
+    failed = False
+    shown = []
+    for item in result.results:
+        saved = written.get(item["image"], {})
+        error = item.get("error") or saved.get("error")
+        if error:
+            failed = True
+            named = error if error.startswith(str(item["image"])) else f"{item['image']}: {error}"
+            print(f"ERROR {named}", file=sys.stderr)
+            shown.append({"image": item["image"], "error": error})
+            continue
+        shown.append({**item, "overlay": saved.get("overlay")})
+        if not args.json:
+            peak = item["peak"]
+            print(f"{item['image']}: {item['label']} p={item['probability']:.4f}, {result.method} peak at "
+                  f"x={peak['x']} y={peak['y']} -> {saved.get('overlay')}")
+    if args.json:
+        print(json.dumps(shown, indent=2))
+    return EXIT_FAILED if failed else EXIT_OK
+
+
 def cmd_sample(args):
     import zoo
 
@@ -264,6 +309,10 @@ EXAMPLES = {
     "dcgan": ("examples:\n  zoo train dcgan --data digits --out runs/digits-gan\n"
               "  zoo train dcgan --data faces/ --image-size 64 --epochs 25 --out runs/faces\n"
               "  zoo train dcgan --data digits --out runs/digits-gan --resume"),
+    "explain": ("examples:\n  zoo explain cat.jpg --model vgg19 --out explain/\n"
+                "  zoo explain photos/robin/ runs/birds --method gradcam++ --json\n"
+                "  zoo explain scan.png --run model.keras --method integrated-gradients --class 7\n"
+                "  zoo explain cat.jpg --model resnet50 --class 'tiger cat' --layer conv4_block6_out"),
     "sample": ("examples:\n  zoo sample runs/digits-gan --n 64 --out grid.png\n"
                "  zoo sample runs/digits-gan --n 16 --seed 7 --out other.png"),
     "lr-find": "examples:\n  zoo lr-find photos/ --model resnet50 --plot lr_find.png",
@@ -352,6 +401,25 @@ def build_parser():
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--csv", metavar="FILE", help="also write one row per image to FILE")
     p.set_defaults(func=cmd_predict)
+
+    p = _subcommand(sub, "explain", "show where an image classifier looked (Grad-CAM, saliency, ...)",
+                    "Write an overlay PNG per image: the photo, the heat map of where the model found the "
+                    "class (the predicted one unless --class), the label and its probability.")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files or folders of them")
+    p.add_argument("--model", help="a registry image model (zoo list)")
+    p.add_argument("--run", help="a run directory (zoo finetune) or a .keras model file; may also be given "
+                                 "as the last IMAGE argument")
+    p.add_argument("--method", default="gradcam",
+                   choices=["gradcam", "gradcam++", "saliency", "smoothgrad", "integrated-gradients"],
+                   help="attribution method (default: gradcam)")
+    p.add_argument("--class", dest="class_", metavar="LABEL",
+                   help="explain this class (a label or an index) instead of the predicted one")
+    p.add_argument("--layer", help="the layer Grad-CAM looks at (default: the last convolutional block)")
+    p.add_argument("--weights", help="with --model: weights variant name or file (default: the model's default)")
+    p.add_argument("--out", default="explain", metavar="DIR", help="where the overlays go (default: explain/)")
+    p.add_argument("--overwrite", action="store_true", help="replace overlays already in DIR")
+    p.add_argument("--json", action="store_true", help="print class, probability, map peak and overlay as JSON")
+    p.set_defaults(func=cmd_explain)
 
     p = _subcommand(sub, "sample", "draw images with a trained dcgan run, as one grid PNG")
     p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory written by zoo train dcgan")

@@ -25,13 +25,13 @@ from zoo.data.pillow import expand_folders, load_many
 
 
 @functools.lru_cache(maxsize=4)
-def _registry_model(name, weights):
+def registry_model(name, weights):
     from zoo.models import create
 
     return create(name, weights=weights)
 
 
-def _file_loader():
+def file_loader():
     """On the TensorFlow backend, files are decoded and resized by the same graph
     function as the training pipeline and the exported bytes signatures, so a photo
     gets the same scores here as from `zoo serve` or TF Serving. Elsewhere (JAX without
@@ -45,7 +45,7 @@ def _file_loader():
     return load_like_the_pipeline
 
 
-def _require_pretrained(name):
+def require_pretrained(name):
     """A model with no published weights would print confident labels from random ones."""
     from zoo.errors import WeightsError
     from zoo.models import get_spec
@@ -59,7 +59,7 @@ def _require_pretrained(name):
         )
 
 
-def _resolve_labels(model, name, labels, num_outputs):
+def class_names(model, name, labels, num_outputs):
     if labels is not None:
         labels = list(labels)
     elif name is not None:
@@ -148,8 +148,8 @@ def classify(images, model="vgg19", top=5, weights="default", labels=None, batch
     if isinstance(model, str):
         name = model.lower()
         if weights == "default":
-            _require_pretrained(name)
-        model = _registry_model(name, weights if not isinstance(weights, os.PathLike) else os.fspath(weights))
+            require_pretrained(name)
+        model = registry_model(name, weights if not isinstance(weights, os.PathLike) else os.fspath(weights))
     size = tuple(model.inputs[0].shape[1:3])
     num_outputs = model.outputs[0].shape[-1]
     forward = _forward_function(model)
@@ -157,7 +157,7 @@ def classify(images, model="vgg19", top=5, weights="default", labels=None, batch
 
     # Decode ahead on threads; run the model each time a batch of good images is ready.
     errors, chunks, pending = {}, [], []
-    for index, array, error in load_many(images, size, load_file=_file_loader()):
+    for index, array, error in load_many(images, size, load_file=file_loader()):
         if error is not None:
             errors[index] = error
             continue
@@ -168,7 +168,7 @@ def classify(images, model="vgg19", top=5, weights="default", labels=None, batch
     if pending:
         chunks.append(forward(np.stack(pending).astype(dtype, copy=False)))
     probabilities = np.concatenate(chunks) if chunks else np.zeros((0, num_outputs), "float32")
-    class_names = _resolve_labels(model, name, labels, num_outputs)
+    class_names = class_names(model, name, labels, num_outputs)
     k = min(top, len(class_names))
 
     results, row = [], 0

@@ -87,8 +87,49 @@ def plot_confusion_matrix(matrix, classes, path):
     return _save(fig, path)
 
 
-def plot_top_losses(images, y_true, probabilities, classes, path, k=9):
-    """The `k` validation images the model got most wrong, with predicted/actual labels."""
+def heat_overlay(image, heatmap, alpha=0.45, cmap="jet"):
+    """`image` (uint8 `(H, W, 3)`) with `heatmap` (`(h, w)`, 0..1, stretched to the
+    image) blended over it in `cmap` colours, weighted by the heat, as uint8."""
+    import matplotlib
+    from PIL import Image
+
+    image = np.asarray(image, dtype="uint8")
+    if image.ndim == 2 or image.shape[-1] == 1:
+        image = np.repeat(image.reshape(*image.shape[:2], 1), 3, axis=-1)
+    height, width = image.shape[:2]
+    heat = np.asarray(Image.fromarray(np.asarray(heatmap, "float32"), mode="F").resize((width, height),
+                                                                                        Image.BILINEAR))
+    heat = np.clip(heat, 0.0, 1.0)
+    colours = matplotlib.colormaps[cmap](heat)[..., :3] * 255.0
+    # Cold regions stay mostly photo, hot ones mostly colour: the photo stays readable.
+    weight = alpha * (0.35 + 0.65 * heat)[..., None]
+    return np.clip(image * (1.0 - weight) + colours * weight, 0, 255).astype("uint8")
+
+
+def plot_explanation(image, heatmap, title, path, peak=None):
+    """The photo beside the photo with its heat map, the map's peak (`(x, y)` as
+    fractions of the width and height) marked with a cross."""
+    plt = _pyplot()
+    image = np.asarray(image, dtype="uint8")
+    aspect = image.shape[1] / max(1, image.shape[0])
+    fig, axes = plt.subplots(1, 2, figsize=(2 * 3.6 * aspect + 0.6, 3.9))
+    axes[0].imshow(image)
+    axes[0].set_title("image", fontsize=9)
+    axes[1].imshow(heat_overlay(image, heatmap))
+    axes[1].set_title("where it looked", fontsize=9)
+    if peak is not None:  # as fractions of the width and height
+        axes[1].plot([peak[0] * image.shape[1]], [peak[1] * image.shape[0]], "w+", markersize=12,
+                     markeredgewidth=2)
+    for ax in axes:
+        ax.axis("off")
+    fig.suptitle(title, fontsize=10)
+    return _save(fig, path)
+
+
+def plot_top_losses(images, y_true, probabilities, classes, path, k=9, heatmaps=None, names=None):
+    """The `k` validation images the model got most wrong, with predicted/actual labels;
+    with `heatmaps`, each drawn over its image (where the model looked for the class it
+    predicted); with `names`, each titled with its file name."""
     plt = _pyplot()
     probabilities = np.asarray(probabilities)
     y_true = np.asarray(y_true, "int64")
@@ -96,18 +137,21 @@ def plot_top_losses(images, y_true, probabilities, classes, path, k=9):
     order = np.argsort(-losses)[:k]
     cols = min(3, len(order)) or 1
     rows = int(np.ceil(len(order) / cols)) or 1
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.4 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.6 * rows), squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
     for ax, index in zip(axes.ravel(), order):
         predicted = int(np.argmax(probabilities[index]))
-        ax.imshow(np.asarray(images[index], dtype="uint8"))
+        image = np.asarray(images[index], dtype="uint8")
+        ax.imshow(heat_overlay(image, heatmaps[index]) if heatmaps is not None else image)
+        name = f"{Path(str(names[index])).name}\n" if names is not None else ""
         ax.set_title(
-            f"{classes[predicted]} / {classes[y_true[index]]}\n"
+            f"{name}{classes[predicted]} / {classes[y_true[index]]}\n"
             f"loss {losses[index]:.2f}, p={probabilities[index, y_true[index]]:.2f}",
             fontsize=8, color="black" if predicted == y_true[index] else "firebrick",
         )
-    fig.suptitle("top losses: predicted / actual, loss, probability of actual", fontsize=9)
+    heat = "; Grad-CAM of the predicted class" if heatmaps is not None else ""
+    fig.suptitle(f"top losses: predicted / actual, loss, probability of actual{heat}", fontsize=9)
     return _save(fig, path)
 
 

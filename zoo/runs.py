@@ -185,17 +185,24 @@ class Run:
 
 
 def load_model(run_dir):
+    run_dir = Path(run_dir)
+    model_path = run_dir / MODEL_FILE
+    if not model_path.is_file():
+        raise RunError(f"{run_dir} is not a finished zoo run directory: {model_path} is missing.")
+    return load_model_file(model_path)
+
+
+def load_model_file(model_path):
+    """A `.keras` file (zoo's layers, schedules and optimizers known), in safe mode."""
     import keras
 
     import zoo.training  # noqa: F401  (registers zoo's schedules and optimizers)
     from zoo.preprocessing import register_layers
 
     register_layers()
-
-    run_dir = Path(run_dir)
-    model_path = run_dir / MODEL_FILE
+    model_path = Path(model_path)
     if not model_path.is_file():
-        raise RunError(f"{run_dir} is not a finished zoo run directory: {model_path} is missing.")
+        raise RunError(f"No such model file: {model_path}")
     try:
         return keras.saving.load_model(model_path, compile=False)
     except ValueError as error:

@@ -26,6 +26,7 @@ import contextlib
 
 import numpy as np
 
+from zoo.errors import OptionError
 from zoo.interpret import graph
 
 METHODS = ("gradcam", "gradcam++", "saliency", "smoothgrad", "integrated-gradients")
@@ -37,7 +38,7 @@ ALIASES = {"grad-cam": "gradcam", "gradcampp": "gradcam++", "grad-cam++": "gradc
 def check_method(method):
     name = ALIASES.get(str(method).lower(), str(method).lower())
     if name not in METHODS:
-        raise ValueError(f"`method` must be one of {', '.join(METHODS)}. Received: method={method!r}")
+        raise OptionError(f"`method` must be one of {', '.join(METHODS)}. Received: method={method!r}")
     return name
 
 
@@ -68,7 +69,7 @@ def value_and_gradient(fn, x):
         value, aux = fn(x)
         (grad,) = torch.autograd.grad(value, x)
         return aux, grad
-    raise ValueError(f"Attribution needs gradients, which the {backend!r} backend does not give. "
+    raise OptionError(f"Attribution needs gradients, which the {backend!r} backend does not give. "
                      "Use KERAS_BACKEND=tensorflow, jax or torch.")
 
 

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import contextlib
 
+from zoo.errors import OptionError
+
 POOLING = ("MaxPooling2D", "AveragePooling2D", "MaxPool2D", "AvgPool2D")
 # Layers that only pass a feature map on (a last conv block ending in one of these is
 # still the block before it).
@@ -73,7 +75,7 @@ def find_layer(model, name):
     names = layer_names(model)
     close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
     hint = f" Did you mean {', '.join(close)}?" if close else f" Its 4-D layers: {', '.join(spatial_layer_names(model)[-8:])}"
-    raise ValueError(f"`layer` must name a layer of {model.name}.{hint} Received: layer={name!r}")
+    raise OptionError(f"`layer` must name a layer of {model.name}.{hint} Received: layer={name!r}")
 
 
 def output_rank(layer):
@@ -100,7 +102,7 @@ def last_conv_layer(model):
     layers = leaf_layers(model)
     spatial = [layer for layer in layers if output_rank(layer) == 4]
     if not spatial:
-        raise ValueError(f"{model.name} has no layer with a (N, H, W, C) output, so there is no map to "
+        raise OptionError(f"{model.name} has no layer with a (N, H, W, C) output, so there is no map to "
                          "show where it looked: Grad-CAM needs a convolutional model. Try method='saliency'.")
     index = len(spatial) - 1
     while index > 0 and spatial[index].__class__.__name__ in PASS_THROUGH:
@@ -115,7 +117,7 @@ def pixel_layer(model):
     while is_model(layer):
         inner = [l for l in layer.layers if l.__class__.__name__ != "InputLayer"]
         if not inner:
-            raise ValueError(f"{model.name} has no layers.")
+            raise OptionError(f"{model.name} has no layers.")
         layer = inner[0]
     return layer
 

@@ -214,6 +214,8 @@ def train(data_dir=None, out="runs/classifier", resume=False, overwrite=False, v
         net, data.train, data.val, epochs=config["epochs"], freeze_epochs=config["freeze_epochs"],
         base_lr=config["lr"], lr_mult=config["lr_mult"], batch_size=config["batch_size"],
         cache_features=not config["augment"], run_dir=out, resume=resuming,
+        # From scratch, BatchNorm has no statistics worth keeping: it trains with the rest.
+        train_bn=from_scratch(config["model"], config["weights"]),
         tensorboard=not no_tensorboard, early_stopping=config["early_stopping"], callbacks=callbacks,
         verbose=verbose,
     )
