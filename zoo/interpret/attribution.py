@@ -136,13 +136,15 @@ def _class_score(scores, class_ids):
     """Sum over the batch of each row's class score: its gradient is each image's own."""
     from keras import ops
 
-    mask = ops.one_hot(ops.convert_to_tensor(np.asarray(class_ids, "int32")), ops.shape(scores)[-1])
+    if isinstance(class_ids, (list, tuple, np.ndarray)):
+        class_ids = np.asarray(class_ids, "int32")
+    mask = ops.one_hot(ops.cast(class_ids, "int32"), ops.shape(scores)[-1])
     return ops.sum(scores * mask)
 
 
 # ---------------------------------------------------------------------------- methods
-def layer_gradients(forward, pixels, class_ids, layer):
-    """`(A, dS/dA)` as NumPy `(N, h, w, K)` for the tapped `layer`."""
+def layer_gradient_tensors(forward, pixels, class_ids, layer):
+    """`(A, dS/dA)` as backend tensors `(N, h, w, K)` (also inside a `tf.function`)."""
     from keras import ops
 
     _, activation = forward(pixels, layer=layer, logits=False)
@@ -152,14 +154,20 @@ def layer_gradients(forward, pixels, class_ids, layer):
         scores, tapped = forward(pixels, layer=layer, add=added)
         return _class_score(scores, class_ids), tapped
 
-    tapped, grads = value_and_gradient(score, zeros)
+    return value_and_gradient(score, zeros)
+
+
+def layer_gradients(forward, pixels, class_ids, layer):
+    """`(A, dS/dA)` as NumPy float32 `(N, h, w, K)` for the tapped `layer`."""
+    tapped, grads = layer_gradient_tensors(forward, pixels, class_ids, layer)
     return numpy(tapped).astype("float32"), numpy(grads).astype("float32")
 
 
-def gradcam_from(activations, grads):
-    """Selvaraju et al., eq. 1-2: α_k = mean_ij dS/dA_ij^k, map = ReLU(Σ_k α_k A^k)."""
-    weights = grads.mean(axis=(1, 2))
-    return np.maximum(np.einsum("nhwk,nk->nhw", activations, weights), 0.0)
+def gradcam_from(activations, grads, xp=np):
+    """Selvaraju et al., eq. 1-2: α_k = mean_ij dS/dA_ij^k, map = ReLU(Σ_k α_k A^k).
+    `xp`: NumPy, or `keras.ops` for tensors (the exported `explain` signature)."""
+    weights = xp.mean(grads, axis=(1, 2))
+    return xp.maximum(xp.einsum("nhwk,nk->nhw", activations, weights), 0.0)
 
 
 def gradcam_plus_plus_from(activations, grads):

@@ -21,6 +21,12 @@ Signatures of an image classifier (H, W = the model's input size, C = classes):
   preprocessed in the graph → `probabilities`, `class_ids`.
 - `top_k`: `image_bytes` string `[N]` → `classes` string `[N, K]` (the class names,
   embedded in the graph), `scores` float32 `[N, K]`, `class_ids` int64 `[N, K]`.
+- `explain`: `image_bytes` string `[N]` → `class_ids` int64 `[N]` and `classes`
+  string `[N]` (the predicted class), `probabilities` float32 `[N]` (its probability),
+  `heatmap` float32 `[N, h, w]`: Grad-CAM of that class at the last convolutional
+  block (h x w: that block's resolution, e.g. 14 x 14 for VGG19 at 224, recorded in
+  zoo.json as `explain.heatmap_shape`), each map scaled to [0, 1]. Where it looked,
+  from TF Serving or `zoo serve`; a model with no convolutional block has no `explain`.
 
 Other models export `serving_default` with their own input (named `inputs`) → `outputs`.
 `assets.extra/zoo.json` records the model name, classes, input size, zoo version and
@@ -45,6 +51,7 @@ from zoo.serving import (
     METADATA_FILE,
     SIGNATURE_BYTES,
     SIGNATURE_DEFAULT,
+    SIGNATURE_EXPLAIN,
     SIGNATURE_TOP_K,
     SIGNATURE_UINT8,
 )
@@ -354,14 +361,59 @@ def _write_saved_model(source, path, top_k):
     archive.add_endpoint(SIGNATURE_UINT8, serve_uint8)
     archive.add_endpoint(SIGNATURE_BYTES, serve_bytes)
     archive.add_endpoint(SIGNATURE_TOP_K, serve_top_k)
-    archive.write_out(str(path), verbose=False)
     outputs = ["probabilities", "class_ids"]
-    return {
+    described = {
         SIGNATURE_DEFAULT: {"inputs": ["images"], "outputs": outputs},
         SIGNATURE_UINT8: {"inputs": ["images"], "outputs": outputs},
         SIGNATURE_BYTES: {"inputs": ["image_bytes"], "outputs": outputs},
         SIGNATURE_TOP_K: {"inputs": ["image_bytes"], "outputs": ["classes", "scores", "class_ids"]},
     }
+    explain = _explain_endpoint(model, decode, class_names)
+    if explain is not None:
+        function, heatmap_shape, layer_name = explain
+        archive.add_endpoint(SIGNATURE_EXPLAIN, function)
+        described[SIGNATURE_EXPLAIN] = {"inputs": ["image_bytes"],
+                                        "outputs": ["class_ids", "classes", "probabilities", "heatmap"],
+                                        "heatmap_shape": heatmap_shape, "layer": layer_name}
+    archive.write_out(str(path), verbose=False)
+    return described
+
+
+def _explain_endpoint(model, decode, class_names):
+    """The `explain` signature's function (Grad-CAM of the predicted class), its heat
+    map's shape and layer; None for a model with no convolutional block."""
+    import tensorflow as tf
+    from keras import ops
+
+    from zoo.errors import OptionError
+    from zoo.interpret.attribution import Forward, gradcam_from, layer_gradient_tensors
+    from zoo.interpret.graph import last_conv_layer, output_rank
+
+    try:
+        layer = last_conv_layer(model)
+    except OptionError:
+        return None
+    if output_rank(layer) != 4 or None in tuple(layer.output.shape[1:3]):
+        return None
+    heatmap_shape = [int(d) for d in layer.output.shape[1:3]]
+    forward = Forward(model)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
+    def serve_explain(image_bytes):
+        pixels = tf.cast(decode(image_bytes), tf.float32)
+        probabilities = tf.cast(forward(pixels, logits=False)[0], tf.float32)
+        class_ids = tf.argmax(probabilities, axis=-1, output_type=tf.int64)
+        activations, grads = layer_gradient_tensors(forward, pixels, class_ids, layer)
+        cam = gradcam_from(tf.cast(activations, tf.float32), tf.cast(grads, tf.float32), xp=ops)
+        peak = tf.reduce_max(cam, axis=[1, 2], keepdims=True)
+        return {
+            "class_ids": class_ids,
+            "classes": tf.gather(tf.constant(class_names, dtype=tf.string), class_ids),
+            "probabilities": tf.gather(probabilities, class_ids, batch_dims=1),
+            "heatmap": tf.math.divide_no_nan(cam, peak),
+        }
+
+    return serve_explain, heatmap_shape, layer.name
 
 
 def claimed_pixels(encoded):

@@ -246,7 +246,8 @@ def finish(out, net, data, result, verbose=1, tensorboard=True):
         checkpoint.restore(net, which="last")
         runs.save_weights(net, out / runs.LAST_WEIGHTS_FILE)
         checkpoint.restore_best(net)
-    evaluation = evaluate(net, data.val, data.classes, out) if data.val is not None else {}
+    evaluation = (evaluate(net, data.val, data.classes, out, files=data.report.val_files)
+                  if data.val is not None else {})
     best_epoch, last_epoch = result["best_epoch"], result["last_epoch"]
     metrics = {
         "history": result["history"],
@@ -279,8 +280,11 @@ def finish(out, net, data, result, verbose=1, tensorboard=True):
     return load_run(out)
 
 
-def evaluate(model, val, classes, out=None, top_losses=9):
-    """Validation accuracy and loss, a confusion matrix and a top-losses grid (PNGs in `out`)."""
+def evaluate(model, val, classes, out=None, top_losses=9, files=None):
+    """Validation accuracy and loss, a confusion matrix and a top-losses grid (PNGs in
+    `out`): each of the worst images with its file name (`files`: the validation files
+    in `val`'s order) and Grad-CAM of the class the model predicted, as fastai's
+    `plot_top_losses(heatmap=True)`."""
     from zoo.plots import confusion_matrix, plot_confusion_matrix, plot_top_losses
 
     labels, predictions, losses, worst = [], [], [], []
@@ -310,11 +314,33 @@ def evaluate(model, val, classes, out=None, top_losses=9):
     if out is not None:
         plot_confusion_matrix(matrix, classes, Path(out) / "confusion_matrix.png")
         worst = sorted(worst, reverse=True)
-        plot_top_losses(
-            [w[2] for w in worst], [w[3] for w in worst], np.stack([w[4] for w in worst]), classes,
-            Path(out) / "top_losses.png", k=len(worst),
-        )
+        images = np.stack([w[2] for w in worst])
+        probabilities = np.stack([w[4] for w in worst])
+        names = [files[w[1]] if files is not None and w[1] < len(files) else f"#{w[1]}" for w in worst]
+        heatmaps = _where_it_looked(model, images, probabilities.argmax(-1))
+        plot_top_losses(images, [w[3] for w in worst], probabilities, classes, Path(out) / "top_losses.png",
+                        k=len(worst), heatmaps=heatmaps, names=names)
+        result["top_losses"] = []
+        for i, (loss, _, _, actual, scores) in enumerate(worst):
+            item = {"image": str(names[i]), "actual": classes[actual], "predicted": classes[int(np.argmax(scores))],
+                    "loss": loss}
+            if heatmaps is not None:
+                y, x = np.unravel_index(int(np.argmax(heatmaps[i])), heatmaps[i].shape)
+                item["peak"] = {"x": int(x), "y": int(y)}  # in the model's input pixels
+            result["top_losses"].append(item)
     return result
+
+
+def _where_it_looked(model, images, class_ids):
+    """Grad-CAM maps at the images' size, or None for a model with no convolutional block."""
+    from zoo.errors import OptionError
+    from zoo.interpret.attribution import attribute, normalise, resize_maps
+
+    try:
+        maps = attribute(model, np.asarray(images, "float32"), class_ids, method="gradcam")
+    except OptionError:
+        return None
+    return normalise(resize_maps(maps, np.asarray(images).shape[1:3]))
 
 
 def lr_find(data_dir, model, weights="default", image_size=None, batch_size=32, plot="lr_find.png",
