@@ -308,3 +308,19 @@ def test_explain_signature_served_over_rest(run, held_out, tmp_path):
     raw = attribution.normalise(attribution.attribute(run.model, images[:8].astype("float32"),
                                                       [r["class_id"] for r in local.results], "gradcam"))
     assert np.max(np.abs(heatmaps - raw)) < 1e-3
+
+
+def test_zoo_filters_and_activations(tmp_path):
+    result = _zoo("filters", "--model", "lenet5", "--layer", "c3", "--n", "8", "--steps", "16",
+                  "--out", tmp_path / "filters.png")
+    assert result.returncode == 0, result.stderr
+    assert "8 filters of c3" in result.stdout
+    result = _zoo("activations", ROOT / "examples" / "digit-7.png", "--model", "lenet5", "--layer", "c1",
+                  "--out", tmp_path / "maps.png")
+    assert result.returncode == 0, result.stderr
+    for name in ("filters.png", "maps.png"):
+        with Image.open(tmp_path / name) as grid:
+            assert min(grid.size) >= 64
+    result = _zoo("activations", ROOT / "examples" / "digit-7.png", "--model", "lenet5", "--layer", "c9",
+                  "--out", tmp_path / "maps.png")
+    assert result.returncode == 1 and "Did you mean" in result.stderr and "Traceback" not in result.stderr

@@ -145,7 +145,7 @@ def test_export_layout_and_metadata(base, export_dir, run_dir):
     assert meta["classes"] == CLASSES and meta["input_size"] == [28, 28]
     assert meta["zoo_version"] == zoo.__version__
     assert meta["source_run"] == str(Path(run_dir).resolve())
-    assert set(meta["signatures"]) == {"serving_default", "serving_uint8", "serving_bytes", "top_k"}
+    assert set(meta["signatures"]) == {"serving_default", "serving_uint8", "serving_bytes", "top_k", "explain"}
 
 
 def test_signatures_match_keras_for_arrays(loaded, model, batch):

@@ -236,6 +236,43 @@ def cmd_explain(args):
     return EXIT_FAILED if failed else EXIT_OK
 
 
+def _image_model(args, size=None):
+    """--model NAME (with --weights, and --size: built without its top at that size) or a
+    run / .keras file."""
+    import zoo
+    from zoo.interpret.explain import resolve_model
+
+    source = args.model
+    weights = args.weights if args.weights else "default"
+    if size and not _is_model_path(source):
+        chosen = None if str(weights).lower() == "none" else weights
+        return zoo.create(source, weights=chosen, include_top=False, input_shape=(size, size, 3))
+    if str(weights).lower() == "none" and not _is_model_path(source):
+        return zoo.create(source, weights=None)
+    return resolve_model(source, weights)[0]
+
+
+def cmd_filters(args):
+    from zoo.interpret.filters import filter_grid, filter_pictures
+
+    model = _image_model(args, args.size)
+    pictures = filter_pictures(model, args.layer, n=args.n, steps=args.steps, seed=args.seed, verbose=True)
+    path = filter_grid(pictures, args.out)
+    print(f"{len(pictures)} filters of {args.layer}: {path}")
+    return EXIT_OK
+
+
+def cmd_activations(args):
+    from zoo.interpret.filters import activation_grid, activation_maps
+
+    model = _image_model(args)
+    maps = activation_maps(model, args.image, args.layer)
+    path = activation_grid(maps, args.out, n=args.n)
+    print(f"{min(args.n, maps.shape[-1])} of {maps.shape[-1]} channels of {args.layer} "
+          f"({maps.shape[0]}x{maps.shape[1]}), most active first: {path}")
+    return EXIT_OK
+
+
 def cmd_sample(args):
     import zoo
 
@@ -313,6 +350,12 @@ EXAMPLES = {
                 "  zoo explain photos/robin/ runs/birds --method gradcam++ --json\n"
                 "  zoo explain scan.png --run model.keras --method integrated-gradients --class 7\n"
                 "  zoo explain cat.jpg --model resnet50 --class 'tiger cat' --layer conv4_block6_out"),
+    "filters": ("examples:\n  zoo filters --model vgg19 --layer block3_conv1 --n 64 --out grid.png\n"
+                "  zoo filters --model vgg19 --layer block4_conv1 --size 128 --n 16 --out small.png\n"
+                "  zoo filters --model lenet5 --layer c3 --n 16 --out lenet_c3.png"),
+    "activations": ("examples:\n  zoo activations cat.jpg --model vgg19 --layer block3_conv1 --out grid.png\n"
+                    "  zoo activations examples/digit-7.png --model lenet5 --layer c1 --out c1.png\n"
+                    "  zoo activations photo.jpg --model runs/birds --layer conv5_block3_out --n 16"),
     "sample": ("examples:\n  zoo sample runs/digits-gan --n 64 --out grid.png\n"
                "  zoo sample runs/digits-gan --n 16 --seed 7 --out other.png"),
     "lr-find": "examples:\n  zoo lr-find photos/ --model resnet50 --plot lr_find.png",
@@ -420,6 +463,29 @@ def build_parser():
     p.add_argument("--overwrite", action="store_true", help="replace overlays already in DIR")
     p.add_argument("--json", action="store_true", help="print class, probability, map peak and overlay as JSON")
     p.set_defaults(func=cmd_explain)
+
+    p = _subcommand(sub, "filters", "picture what each filter of a layer responds to (activation maximisation)",
+                    "Gradient ascent on an image per filter, from gray, with jitter, 1/f-weighted steps and a "
+                    "decay that keep the pictures readable (Olah et al., 2017); one labelled grid PNG.")
+    p.add_argument("--model", required=True, help="a registry image model, a run directory or a .keras file")
+    p.add_argument("--layer", required=True, help="a layer with a (N, H, W, C) output, e.g. block3_conv1")
+    p.add_argument("--n", type=int, default=64, help="filters to picture, from the first (default: 64)")
+    p.add_argument("--weights", help="with a registry model: weights variant, file, or none (default: the model's)")
+    p.add_argument("--size", type=int, help="picture size in pixels; builds a registry model without its top "
+                                            "at that size (default: the model's input size)")
+    p.add_argument("--steps", type=int, default=64, help="gradient-ascent steps (default: 64)")
+    p.add_argument("--seed", type=int, default=0, help="the starting noise (default: 0)")
+    p.add_argument("--out", default="filters.png", metavar="OUT.png", help="the grid (default: filters.png)")
+    p.set_defaults(func=cmd_filters)
+
+    p = _subcommand(sub, "activations", "show one image's feature maps at a layer, as a grid PNG")
+    p.add_argument("image", metavar="IMAGE", help="an image file")
+    p.add_argument("--model", required=True, help="a registry image model, a run directory or a .keras file")
+    p.add_argument("--layer", required=True, help="a layer with a (N, H, W, C) output")
+    p.add_argument("--n", type=int, default=64, help="channels to show, most active first (default: 64)")
+    p.add_argument("--weights", help="with a registry model: weights variant, file, or none (default: the model's)")
+    p.add_argument("--out", default="activations.png", metavar="OUT.png", help="the grid (default: activations.png)")
+    p.set_defaults(func=cmd_activations)
 
     p = _subcommand(sub, "sample", "draw images with a trained dcgan run, as one grid PNG")
     p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory written by zoo train dcgan")

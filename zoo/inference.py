@@ -168,8 +168,8 @@ def classify(images, model="vgg19", top=5, weights="default", labels=None, batch
     if pending:
         chunks.append(forward(np.stack(pending).astype(dtype, copy=False)))
     probabilities = np.concatenate(chunks) if chunks else np.zeros((0, num_outputs), "float32")
-    class_names = class_names(model, name, labels, num_outputs)
-    k = min(top, len(class_names))
+    names = class_names(model, name, labels, num_outputs)
+    k = min(top, len(names))
 
     results, row = [], 0
     for index, item in enumerate(images):
@@ -184,7 +184,7 @@ def classify(images, model="vgg19", top=5, weights="default", labels=None, batch
             {
                 "image": shown,
                 "predictions": [
-                    {"label": class_names[i], "class_id": int(i), "probability": float(scores[i])}
+                    {"label": names[i], "class_id": int(i), "probability": float(scores[i])}
                     for i in best
                 ],
             }

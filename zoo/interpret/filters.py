@@ -117,20 +117,19 @@ def _spatial_layer(model, layer, probe_size):
     """The layer object, checked to give `(N, h, w, C)`; and its channel count."""
     found = graph.find_layer(model, layer)
     rank = graph.output_rank(found)
-    channels = None
-    if rank is None:  # a Sequential model never called, say: run it once to see
+    channels = found.output.shape[-1] if rank == 4 else None
+    if rank is None or (rank == 4 and channels is None):
+        # A Sequential model never called, a layer used twice: run it once to see.
         probe = np.full((1, *probe_size, 3), GRAY, "float32")
         out = attribution.Forward(model).layer_output(probe, found)
-        rank, channels = len(out.shape), int(out.shape[-1])
-    elif rank == 4:
-        channels = int(found.output.shape[-1])
+        rank, channels = len(out.shape), out.shape[-1]
     if rank != 4:
         spatial = graph.spatial_layer_names(model)
         raise ValueError(
             f"Layer {found.name!r} of {model.name} has a {rank}-D output, not a (batch, height, width, "
             f"channels) feature map, so it has no filters to picture. Its 4-D layers: "
             f"{', '.join(spatial) or 'none'}. Received: layer={layer!r}")
-    return found, channels
+    return found, int(channels)
 
 
 # ------------------------------------------------------------------ the objective
@@ -311,12 +310,16 @@ def filter_pictures(model, layer, n=64, filters=None, size=None, steps=STEPS, le
     return np.concatenate(pictures)
 
 
-def filter_activations(model, layer, pictures):
+def filter_activations(model, layer, pictures, batch_size=16):
     """The mean activation of every filter of `layer` for each picture: float32
-    `(len(pictures), C)`; row i of `filter_pictures(...)` should peak at its filter."""
+    `(len(pictures), C)`. For `filter_pictures`' output, picture i should drive filter
+    `filters[i]` harder than the other pictures do (the check the tests make)."""
     found = graph.find_layer(model, layer)
-    out = attribution.Forward(model).layer_output(np.asarray(pictures, "float32"), found)
-    return attribution.numpy(out).astype("float32").mean(axis=(1, 2))
+    forward = attribution.Forward(model)
+    pictures = np.asarray(pictures, "float32")
+    rows = [attribution.numpy(forward.layer_output(pictures[i:i + batch_size], found)).astype("float32")
+            .mean(axis=(1, 2)) for i in range(0, len(pictures), batch_size)]
+    return np.concatenate(rows)
 
 
 # -------------------------------------------------------------------- activations
@@ -340,7 +343,8 @@ def _read_image(image, size):
 
 
 def activation_maps(model, image, layer, n=None):
-    """One image's activations at `layer`: each channel's feature map.
+    """One image's activations at `layer`: each channel's feature map, as Zeiler &
+    Fergus, 2014 (https://arxiv.org/abs/1311.2901) look at them.
 
     The image is resized (bilinear) to the model's input size when the model has one.
     Nothing is built: the model runs as it is and stops after the layer (any nesting,
