@@ -137,7 +137,8 @@ def plot_top_losses(images, y_true, probabilities, classes, path, k=9, heatmaps=
     order = np.argsort(-losses)[:k]
     cols = min(3, len(order)) or 1
     rows = int(np.ceil(len(order) / cols)) or 1
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.6 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, (4.0 if names is not None else 3.4) * rows),
+                             squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
     for ax, index in zip(axes.ravel(), order):
