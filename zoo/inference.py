@@ -21,7 +21,7 @@ import weakref
 
 import numpy as np
 
-from zoo.data.pillow import expand_folders, load_many
+from zoo.data.pillow import image_items, load_many
 
 
 @functools.lru_cache(maxsize=4)
@@ -134,11 +134,7 @@ def classify(images, model="vgg19", top=5, weights="default", labels=None, batch
         [{"label", "class_id", "probability"}]}`, or `{"image", "error"}` for an image
         that could not be read (the others are still classified).
     """
-    if isinstance(images, (str, os.PathLike)) or _is_one_image(images):
-        images = [images]
-    elif isinstance(images, np.ndarray) and images.ndim == 4:
-        images = list(images)  # a batch (N, H, W, 3)
-    images = expand_folders(images)
+    images = image_items(images)
     if isinstance(top, bool) or not isinstance(top, int) or top < 1:
         raise ValueError(f"`top` must be a positive int. Received: top={top!r}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -191,13 +187,3 @@ def classify(images, model="vgg19", top=5, weights="default", labels=None, batch
         )
     return results
 
-
-def _is_one_image(images):
-    """A single PIL image or `(H, W, C)` array, as opposed to a list of images."""
-    if isinstance(images, np.ndarray):
-        return images.ndim == 3
-    try:
-        from PIL import Image
-    except ImportError:  # pragma: no cover
-        return False
-    return isinstance(images, Image.Image)

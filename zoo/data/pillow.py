@@ -195,6 +195,26 @@ def as_batch(images, size):
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 
 
+def image_items(images):
+    """What `classify` or `explain` was given, as a list of items: one path, PIL image
+    or `(H, W, C)` array becomes a list of one, a `(N, H, W, C)` batch a list of N, and
+    each folder the image files under it."""
+    if isinstance(images, (str, os.PathLike)) or _is_one_image(images):
+        images = [images]
+    elif isinstance(images, np.ndarray) and images.ndim == 4:
+        images = list(images)
+    return expand_folders(images)
+
+
+def _is_one_image(images):
+    """A single PIL image or `(H, W, C)` array, as opposed to a list of images."""
+    if isinstance(images, np.ndarray):
+        return images.ndim == 3
+    from PIL import Image
+
+    return isinstance(images, Image.Image)
+
+
 def expand_folders(items):
     """`items` with each folder replaced by the image files under it (sorted, hidden
     files and other suffixes left out); paths that are not folders stay as they are."""

@@ -147,8 +147,15 @@ def layer_gradient_tensors(forward, pixels, class_ids, layer):
     """`(A, dS/dA)` as backend tensors `(N, h, w, K)` (also inside a `tf.function`)."""
     from keras import ops
 
-    _, activation = forward(pixels, layer=layer, logits=False)
-    zeros = ops.zeros(ops.shape(activation), dtype=activation.dtype)
+    try:  # the layer's output shape from the graph; a layer never called in one is run once
+        symbolic = layer.output
+        shape, dtype = (ops.shape(pixels)[0], *symbolic.shape[1:]), symbolic.dtype
+        if None in shape[1:]:
+            raise ValueError(shape)
+    except (AttributeError, ValueError):
+        activation = forward.layer_output(pixels, layer)
+        shape, dtype = ops.shape(activation), activation.dtype
+    zeros = ops.zeros(shape, dtype=dtype)
 
     def score(added):
         scores, tapped = forward(pixels, layer=layer, add=added)

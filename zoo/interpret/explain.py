@@ -166,16 +166,12 @@ def explain(model_or_run, images, method="gradcam", class_=None, layer=None, wei
     Returns:
         An `Explanation`; `np.asarray(result)` is the maps `(N, H, W)` in [0, 1].
     """
-    from zoo.data.pillow import expand_folders, load_many
+    from zoo.data.pillow import image_items, load_many
     from zoo.inference import class_names, file_loader
 
     method = attribution.check_method(method)
     model, run_classes, name = resolve_model(model_or_run, weights)
-    if isinstance(images, (str, os.PathLike)) or _is_one_image(images):
-        images = [images]
-    elif isinstance(images, np.ndarray) and images.ndim == 4:
-        images = list(images)
-    images = expand_folders(images)
+    images = image_items(images)
     size = tuple(int(d) for d in model.inputs[0].shape[1:3])
     num_outputs = int(model.outputs[0].shape[-1])
     names = class_names(model, name, labels if labels is not None else run_classes, num_outputs)
@@ -241,16 +237,6 @@ def explain(model_or_run, images, method="gradcam", class_=None, layer=None, wei
         row += 1
     return Explanation(method=method, maps=maps, images=pixels, results=results, originals=list(images),
                        layer=layer_name)
-
-
-def _is_one_image(images):
-    if isinstance(images, np.ndarray):
-        return images.ndim == 3
-    try:
-        from PIL import Image
-    except ImportError:  # pragma: no cover
-        return False
-    return isinstance(images, Image.Image)
 
 
 def _original_size(item, size):

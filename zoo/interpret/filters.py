@@ -135,9 +135,6 @@ def _spatial_layer(model, layer, probe_size):
 # ------------------------------------------------------------------ the objective
 LEAK = 0.05  # the pre-activation's share of the score (see `_ascend`)
 
-ACTIVATION_LAYERS = ("Activation", "ReLU", "LeakyReLU", "ELU", "PReLU")
-
-
 @contextlib.contextmanager
 def _split_activation(layer):
     """While inside, `layer` outputs its pre-activation (a Conv2D's input to its own
@@ -151,26 +148,16 @@ def _split_activation(layer):
     import keras
 
     activation = getattr(layer, "activation", None)
-    if getattr(activation, "__name__", "") == "softmax":
+    if graph.activation_name(layer) == "softmax":
         # Not monotonic in one channel: raising a channel's input is not raising its output.
         yield None
-    elif layer.__class__.__name__ in ACTIVATION_LAYERS:
-        original = layer.__dict__.get("call")
+    elif graph.is_activation_layer(layer):
         real = layer.call
-        layer.call = lambda inputs, *args, **kwargs: inputs
-        try:
+        with graph.replaced_call(layer, graph.passes_through):
             yield real
-        finally:
-            if original is None:
-                del layer.call
-            else:
-                layer.call = original
     elif callable(activation) and activation is not keras.activations.linear:
-        layer.activation = keras.activations.linear
-        try:
-            yield activation
-        finally:
-            layer.activation = activation
+        with graph.replaced_activation(layer, keras.activations.linear) as original:
+            yield original
     else:
         yield None
 
@@ -327,8 +314,9 @@ def _read_image(image, size):
     from PIL import Image
 
     if isinstance(image, (str, Path)):
-        with Image.open(image) as opened:
-            image = np.asarray(opened.convert("RGB"))
+        from zoo.data.pillow import load_rgb
+
+        image = load_rgb(image)  # any mode, EXIF rotation, the pixel limit: as everywhere in zoo
     array = np.asarray(image)
     if array.ndim == 2:
         array = np.repeat(array[..., None], 3, axis=-1)

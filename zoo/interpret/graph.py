@@ -144,7 +144,6 @@ def tapped(layer, replace_input=None, add_to_output=None, record=None, stop=Fals
     """While inside, calls of `layer` take `replace_input` as their input (when given),
     add `add_to_output` to their output (when given) and append their output (before
     the addition) to the list `record`; with `stop`, raise `Stop` right after."""
-    original = layer.__dict__.get("call")
     bound = layer.call
 
     def call(inputs, *args, **kwargs):
@@ -159,6 +158,15 @@ def tapped(layer, replace_input=None, add_to_output=None, record=None, stop=Fals
             outputs = outputs + add_to_output
         return outputs
 
+    with replaced_call(layer, call):
+        yield
+
+
+@contextlib.contextmanager
+def replaced_call(layer, call):
+    """While inside, `layer` runs `call(inputs, *args, **kwargs)` instead of its own
+    (an instance attribute shadowing the method; Keras' `__call__` looks it up each time)."""
+    original = layer.__dict__.get("call")
     layer.call = call
     try:
         yield
@@ -167,6 +175,29 @@ def tapped(layer, replace_input=None, add_to_output=None, record=None, stop=Fals
             del layer.call
         else:
             layer.call = original
+
+
+def passes_through(inputs, *args, **kwargs):
+    return inputs
+
+
+@contextlib.contextmanager
+def replaced_activation(layer, activation):
+    """While inside, `layer` (a Conv2D, Dense, ...) applies `activation` instead of its own."""
+    original = layer.activation
+    layer.activation = activation
+    try:
+        yield original
+    finally:
+        layer.activation = original
+
+
+def activation_name(layer):
+    return getattr(getattr(layer, "activation", None), "__name__", "")
+
+
+def is_activation_layer(layer, names=("Activation", "ReLU", "LeakyReLU", "ELU", "PReLU")):
+    return layer.__class__.__name__ in names
 
 
 @contextlib.contextmanager
@@ -178,29 +209,13 @@ def without_softmax(model):
     import keras
 
     layer = output_layer(model)
-    activation = getattr(layer, "activation", None)
-    name = getattr(activation, "__name__", "")
-    if activation is not None and name == "softmax":
-        layer.activation = keras.activations.linear
-        try:
+    softmax_layer = layer.__class__.__name__ == "Softmax" or (
+        layer.__class__.__name__ == "Activation" and activation_name(layer) == "softmax")
+    if softmax_layer:
+        with replaced_call(layer, passes_through):
             yield True
-        finally:
-            layer.activation = activation
-    elif layer.__class__.__name__ == "Softmax" or (layer.__class__.__name__ == "Activation" and name == "softmax"):
-        with _identity(layer):
+    elif activation_name(layer) == "softmax":
+        with replaced_activation(layer, keras.activations.linear):
             yield True
     else:
         yield False
-
-
-@contextlib.contextmanager
-def _identity(layer):
-    original = layer.__dict__.get("call")
-    layer.call = lambda inputs, *args, **kwargs: inputs
-    try:
-        yield
-    finally:
-        if original is None:
-            del layer.call
-        else:
-            layer.call = original
