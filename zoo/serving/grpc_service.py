@@ -1,8 +1,9 @@
 """TF Serving's gRPC contract over a `ModelStore` (`zoo.serving.store`), with
 tensorflow-serving-api's protos; `zoo.serving.server.ModelServer` starts it.
 
-`PredictionService.Predict` and `GetModelMetadata`, and `ModelService.GetModelStatus`,
-so the official stubs work unchanged:
+`PredictionService` (Predict, Classify, Regress, MultiInference, GetModelMetadata) and
+`ModelService` (GetModelStatus, HandleReloadConfigRequest), so the official stubs work
+unchanged:
 
     >>> import grpc
     >>> from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
@@ -19,23 +20,60 @@ from __future__ import annotations
 
 from concurrent import futures
 
+import functools
+import time
+
 import grpc
 from tensorflow_serving.apis import (
+    classification_pb2,
     get_model_metadata_pb2,
     get_model_status_pb2,
+    inference_pb2,
+    model_management_pb2,
     model_service_pb2_grpc,
     predict_pb2,
     prediction_service_pb2_grpc,
+    regression_pb2,
 )
 
-from zoo.serving import SIGNATURE_DEFAULT
-from zoo.serving.store import NotFound, ServingError, log
-
-_CODES = {404: grpc.StatusCode.NOT_FOUND, 413: grpc.StatusCode.RESOURCE_EXHAUSTED}
+from zoo.errors import ZooError
+from zoo.serving import SIGNATURE_DEFAULT, example_api
+from zoo.serving.store import ServingError, log, model_configs
 
 
 def _abort(context, error):
-    context.abort(_CODES.get(error.status, grpc.StatusCode.INVALID_ARGUMENT), str(error))
+    context.abort(getattr(grpc.StatusCode, error.code, grpc.StatusCode.INVALID_ARGUMENT), str(error))
+
+
+def _answered(api):
+    """Run a servicer method: a `ServingError` aborts with its status code, a bug with
+    INTERNAL (the server goes on), and the metrics count the request either way."""
+
+    def wrap(method):
+        @functools.wraps(method)
+        def handler(self, request, context):
+            started = time.perf_counter()
+            code = "OK"
+            try:
+                return method(self, request, context)
+            except ServingError as error:
+                code = error.code
+                _abort(context, error)
+            except Exception as error:
+                if isinstance(error, grpc.RpcError) or context.code() is not None:
+                    code = "ABORTED"
+                    raise
+                code = "INTERNAL"
+                log.exception("gRPC %s failed", method.__name__)
+                context.abort(grpc.StatusCode.INTERNAL, f"{type(error).__name__}: {error}")
+            finally:
+                if self.metrics is not None and api:
+                    name = request.model_spec.name if request.HasField("model_spec") else ""
+                    self.metrics.count_request(name, code, api, "GRPC", time.perf_counter() - started)
+
+        return handler
+
+    return wrap
 
 
 # The TensorProto field that holds the values of each dtype (when tensor_content does not).
@@ -83,57 +121,98 @@ def _numpy_dtype(enum):
 
 def _servable(store, model_spec):
     if model_spec.WhichOneof("version_choice") == "version_label":
-        raise NotFound(f"Version labels are not configured on this server. Received: {model_spec.version_label!r}")
+        return store.get(model_spec.name, label=model_spec.version_label)
     version = model_spec.version.value if model_spec.HasField("version") else None
     return store.get(model_spec.name, version)
 
 
-class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
-    """Predict and GetModelMetadata; Classify, Regress, MultiInference stay UNIMPLEMENTED
-    (zoo exports predict signatures only)."""
+def _answer_spec(response_spec, servable, signature_name):
+    response_spec.name = servable.name
+    response_spec.version.value = servable.version
+    response_spec.signature_name = signature_name
 
-    def __init__(self, store, max_message_bytes=32 << 20):
+
+class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
+    def __init__(self, store, max_message_bytes=32 << 20, metrics=None):
         self.store = store
         self.max_message_bytes = int(max_message_bytes)
+        self.metrics = metrics
 
+    @_answered("predict")
     def Predict(self, request, context):
         import tensorflow as tf
 
-        try:
-            servable = _servable(self.store, request.model_spec)
-            signature_name = request.model_spec.signature_name or SIGNATURE_DEFAULT
-            inputs = {}
-            for key, proto in request.inputs.items():
-                check_claimed_size(key, proto, self.max_message_bytes)
-                try:
-                    inputs[key] = tf.make_ndarray(proto)
-                except (TypeError, ValueError) as error:
-                    raise ServingError(f"Input {key!r} is not a valid TensorProto: {error}") from None
-            outputs = servable.predict(signature_name, inputs, output_filter=list(request.output_filter))
-        except ServingError as error:
-            _abort(context, error)
-        except Exception as error:  # a bug answers INTERNAL and the server goes on
-            log.exception("gRPC Predict failed")
-            context.abort(grpc.StatusCode.INTERNAL, f"{type(error).__name__}: {error}")
+        servable = _servable(self.store, request.model_spec)
+        signature_name = request.model_spec.signature_name or SIGNATURE_DEFAULT
+        inputs = {}
+        for key, proto in request.inputs.items():
+            check_claimed_size(key, proto, self.max_message_bytes)
+            try:
+                inputs[key] = tf.make_ndarray(proto)
+            except (TypeError, ValueError) as error:
+                raise ServingError(f"Input {key!r} is not a valid TensorProto: {error}") from None
+        outputs = servable.predict(signature_name, inputs, output_filter=list(request.output_filter))
         response = predict_pb2.PredictResponse()
-        response.model_spec.name = servable.name
-        response.model_spec.version.value = servable.version
-        response.model_spec.signature_name = signature_name
+        _answer_spec(response.model_spec, servable, signature_name)
         for key, array in outputs.items():
             response.outputs[key].CopyFrom(tf.make_tensor_proto(array))
         return response
 
+    @_answered("classify")
+    def Classify(self, request, context):
+        servable = _servable(self.store, request.model_spec)
+        signature_name, result = example_api.classify(servable, request.model_spec.signature_name, request.input)
+        response = classification_pb2.ClassificationResponse()
+        _answer_spec(response.model_spec, servable, signature_name)
+        response.result.CopyFrom(result)
+        return response
+
+    @_answered("regress")
+    def Regress(self, request, context):
+        servable = _servable(self.store, request.model_spec)
+        signature_name, result = example_api.regress(servable, request.model_spec.signature_name, request.input)
+        response = regression_pb2.RegressionResponse()
+        _answer_spec(response.model_spec, servable, signature_name)
+        response.result.CopyFrom(result)
+        return response
+
+    @_answered("multi_inference")
+    def MultiInference(self, request, context):
+        """Several classify/regress tasks of one model on one input (TF Serving's
+        multi_inference.cc: every task names the same model, each a signature once)."""
+        if not request.tasks:
+            raise ServingError("Tasks is empty")
+        names = {task.model_spec.name for task in request.tasks}
+        if len(names) != 1:
+            raise ServingError("All ModelSpecs in a MultiInferenceRequest must access the same model name.")
+        signatures = [task.model_spec.signature_name or SIGNATURE_DEFAULT for task in request.tasks]
+        if len(set(signatures)) != len(signatures):
+            raise ServingError("Duplicate evaluation of signature: " + next(
+                name for name in signatures if signatures.count(name) > 1))
+        servable = _servable(self.store, request.tasks[0].model_spec)
+        response = inference_pb2.MultiInferenceResponse()
+        for task, signature_name in zip(request.tasks, signatures):
+            result = response.results.add()
+            if task.method_name == example_api.CLASSIFY:
+                _, classification = example_api.classify(servable, signature_name, request.input)
+                result.classification_result.CopyFrom(classification)
+            elif task.method_name == example_api.REGRESS:
+                _, regression = example_api.regress(servable, signature_name, request.input)
+                result.regression_result.CopyFrom(regression)
+            else:
+                raise ServingError(f"Unsupported signature method_name: {task.method_name}")
+            _answer_spec(result.model_spec, servable, signature_name)
+        return response
+
+    @_answered("")
     def GetModelMetadata(self, request, context):
-        try:
-            servable = _servable(self.store, request.model_spec)
-            fields = list(request.metadata_field)
-            if fields != ["signature_def"]:
-                raise ServingError(
-                    f"metadata_field must be ['signature_def'] (the only metadata TF Serving "
-                    f"has). Received: metadata_field={fields}"
-                )
-        except ServingError as error:
-            _abort(context, error)
+        servable = _servable(self.store, request.model_spec)
+        fields = list(request.metadata_field)
+        if fields != ["signature_def"]:
+            raise ServingError(
+                f"metadata_field must be ['signature_def'] (the only metadata TF Serving "
+                f"has). Received: metadata_field={fields}"
+            )
         signature_map = get_model_metadata_pb2.SignatureDefMap()
         for key, definition in servable.signature_defs.items():
             signature_map.signature_def[key].CopyFrom(definition)
@@ -145,22 +224,45 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
 
 
 class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
+    """GetModelStatus and HandleReloadConfigRequest (a new `ModelServerConfig`: models
+    added, dropped, policies and labels changed, answered once loaded)."""
+
     def __init__(self, store):
         self.store = store
+        self.metrics = None
 
+    @_answered("")
     def GetModelStatus(self, request, context):
-        try:
-            servable = _servable(self.store, request.model_spec)
-        except ServingError as error:
-            _abort(context, error)
+        spec = request.model_spec
+        version = spec.version.value if spec.HasField("version") else None
+        if spec.WhichOneof("version_choice") == "version_label":
+            version = self.store.get(spec.name, label=spec.version_label).version
         response = get_model_status_pb2.GetModelStatusResponse()
-        status = response.model_version_status.add()
-        status.version = servable.version
-        status.state = get_model_status_pb2.ModelVersionStatus.AVAILABLE
+        for entry in self.store.status(spec.name, version):
+            status = response.model_version_status.add()
+            status.version = int(entry["version"])
+            status.state = get_model_status_pb2.ModelVersionStatus.State.Value(entry["state"])
+            status.status.error_code = _error_code(entry["status"]["error_code"])
+            status.status.error_message = entry["status"]["error_message"]
+        return response
+
+    def HandleReloadConfigRequest(self, request, context):
+        response = model_management_pb2.ReloadConfigResponse()
+        try:
+            self.store.reload_config(model_configs(request.config))
+        except ZooError as error:
+            response.status.error_code = _error_code("INVALID_ARGUMENT")
+            response.status.error_message = str(error)
         return response
 
 
-def start_grpc_server(store, host, port, max_message_bytes, workers=16):
+def _error_code(name):
+    from tensorflow_serving.apis import status_pb2
+
+    return status_pb2.StatusProto.DESCRIPTOR.fields_by_name["error_code"].enum_type.values_by_name[name].number
+
+
+def start_grpc_server(store, host, port, max_message_bytes, workers=16, metrics=None):
     """Start serving `store` on `host:port` (`0`: a free port); returns `(server, port)`."""
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="zoo-grpc"),
@@ -170,7 +272,7 @@ def start_grpc_server(store, host, port, max_message_bytes, workers=16):
             ("grpc.so_reuseport", 0),
         ],
     )
-    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionServicer(store, max_message_bytes), server)
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionServicer(store, max_message_bytes, metrics), server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(store), server)
     bound = server.add_insecure_port(f"{host}:{port}")
     if not bound:

@@ -1,192 +1,46 @@
-"""TF Serving's REST contract over a `ModelStore`: the JSON <-> numpy codec and the HTTP
-handler (`RestHandler`, served by a `RestHTTPServer`). `zoo.serving.server.ModelServer`
-runs it; the codec (`request_to_arrays`, `arrays_to_response`, `metadata_json`) is
-usable on its own.
+"""TF Serving's REST API over a `ModelStore`: the HTTP handler (`RestHandler`, served
+by a `RestHTTPServer`) that routes requests as TF Serving's `http_rest_api_handler.cc`
+does and answers with its JSON (the codec is `zoo.serving.json_tensor`).
+`zoo.serving.server.ModelServer` runs it.
 
 REST, as https://www.tensorflow.org/tfx/serving/api_rest documents it:
 
-    GET  /v1/models/NAME[/versions/V]            model_version_status
-    GET  /v1/models/NAME[/versions/V]/metadata   signature defs
-    POST /v1/models/NAME[/versions/V]:predict    {"instances": [...]} or {"inputs": ...},
-                                                  optional "signature_name", {"b64": ...}
+    GET  /v1/models/NAME[/versions/V|/labels/L]            model_version_status
+    GET  /v1/models/NAME[/versions/V|/labels/L]/metadata   signature defs
+    POST /v1/models/NAME[/versions/V|/labels/L]:predict    {"instances": ...} or {"inputs": ...}
+    POST /v1/models/NAME[/versions/V|/labels/L]:classify   {"examples": [...], "context": {...}}
+    POST /v1/models/NAME[/versions/V|/labels/L]:regress
+    GET  /monitoring/prometheus/metrics                    Prometheus metrics
+    OPTIONS ...                                            CORS preflight
 
-A bad request gets a 4xx status and `{"error": "..."}`; the server keeps serving.
-The handler reads `store` and `max_body_bytes` from its server object.
+A refused request gets TF Serving's status (400 for a malformed URL or body, 404 for an
+unknown model or version) and `{"error": "..."}`; the server keeps serving. The handler
+reads `store`, `max_body_bytes`, `metrics`, `enable_cors` and `metrics_path` from its
+server object.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import dataclasses
 import json
 import re
 import socket
 import threading
+import time
+import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import numpy as np
-
 from zoo.serving import SIGNATURE_DEFAULT
-from zoo.serving.store import BodyTooLarge, NotFound, ServingError, log
+from zoo.serving.json_tensor import error_json, examples_input, request_arrays, tensors_json
+from zoo.serving.store import BodyTooLarge, ServingError, log
 
 _DRAIN_LIMIT = 256 * 1024 * 1024
-
-
-# ------------------------------------------------------------------- REST: JSON <-> numpy
-def _decode_b64(value):
-    """Replace every `{"b64": "..."}` in a JSON value with its bytes."""
-    if isinstance(value, dict):
-        if set(value) == {"b64"}:
-            encoded = value["b64"]
-            if not isinstance(encoded, str):
-                raise ServingError(f'"b64" must hold a base64 string. Received: {type(encoded).__name__}')
-            try:
-                return base64.b64decode(encoded, validate=True)
-            except (binascii.Error, ValueError):
-                # Web-safe base64 ('-', '_') is what some clients send: accept it too.
-                try:
-                    return base64.b64decode(encoded, altchars=b"-_", validate=True)
-                except (binascii.Error, ValueError) as error:
-                    raise ServingError(f"Unable to base64 decode: {error}. Received: b64={encoded[:40]!r}") from None
-        raise ServingError(f"Expected a value, a list or {{\"b64\": ...}}. Received: an object with keys {sorted(value)}")
-    if isinstance(value, list):
-        return [_decode_b64(v) for v in value]
-    return value
-
-
-def _json_to_array(value, info, where):
-    """A JSON value (b64 already decoded) as a numpy array of the input's dtype."""
-    if info.dtype == object:
-        array = np.array(value, dtype=object)
-        leaves = array.reshape(-1) if array.ndim else [array.item()]
-        for leaf in leaves:
-            if isinstance(leaf, list):
-                raise ServingError(f"{where}: lists of different lengths. Received: a ragged list")
-            if not isinstance(leaf, (str, bytes)):
-                raise ServingError(
-                    f"{where} is {info.dtype_name}: send strings or {{\"b64\": ...}}. "
-                    f"Received: {type(leaf).__name__} {leaf!r}"
-                )
-        encoded = np.empty(array.shape, dtype=object)
-        encoded.reshape(-1)[:] = [x.encode("utf-8") if isinstance(x, str) else x for x in leaves]
-        return encoded
-    try:
-        array = np.array(value)
-    except ValueError:
-        raise ServingError(f"{where}: lists of different lengths. Received: a ragged list") from None
-    kind = array.dtype.kind
-    if kind in "OV":
-        raise ServingError(f"{where}: mixed types or nulls in a {info.dtype_name} input.")
-    wants_bool = info.dtype.kind == "b"
-    if kind in "SU" or (kind == "b") != wants_bool:
-        sample = array.reshape(-1)[0].item() if array.size else None
-        raise ServingError(
-            f"{where} is {info.dtype_name}: send {'true/false' if wants_bool else 'numbers'}. "
-            f"Received: {type(sample).__name__} {_short(sample)}"
-        )
-    if info.dtype.kind in "iu":
-        if kind == "f" and not np.all(np.isfinite(array) & (array == np.round(array))):
-            raise ServingError(f"{where} is {info.dtype_name}: send integers. Received: non-integer numbers")
-        limits = np.iinfo(info.dtype)
-        if array.size and (array.min() < limits.min or array.max() > limits.max):
-            raise ServingError(
-                f"{where} is {info.dtype_name}: values must lie in [{limits.min}, {limits.max}]. "
-                f"Received: min={array.min()}, max={array.max()}"
-            )
-    return array.astype(info.dtype)
-
-
-def request_to_arrays(body, signature):
-    """Parse a predict body for `signature`: `({input: array}, "row" | "columnar")`."""
-    has_rows, has_columns = "instances" in body, "inputs" in body
-    if has_rows == has_columns:
-        raise ServingError(
-            "The request must hold exactly one of 'instances' (row format) or 'inputs' "
-            f"(columnar format). Received: keys {sorted(body)}"
-        )
-    names = sorted(signature.inputs)
-    if has_rows:
-        instances = body["instances"]
-        if not isinstance(instances, list) or not instances:
-            raise ServingError(f"'instances' must be a non-empty list. Received: instances={_short(instances)}")
-        columns = {name: [] for name in names}
-        for index, instance in enumerate(instances):
-            named = isinstance(instance, dict) and set(instance) != {"b64"}
-            if named:
-                if set(instance) != set(names):
-                    raise ServingError(
-                        f"instances[{index}] must name the inputs {names}. Received: keys {sorted(instance)}"
-                    )
-                for name in names:
-                    columns[name].append(_decode_b64(instance[name]))
-            elif len(names) == 1:
-                columns[names[0]].append(_decode_b64(instance))
-            else:
-                raise ServingError(
-                    f"instances[{index}] must be an object with the inputs {names}: the signature "
-                    f"takes {len(names)} inputs. Received: {_short(instance)}"
-                )
-        arrays = {
-            name: _json_to_array(columns[name], signature.inputs[name], f"'instances' (input {name!r})")
-            for name in names
-        }
-        return arrays, "row"
-    inputs = body["inputs"]
-    if isinstance(inputs, dict) and set(inputs) != {"b64"}:
-        if set(inputs) != set(names):
-            raise ServingError(f"'inputs' must name the inputs {names}. Received: keys {sorted(inputs)}")
-        values = {name: _decode_b64(inputs[name]) for name in names}
-    elif len(names) == 1:
-        values = {names[0]: _decode_b64(inputs)}
-    else:
-        raise ServingError(f"'inputs' must be an object with the inputs {names}. Received: {_short(inputs)}")
-    arrays = {
-        name: _json_to_array(value, signature.inputs[name], f"'inputs' (input {name!r})")
-        for name, value in values.items()
-    }
-    return arrays, "columnar"
-
-
-def _to_json_value(array, name):
-    if array.dtype == object or array.dtype.kind == "S":
-        binary = name.endswith("_bytes")
-
-        def convert(item):
-            if binary:
-                return {"b64": base64.b64encode(item).decode("ascii")}
-            try:
-                return item.decode("utf-8")
-            except UnicodeDecodeError:  # not text after all: b64 keeps it lossless
-                return {"b64": base64.b64encode(item).decode("ascii")}
-
-        if array.ndim == 0:
-            return convert(array.item())
-        return np.vectorize(convert, otypes=[object])(array).tolist()
-    return array.tolist()
-
-
-def arrays_to_response(outputs, form):
-    """TF Serving's predict response: `{"predictions": ...}` (row) or `{"outputs": ...}`."""
-    names = sorted(outputs)
-    if form == "columnar":
-        if len(names) == 1:
-            return {"outputs": _to_json_value(outputs[names[0]], names[0])}
-        return {"outputs": {name: _to_json_value(outputs[name], name) for name in names}}
-    if len(names) == 1:
-        return {"predictions": _to_json_value(outputs[names[0]], names[0])}
-    batch = {outputs[name].shape[0] if outputs[name].ndim else None for name in names}
-    if len(batch) != 1 or None in batch:
-        raise ServingError(
-            "The row format needs every output to have the same batch size; use 'inputs' "
-            f"(columnar format). Received: output shapes { {n: list(outputs[n].shape) for n in names} }"
-        )
-    columns = {name: _to_json_value(outputs[name], name) for name in names}
-    return {"predictions": [{name: columns[name][i] for name in names} for i in range(batch.pop())]}
+METRICS_PATH = "/monitoring/prometheus/metrics"
 
 
 def metadata_json(servable):
-    """GetModelMetadataResponse as JSON, as TF Serving's REST API returns it."""
+    """GetModelMetadataResponse as JSON, as TF Serving's REST API writes it: every field
+    printed, defaults included (`"defaults": {}`, `"unknown_rank": false`, ...)."""
     from google.protobuf import json_format
     from tensorflow_serving.apis import get_model_metadata_pb2
 
@@ -197,63 +51,53 @@ def metadata_json(servable):
         "model_spec": {"name": servable.name, "signature_name": "", "version": str(servable.version)},
         "metadata": {
             "signature_def": json_format.MessageToDict(
-                signature_map, preserving_proto_field_name=True
+                signature_map, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
             )
         },
     }
 
 
-def _short(value, limit=80):
-    text = json.dumps(value) if not isinstance(value, bytes) else repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-# -------------------------------------------------------------------------- REST: HTTP
-_ROUTE = re.compile(
-    r"^/v1/models/(?P<name>[^/:]+)"
-    r"(?:/versions/(?P<version>[^/:]+)|/labels/(?P<label>[^/:]+))?"
-    r"(?:(?P<metadata>/metadata)|:(?P<verb>[A-Za-z]+))?/?$"
+# -------------------------------------------------------------------------- routing
+_V1 = re.compile(r"(?i)/v1/.*")
+_PREDICTION = re.compile(
+    r"(?i)/v1/models/([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?:(classify|regress|predict)"
 )
+_MODEL_STATUS = re.compile(
+    r"(?i)/v1/models(?:/([^/:]+))?(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?(?:/(metadata))?"
+)
+_INT64_MAX = 2**63 - 1
 
 
-def _route(path):
-    match = _ROUTE.match(path.split("?", 1)[0])
+@dataclasses.dataclass
+class Route:
+    name: str = ""
+    version: int | None = None
+    label: str | None = None
+    method: str = ""  # predict | classify | regress (POST), metadata | "" (GET)
+
+
+def route(http_method, path):
+    """TF Serving's ParseModelInfo: a /v1 path → `Route`, or None where the path does
+    not parse (the request is then "Malformed")."""
+    if http_method == "POST":
+        match = _PREDICTION.fullmatch(path)
+    elif http_method == "GET":
+        match = _MODEL_STATUS.fullmatch(path)
+    else:
+        return None
     if not match:
-        raise NotFound(f"Malformed request: {path} is not /v1/models/NAME[/versions/V][/metadata|:predict]")
-    if match["label"] is not None:
-        raise NotFound(f"Version labels are not configured on this server. Received: label={match['label']!r}")
-    version = match["version"]
-    if version is not None:
-        if not (version.isascii() and version.isdigit()):
-            raise ServingError(f"The version must be a positive integer. Received: version={version!r}")
-        version = int(version)
-    return match["name"], version, bool(match["metadata"]), match["verb"]
-
-
-def parse_predict(body_bytes, signatures):
-    """A predict body → `(signature name, {input: array}, "row" | "columnar")`.
-
-    `signatures` maps names to `Signature`s; only their input specs are used, so this
-    runs in a worker process too.
-    """
-    try:
-        body = json.loads(body_bytes)
-    except RecursionError:
-        raise ServingError("JSON Parse error: the body nests arrays or objects too deeply.") from None
-    except ValueError as error:  # JSONDecodeError, bad UTF-8, a 5,000-digit integer
-        raise ServingError(f"JSON Parse error: {error}") from None
-    if not isinstance(body, dict):
-        raise ServingError(f"The request body must be a JSON object. Received: {_short(body)}")
-    signature_name = body.get("signature_name", SIGNATURE_DEFAULT) or SIGNATURE_DEFAULT
-    if not isinstance(signature_name, str):
-        raise ServingError(f"'signature_name' must be a string. Received: {_short(signature_name)}")
-    if signature_name not in signatures:
-        raise ServingError(
-            f'Serving signature name: "{signature_name}" not found in signature def. '
-            f"Available: {sorted(signatures)}. Received: signature_name={signature_name!r}"
-        )
-    arrays, form = request_to_arrays(body, signatures[signature_name])
-    return signature_name, arrays, form
+        return None
+    name, version, label, method = match.groups()
+    found = Route(method=method or "")
+    if name:
+        found.name = urllib.parse.unquote(name, errors="surrogateescape")
+    if version:
+        if int(version) > _INT64_MAX:
+            raise ServingError(f"Failed to convert version: {version} to numeric.")
+        found.version = int(version)
+    if label:
+        found.label = urllib.parse.unquote(label, errors="surrogateescape")
+    return found
 
 
 # Bodies this large are parsed in a worker process: json.loads holds the interpreter
@@ -276,13 +120,25 @@ def _parser_pool():
         return _parser
 
 
-def parse_large_or_here(body_bytes, servable):
-    """`parse_predict` here for a small body, in the worker process for a large one."""
+def _specs_for(specs_by_signature, signature_name):
+    name = signature_name or SIGNATURE_DEFAULT
+    if name not in specs_by_signature:
+        raise ServingError(f'Serving signature name: "{name}" not found in signature def')
+    return specs_by_signature[name]
+
+
+def _parse_predict(body_bytes, specs_by_signature):
+    return request_arrays(body_bytes, lambda name: _specs_for(specs_by_signature, name))
+
+
+def parse_predict(body_bytes, servable):
+    """A predict body → `(signature name, {input: array}, "row" | "columnar")`; parsed
+    here for a small body and in a worker process for a large one."""
+    specs = {name: signature.inputs for name, signature in servable.signatures.items()}
     if len(body_bytes) < LARGE_BODY_BYTES:
-        return parse_predict(body_bytes, servable.signatures)
-    plain = {name: dataclasses.replace(sig, function=None) for name, sig in servable.signatures.items()}
+        return _parse_predict(body_bytes, specs)
     try:
-        return _parser_pool().submit(parse_predict, body_bytes, plain).result()
+        return _parser_pool().submit(_parse_predict, body_bytes, specs).result()
     except ServingError:
         raise
     except Exception as error:  # a worker that died (out of memory): the request fails, not the server
@@ -309,20 +165,13 @@ class RestHandler(BaseHTTPRequestHandler):
         log.debug("%s - %s", self.address_string(), format % args)
 
     def do_GET(self):
-        self._handle(self._get)
+        self._handle()
 
-    def do_POST(self):
-        self._handle(self._post)
-
-    def do_PUT(self):
-        self._handle(self._not_allowed)
-
-    do_DELETE = do_PATCH = do_OPTIONS = do_PUT
+    do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_GET
 
     def do_HEAD(self):
         # A HEAD answer has headers only; the status says what a GET would.
-        status = 405
-        self.send_response(status)
+        self.send_response(405)
         self.send_header("Content-Type", "application/json")
         self.send_header("Allow", "GET, POST")
         self.send_header("Content-Length", "0")
@@ -338,7 +187,7 @@ class RestHandler(BaseHTTPRequestHandler):
         self.request_version = "HTTP/1.1"
         self.close_connection = True
         try:
-            self._reply(code, {"error": message or explain or "Bad request"})
+            self._reply(code, error_json(message or explain or "Bad request"))
         except OSError:
             pass
 
@@ -347,33 +196,93 @@ class RestHandler(BaseHTTPRequestHandler):
         try:
             self._check_length()
         except ServingError as error:
-            self._reply(error.status, {"error": str(error)})
+            self._reply(error.status, error_json(str(error)))
             self.close_connection = True
             return False
         return super().handle_expect_100()
 
-    def _handle(self, method):
+    # ------------------------------------------------------------------ dispatch
+    def _handle(self):
+        started = time.perf_counter()
+        path = self.path.split("?", 1)[0]
+        server = self.server
+        found = None
         try:
-            status, payload = method()
+            body = self._read_body()
+            if self.command == "GET" and path == server.metrics_path:
+                return self._reply(200, server.metrics.render() if server.metrics else "",
+                                   content_type="text/plain; version=0.0.4")
+            if not _V1.fullmatch(path):
+                raise _NotServed(f"Not found: {self.command} {path}")
+            if self.command == "OPTIONS":
+                origin = self.headers.get("Origin", "")
+                if not re.search(r"https?://", origin):
+                    raise ServingError("Origin header is missing in CORS preflight")
+                status, text = 200, ""
+            else:
+                found = route(self.command, path)
+                status, text = self._serve(found, body)
         except BodyTooLarge as error:
             self._drain()
-            status, payload = error.status, {"error": str(error)}
+            status, text = error.status, error_json(str(error))
+        except _NotServed as error:
+            return self._reply(404, error_json(str(error)))
         except ServingError as error:
-            status, payload = error.status, {"error": str(error)}
+            status, text = error.status, error_json(str(error))
         except RecursionError:
-            status, payload = 400, {"error": "The request nests JSON arrays or objects too deeply."}
-        except UnicodeError as error:
-            status, payload = 400, {"error": f"The request is not valid UTF-8 / ASCII where it must be: {error}"}
+            status, text = 400, error_json("The request nests JSON arrays or objects too deeply.")
         except Exception as error:  # a bug answers 500 and the server goes on
             log.exception("request failed: %s %s", self.command, self.path)
-            status, payload = 500, {"error": f"Internal error: {type(error).__name__}: {error}"}
-        self._reply(status, payload)
+            status, text = 500, error_json(f"Internal error: {type(error).__name__}: {error}")
+        if server.metrics is not None and self.command != "OPTIONS":
+            code = "OK" if status == 200 else _CODES.get(status, "UNKNOWN")
+            server.metrics.count_request(found.name if found else "", code, found.method if found else "",
+                                         "REST", time.perf_counter() - started)
+        self._reply(status, text)
 
-    def _reply(self, status, payload):
-        body = json.dumps(payload).encode("utf-8")
+    def _serve(self, found, body):
+        if found is None:
+            raise ServingError(f"Malformed request: {self.command} {self.path.split('?', 1)[0]}")
+        store = self.server.store
+        if self.command == "GET":
+            if not found.name:
+                raise ServingError("Missing model name in request.")
+            if found.method == "metadata":
+                servable = store.get(found.name, found.version, found.label)
+                return 200, json.dumps(metadata_json(servable))
+            version = found.version
+            if found.label is not None:
+                version = store.get(found.name, label=found.label).version
+            return 200, json.dumps({"model_version_status": store.status(found.name, version)})
+        servable = store.get(found.name, found.version, found.label)
+        if found.method == "predict":
+            signature_name, arrays, form = parse_predict(body, servable)
+            outputs = servable.predict(signature_name or SIGNATURE_DEFAULT, arrays)
+            return 200, tensors_json(outputs, form)
+        from zoo.serving import example_api
+
+        signature_name, input_proto = examples_input(body, found.method)
+        if found.method == "classify":
+            _, result = example_api.classify(servable, signature_name, input_proto)
+            return 200, example_api.classification_json(result)
+        _, result = example_api.regress(servable, signature_name, input_proto)
+        return 200, example_api.regression_json(result)
+
+    def _read_body(self):
+        if self.command in ("GET", "OPTIONS", "DELETE") and self.headers.get("Content-Length") in (None, "0"):
+            return b""
+        return self.rfile.read(self._check_length())
+
+    def _reply(self, status, text, content_type="application/json"):
+        body = text.encode("utf-8")
         self.send_response(status)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
+        if getattr(self.server, "enable_cors", False):
+            # TF Serving's AddCORSHeaders, on every answer once --rest_api_enable_cors_support is on.
+            self.send_header("Access-Control-Allow-Origin", "*")
+            self.send_header("Access-Control-Allow-Methods", "POST, GET")
+            self.send_header("Access-Control-Allow-Headers", "Content-Type")
         if self.close_connection:
             self.send_header("Connection", "close")
         self.end_headers()
@@ -391,9 +300,6 @@ class RestHandler(BaseHTTPRequestHandler):
                 remaining -= len(chunk)
         except OSError:
             pass
-
-    def _not_allowed(self):
-        raise ServingError(f"Method {self.command} is not supported: use GET or POST.")
 
     def _check_length(self):
         length = self.headers.get("Content-Length")
@@ -413,30 +319,13 @@ class RestHandler(BaseHTTPRequestHandler):
             )
         return int(length)
 
-    def _get(self):
-        name, version, metadata, verb = _route(self.path)
-        if verb is not None:
-            raise ServingError(f"':{verb}' needs POST. Received: GET {self.path}")
-        servable = self.server.store.get(name, version)
-        if metadata:
-            return 200, metadata_json(servable)
-        return 200, {"model_version_status": [servable.status()]}
 
-    def _post(self):
-        length = self._check_length()
-        body_bytes = self.rfile.read(length)
-        name, version, metadata, verb = _route(self.path)
-        if metadata or verb is None:
-            raise ServingError(f"POST needs :predict. Received: POST {self.path}")
-        if verb != "predict":
-            raise ServingError(
-                f"This server implements :predict (zoo's exports have predict signatures "
-                f"only). Received: :{verb}"
-            )
-        servable = self.server.store.get(name, version)
-        signature_name, arrays, form = parse_large_or_here(body_bytes, servable)
-        outputs = servable.predict(signature_name, arrays)
-        return 200, arrays_to_response(outputs, form)
+class _NotServed(Exception):
+    """A path outside /v1/ and the metrics path: TF Serving's HTTP server has no handler."""
+
+
+_CODES = {400: "INVALID_ARGUMENT", 404: "NOT_FOUND", 413: "RESOURCE_EXHAUSTED", 501: "UNIMPLEMENTED",
+          503: "UNAVAILABLE", 500: "INTERNAL"}
 
 
 class RestHTTPServer(ThreadingHTTPServer):
@@ -447,6 +336,11 @@ class RestHTTPServer(ThreadingHTTPServer):
     """
 
     daemon_threads = True
+    store = None
+    max_body_bytes = 32 * 1024 * 1024
+    metrics = None
+    enable_cors = False
+    metrics_path = METRICS_PATH
     request_queue_size = 128
     allow_reuse_address = True
     max_connections = 256

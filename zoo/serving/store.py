@@ -1,5 +1,5 @@
-"""The model store: the SavedModels under a base path, loaded and kept at their newest
-version, and the errors a request can meet. The REST (`zoo.serving.rest`) and gRPC
+"""The model store: the SavedModels a server serves, loaded by version policy, and the
+errors a request can meet. The REST (`zoo.serving.rest`) and gRPC
 (`zoo.serving.grpc_service`) front ends both serve a `ModelStore`; this module knows
 neither of them.
 
@@ -8,15 +8,25 @@ neither of them.
     ['flowers/1']
     >>> store.get("flowers").predict("serving_default", {"images": batch})
 
-`models/` holds `NAME/VERSION/` SavedModels as `zoo export` (or anything else) writes
-them; `models/NAME/` alone is served as NAME. Like TF Serving's default version policy,
-each model serves its highest version, and a newer version directory is loaded by a
-polling thread without a restart; requests keep going to the previous version until
-the new one has loaded. Signatures are run as the SavedModel's concrete functions,
-not through Keras, as TF Serving runs them.
+A store is configured either by a base path or by TF Serving's model config file:
 
-`ServingError` (and its `NotFound`, `BodyTooLarge`) carry the HTTP status a refused
-request gets; the gRPC service maps them to status codes.
+- `models/` holds `NAME/VERSION/` SavedModels as `zoo export` (or anything else) writes
+  them (`models/NAME/` alone is served as NAME); each model serves its highest version,
+  TF Serving's default policy.
+- `--model_config_file`: TF Serving's text-format `ModelServerConfig`
+  (`model_config_list { config { name base_path model_version_policy version_labels } }`),
+  with `latest { num_versions }`, `all {}` or `specific { versions }` policies and
+  labels such as `stable`/`canary`. The file is re-read when it changes.
+
+A polling thread loads new versions without a restart; requests keep going to the
+versions already loaded until a new one has loaded, and a version whose directory is
+deleted stops being served. Signatures run as the SavedModel's own graph, not through
+Keras, as TF Serving runs them: TF2 SavedModels through their concrete functions, TF1
+SavedModels (no object graph; signatures whose tensors may carry no shape) in a
+`tf.compat.v1.Session`.
+
+`ServingError` (and its `NotFound`, `BodyTooLarge`, `Unavailable`) carry the HTTP status
+a refused request gets; the gRPC service maps them to status codes.
 """
 
 from __future__ import annotations
@@ -40,14 +50,27 @@ class ServingError(Exception):
     """A request the server refuses; `status` is its HTTP status (4xx)."""
 
     status = 400
+    code = "INVALID_ARGUMENT"  # the canonical (gRPC) error code TF Serving reports
 
 
 class NotFound(ServingError):
     status = 404
+    code = "NOT_FOUND"
 
 
 class BodyTooLarge(ServingError):
     status = 413
+    code = "RESOURCE_EXHAUSTED"
+
+
+class Unavailable(ServingError):
+    status = 503
+    code = "UNAVAILABLE"
+
+
+class FailedPrecondition(ServingError):
+    status = 400
+    code = "FAILED_PRECONDITION"
 
 
 # ------------------------------------------------------------------------ servables
@@ -57,6 +80,7 @@ class TensorInfo:
     dtype: np.dtype  # numpy dtype; `object` for DT_STRING
     shape: tuple | None  # None: unknown rank; -1 entries: any size
     dtype_name: str  # "DT_FLOAT": what error messages and metadata call it
+    tensor_name: str = ""  # the graph tensor ("x:0"), for TF1 SavedModels
 
 
 @dataclass(frozen=True)
@@ -65,18 +89,37 @@ class Signature:
     function: object
     inputs: dict
     outputs: dict
+    method_name: str = "tensorflow/serving/predict"
+
+    @property
+    def batchable(self):
+        """Every input and output has a leading dimension of any size (TF Serving's
+        batching concatenates requests along it and splits the answers on it)."""
+        return all(
+            info.shape is not None and len(info.shape) >= 1 and info.shape[0] < 0
+            for info in (*self.inputs.values(), *self.outputs.values())
+        )
 
 
 class Servable:
-    """One loaded version of one model: its signatures, ready to run."""
+    """One loaded version of one model: its signatures, ready to run.
 
-    def __init__(self, name, version, path):
+    Args:
+        name, version, path: the model, its version and its SavedModel directory.
+        batching: a `zoo.serving.batching.BatchingParameters`, or None. With it, calls
+            to a batchable signature from concurrent requests are merged into one.
+    """
+
+    def __init__(self, name, version, path, batching=None):
         import tensorflow as tf
         from tensorflow.core.protobuf import saved_model_pb2
 
         self.name = name
         self.version = int(version)
         self.path = Path(path)
+        self.batching = batching
+        self._batchers = {}
+        self._batchers_lock = threading.Lock()
         saved_model = saved_model_pb2.SavedModel()
         saved_model.ParseFromString((self.path / "saved_model.pb").read_bytes())
         graph = next(
@@ -87,35 +130,51 @@ class Servable:
             raise ZooError(f"{self.path} has no MetaGraph tagged 'serve'")
         # Kept as the proto so GetModelMetadata answers exactly what TF Serving would.
         self.signature_defs = graph.signature_def
-        self._loaded = tf.saved_model.load(str(self.path), tags=["serve"])
+        # A TF1 SavedModel has no object graph. TF's v1-in-v2 loader sets each signature
+        # tensor's shape from its TensorInfo, and a TensorInfo written without a shape
+        # reads as a scalar ("Shapes must be equal rank"): run such models as TF Serving
+        # does, in a Session, feeding and fetching the signature's tensors by name.
+        self.tf1 = not graph.object_graph_def.nodes
+        self._session = None
+        self._callables = {}
+        functions = {}
+        if self.tf1:
+            self._graph = tf.Graph()
+            self._session = tf.compat.v1.Session(graph=self._graph)
+            from tensorflow.python.util import deprecation
+
+            with self._graph.as_default(), deprecation.silence():
+                tf.compat.v1.saved_model.loader.load(self._session, ["serve"], str(self.path))
+        else:
+            self._loaded = tf.saved_model.load(str(self.path), tags=["serve"])
+            functions = dict(self._loaded.signatures)
         self.signatures = {}
-        for key, function in self._loaded.signatures.items():
-            definition = self.signature_defs[key]
+        for key, definition in self.signature_defs.items():
+            if not self.tf1 and key not in functions:
+                continue  # e.g. "__saved_model_init_op": not a signature anyone calls
             self.signatures[key] = Signature(
                 name=key,
-                function=function,
+                function=functions.get(key),
                 inputs={k: _tensor_info(k, v) for k, v in definition.inputs.items()},
                 outputs={k: _tensor_info(k, v) for k, v in definition.outputs.items()},
+                method_name=definition.method_name,
             )
 
     def signature(self, name):
         name = name or SIGNATURE_DEFAULT
         if name not in self.signatures:
-            raise ServingError(
-                f'Serving signature name: "{name}" not found in signature def. '
-                f"Available: {sorted(self.signatures)}. Received: signature_name={name!r}"
-            )
+            raise FailedPrecondition(f'Serving signature key "{name}" not found.')
         return self.signatures[name]
 
     def predict(self, signature_name, inputs, output_filter=()):
         """Run a signature on `{input name: numpy array}`; returns `{output: array}`.
 
         Arrays must already have the signature's dtypes (REST converts JSON to them,
-        gRPC sends typed tensors); names, dtypes and shapes are checked here so a bad
-        request gets a message naming the input instead of a graph error.
+        gRPC sends typed tensors); names and dtypes are checked here so a bad request
+        gets a message naming the input instead of a graph error. Shapes are left to
+        the graph, as TF Serving leaves them, except where a TF2 concrete function's
+        own input signature would refuse them anyway: then the message names the input.
         """
-        import tensorflow as tf
-
         signature = self.signature(signature_name)
         missing = sorted(set(signature.inputs) - set(inputs))
         extra = sorted(set(inputs) - set(signature.inputs))
@@ -127,32 +186,94 @@ class Servable:
         feeds = {}
         for key, array in inputs.items():
             info = signature.inputs[key]
+            array = np.asarray(array)
             if array.dtype != info.dtype and not (info.dtype == object and array.dtype.kind in "OSU"):
                 raise ServingError(
                     f"Input {key!r} of signature {signature.name!r} must be {info.dtype_name}. "
                     f"Received: dtype={array.dtype.name}"
                 )
-            _check_shape(key, array.shape, info, signature.name)
-            feeds[key] = tf.constant(array, dtype=tf.string if info.dtype == object else info.dtype)
+            if not self.tf1:
+                _check_shape(key, array.shape, info, signature.name)
+            feeds[key] = array
         unknown = sorted(set(output_filter) - set(signature.outputs))
         if unknown:
             raise ServingError(
                 f"output_filter names outputs {sorted(signature.outputs)} of {signature.name!r} "
                 f"only. Received: output_filter={list(output_filter)}"
             )
+        if self.batching is not None and signature.batchable:
+            outputs = self.batcher(signature)(feeds)
+        else:
+            outputs = self.run(signature, feeds)
+        return {key: outputs[key] for key in (output_filter or signature.outputs)}
+
+    def run(self, signature, feeds):
+        """The signature's graph on checked numpy feeds → `{output: numpy array}`."""
+        import tensorflow as tf
+
         try:
-            results = signature.function(**feeds)
+            if self.tf1:
+                keys = sorted(feeds)
+                values = self._callable(signature, tuple(keys))(*[feeds[key] for key in keys])
+                return dict(zip(sorted(signature.outputs), values))
+            tensors = {
+                key: tf.constant(array, dtype=tf.string if signature.inputs[key].dtype == object
+                                 else signature.inputs[key].dtype)
+                for key, array in feeds.items()
+            }
+            results = signature.function(**tensors)
+            return {key: value.numpy() for key, value in results.items()}
         except (tf.errors.InvalidArgumentError, ValueError, TypeError) as error:
             raise ServingError(_graph_error_message(error)) from None
-        wanted = output_filter or signature.outputs
-        return {key: results[key].numpy() for key in wanted}
+
+    def _callable(self, signature, keys):
+        # A callable, not Session.run: Session.run checks each feed's shape against the
+        # placeholder's in Python, and TF Serving lets the graph decide (its
+        # half_plus_two answers [[2.5, 3.0], [3.5, 4.0]] for [[1, 2], [3, 4]] sent to
+        # an x of shape [-1, 1]).
+        from tensorflow.core.protobuf import config_pb2
+
+        cache_key = (signature.name, keys)
+        function = self._callables.get(cache_key)
+        if function is None:
+            options = config_pb2.CallableOptions(
+                feed=[signature.inputs[key].tensor_name for key in keys],
+                fetch=[signature.outputs[key].tensor_name for key in sorted(signature.outputs)],
+            )
+            function = self._callables[cache_key] = self._session._make_callable_from_options(options)
+        return function
+
+    def batcher(self, signature):
+        """The `Batcher` that merges concurrent calls to `signature` (one per signature)."""
+        with self._batchers_lock:
+            batcher = self._batchers.get(signature.name)
+            if batcher is None:
+                from zoo.serving.batching import Batcher
+
+                batcher = Batcher(lambda feeds: self.run(signature, feeds), self.batching,
+                                  name=f"{self.name}/{self.version}/{signature.name}")
+                self._batchers[signature.name] = batcher
+            return batcher
+
+    def close(self):
+        with self._batchers_lock:
+            batchers, self._batchers = list(self._batchers.values()), {}
+        for batcher in batchers:
+            batcher.close()
+        if self._session is not None:
+            self._session.close()
 
     def status(self):
-        return {
-            "version": str(self.version),
-            "state": "AVAILABLE",
-            "status": {"error_code": "OK", "error_message": ""},
-        }
+        return version_status(self.version, "AVAILABLE")
+
+
+def version_status(version, state, error_code="OK", error_message=""):
+    """One entry of TF Serving's `model_version_status`, as its REST API writes it."""
+    return {
+        "version": str(version),
+        "state": state,
+        "status": {"error_code": error_code, "error_message": error_message},
+    }
 
 
 def _graph_error_message(error):
@@ -168,16 +289,15 @@ def _graph_error_message(error):
 
 def _tensor_info(name, proto):
     import tensorflow as tf
+    from tensorflow.core.framework import types_pb2
 
     dtype = tf.dtypes.as_dtype(proto.dtype)
-    if proto.tensor_shape.unknown_rank:
-        shape = None
+    if proto.tensor_shape.unknown_rank or not proto.HasField("tensor_shape"):
+        shape = None  # a TF1 TensorInfo written without a shape: any shape
     else:
         shape = tuple(int(d.size) for d in proto.tensor_shape.dim)
     numpy_dtype = np.dtype(object) if dtype == tf.string else np.dtype(dtype.as_numpy_dtype)
-    from tensorflow.core.framework import types_pb2
-
-    return TensorInfo(name, numpy_dtype, shape, types_pb2.DataType.Name(proto.dtype))
+    return TensorInfo(name, numpy_dtype, shape, types_pb2.DataType.Name(proto.dtype), proto.name)
 
 
 def _check_shape(key, shape, info, signature_name):
@@ -194,30 +314,124 @@ def _check_shape(key, shape, info, signature_name):
         )
 
 
+# ------------------------------------------------------------------- model config
+@dataclass(frozen=True)
+class ModelConfig:
+    """One model a store serves: where its versions are and which of them to serve.
+
+    `policy` is TF Serving's version policy: `"latest"` (the `count` highest versions),
+    `"all"`, or `"specific"` (`versions`). `labels` maps names such as `"stable"` to
+    versions.
+    """
+
+    name: str
+    base_path: Path
+    policy: str = "latest"
+    count: int = 1
+    versions: tuple = ()
+    labels: tuple = ()  # ((label, version), ...): hashable, so configs compare
+
+
+def read_model_config(path):
+    """TF Serving's text-format `ModelServerConfig` file → `[ModelConfig]`.
+
+    A relative `base_path` is taken relative to the file's directory.
+    """
+    from google.protobuf import text_format
+    from tensorflow_serving.config import model_server_config_pb2
+
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as error:
+        raise ZooError(f"Cannot read the model config file {path}: {error}") from None
+    config = model_server_config_pb2.ModelServerConfig()
+    try:
+        text_format.Parse(text, config)
+    except text_format.ParseError as error:
+        raise ZooError(f"{path} is not a text-format ModelServerConfig: {error}") from None
+    return model_configs(config, relative_to=path.parent)
+
+
+def model_configs(config, relative_to=None):
+    """A `ModelServerConfig` proto → `[ModelConfig]`, checked as TF Serving checks it."""
+    if config.WhichOneof("config") == "custom_model_config":
+        raise ZooError("custom_model_config is not supported: use model_config_list.")
+    configs, names = [], set()
+    for entry in config.model_config_list.config:
+        if not entry.name:
+            raise ZooError("Every model config needs a name.")
+        if entry.name in names:
+            raise ZooError(f"Illegal to list model {entry.name} multiple times in config list")
+        names.add(entry.name)
+        if entry.model_platform not in ("", "tensorflow"):
+            raise ZooError(f"Model {entry.name}: model_platform {entry.model_platform!r} is not served here "
+                           "(only 'tensorflow').")
+        if not entry.base_path:
+            raise ZooError(f"Model {entry.name} has no base_path.")
+        base_path = Path(entry.base_path)
+        if relative_to is not None and not base_path.is_absolute():
+            base_path = Path(relative_to) / base_path
+        policy = entry.model_version_policy.WhichOneof("policy_choice") or "latest"
+        count, versions = 1, ()
+        if policy == "latest":
+            count = entry.model_version_policy.latest.num_versions or 1
+        elif policy == "specific":
+            versions = tuple(sorted(set(entry.model_version_policy.specific.versions)))
+            if not versions:
+                raise ZooError(f"Model {entry.name}: a specific version policy needs versions.")
+        for label, version in entry.version_labels.items():
+            if version <= 0:
+                raise ZooError(f"Model {entry.name}: label {label!r} names version {version}.")
+        configs.append(ModelConfig(entry.name, base_path, policy, count, versions,
+                                   tuple(sorted(entry.version_labels.items()))))
+    return configs
+
+
 # ------------------------------------------------------------------------------ store
 class ModelStore:
-    """The models under a base path, each at its highest loadable version.
+    """The models a server serves, each at the versions its policy asks for.
 
     Args:
         base_path: a directory of `NAME/VERSION/` SavedModels, or one `NAME/` holding
-            `VERSION/` directories.
-        poll_seconds: float. How often to look for new versions (TF Serving's
-            default is 1 s). `0` disables polling; call `refresh()` yourself.
+            `VERSION/` directories. Each model serves its highest version.
+        poll_seconds: float. How often to look for new versions and a changed config
+            file (TF Serving's default is 1 s). `0` disables polling; call
+            `refresh()` yourself.
+        model_config_file: TF Serving's text-format `ModelServerConfig`, instead of
+            `base_path`: several models, version policies and labels.
+        batching: a `zoo.serving.batching.BatchingParameters`, or None for no batching.
+        on_load: called as `on_load(name, version, path, ok)` after each load attempt
+            (metrics count them).
     """
 
-    def __init__(self, base_path, poll_seconds=1.0):
-        self.base_path = Path(base_path)
-        if not self.base_path.is_dir():
+    def __init__(self, base_path=None, poll_seconds=1.0, model_config_file=None, batching=None, on_load=None):
+        if (base_path is None) == (model_config_file is None):
+            raise ZooError("Serve either a model base path or a --model_config_file, not both or neither.")
+        self.base_path = Path(base_path) if base_path is not None else None
+        if self.base_path is not None and not self.base_path.is_dir():
             raise ZooError(f"Model base path {self.base_path} is not a directory.")
+        self.model_config_file = Path(model_config_file) if model_config_file is not None else None
+        self._configs = None
+        self._config_text = None
+        if self.model_config_file is not None:
+            self._configs = read_model_config(self.model_config_file)  # a bad file fails at start
+            self._config_text = self.model_config_file.read_text()
         self.poll_seconds = poll_seconds
-        self._servables = {}
-        self._failed = {}  # (name, version) -> tree_stamp: retried once its files change
+        self.batching = batching
+        self.on_load = on_load
+        self._versions = {}  # name -> {version: Servable}
+        self._labels = {}  # name -> {label: version}
+        self._failed = {}  # (name, version) -> (tree_stamp, message): retried once its files change
         self._lock = threading.Lock()
         self._refresh_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = None
 
+    # ---------------------------------------------------------------- configuration
     def model_dirs(self):
+        if self.base_path is None:
+            return {config.name: config.base_path for config in self.configs()}
         if version_dirs(self.base_path):
             return {self.base_path.resolve().name: self.base_path}
         return {
@@ -226,59 +440,186 @@ class ModelStore:
             if p.is_dir() and not p.name.startswith(".")
         }
 
-    def refresh(self):
-        """Load any model or version newer than what is served; returns names loaded."""
-        loaded = []
+    def configs(self):
+        if self._configs is not None:
+            return list(self._configs)
+        return [ModelConfig(name, path) for name, path in self.model_dirs().items()]
+
+    def reload_config(self, configs):
+        """Serve exactly `configs` (`[ModelConfig]`, e.g. from `model_configs(proto)`):
+        new models and versions are loaded, dropped ones unloaded, labels moved.
+        Returns when done, as TF Serving's HandleReloadConfigRequest does; raises
+        `ZooError` if a label names a version that is not available."""
         with self._refresh_lock:
-            for name, model_dir in self.model_dirs().items():
-                current = self._servables.get(name)
-                available = version_dirs(model_dir)
-                if current is not None and not current.path.is_dir():
-                    # Its directory was deleted (a rollback): fall back to the highest
-                    # version left, as TF Serving does, or stop serving the model.
-                    current = None
-                    if not available:
-                        with self._lock:
-                            self._servables.pop(name, None)
-                        log.info("stopped serving %s: no versions left", name)
-                for version, path in reversed(available):
-                    if current is not None and version <= current.version:
-                        break
-                    key = (name, version)
-                    stamp = tree_stamp(path)
-                    if stamp is None:
-                        continue
-                    if self._failed.get(key) == stamp:
-                        continue
-                    try:
-                        servable = Servable(name, version, path)
-                    except Exception as error:  # a broken version must not stop the others
-                        self._failed[key] = stamp
-                        log.error("could not load %s version %s from %s: %s", name, version, path, error)
-                        continue
-                    with self._lock:
-                        self._servables[name] = servable
-                    log.info("serving %s version %s from %s", name, version, path)
-                    loaded.append(f"{name}/{version}")
-                    break
+            previous = self._configs
+            self._configs = list(configs)
+            try:
+                self._sync_all(strict=True)
+            except ZooError:
+                self._configs = previous
+                self._sync_all()
+                raise
+
+    def _reread_config_file(self):
+        if self.model_config_file is None:
+            return
+        try:
+            text = self.model_config_file.read_text()
+        except OSError as error:
+            log.error("could not read %s: %s; serving the previous config", self.model_config_file, error)
+            return
+        if text == self._config_text:
+            return
+        self._config_text = text
+        try:
+            self._configs = read_model_config(self.model_config_file)
+        except ZooError as error:
+            log.error("%s; serving the previous config", error)
+            return
+        log.info("model config %s changed: %s", self.model_config_file,
+                 ", ".join(config.name for config in self._configs) or "(no models)")
+
+    # ---------------------------------------------------------------------- loading
+    def refresh(self):
+        """Load what the config asks for and is not served yet, unload what it no
+        longer asks for; returns the `name/version`s loaded."""
+        with self._refresh_lock:
+            self._reread_config_file()
+            return self._sync_all()
+
+    def _sync_all(self, strict=False):
+        loaded = []
+        configs = self.configs()
+        for config in configs:
+            loaded += self._sync(config, strict)
+        wanted = {config.name for config in configs}
+        for name in [n for n in self.names() if n not in wanted]:
+            self._set(name, {}, {})
+            log.info("stopped serving %s: no longer in the config", name)
         return loaded
 
-    def get(self, name, version=None):
+    def _sync(self, config, strict=False):
+        name = config.name
         with self._lock:
-            servable = self._servables.get(name)
-        if servable is None:
+            current = dict(self._versions.get(name, {}))
+        available = dict(version_dirs(config.base_path))
+        # A deleted version directory (a rollback) stops being served.
+        current = {v: s for v, s in current.items() if v in available and s.path.is_dir()}
+        loaded, serving = [], {}
+        if config.policy == "latest":
+            # The highest versions that load; a broken newest version leaves the one
+            # below it serving, as TF Serving does.
+            for version in sorted(available, reverse=True):
+                if len(serving) == config.count:
+                    break
+                servable = current.get(version) or self._load(name, version, available[version], loaded)
+                if servable is not None:
+                    serving[version] = servable
+        else:
+            wanted = sorted(available) if config.policy == "all" else [v for v in config.versions if v in available]
+            for version in wanted:
+                servable = current.get(version) or self._load(name, version, available[version], loaded)
+                if servable is not None:
+                    serving[version] = servable
+        labels = {}
+        for label, version in config.labels:
+            if version in serving:
+                labels[label] = version
+            elif strict:
+                raise ZooError(f"Request to assign label to version {version} of model {name}, "
+                               "which is not currently available for inference")
+            else:
+                log.warning("label %s of model %s names version %s, which is not being served", label, name, version)
+        self._set(name, serving, labels)
+        if len(serving) < len(current) or set(serving) != set(current):
+            gone = sorted(set(current) - set(serving))
+            if gone:
+                log.info("stopped serving %s version(s) %s", name, ", ".join(map(str, gone)))
+        for version in set(current) - set(serving):
+            current[version].close()
+        return loaded
+
+    def _load(self, name, version, path, loaded):
+        key = (name, version)
+        stamp = tree_stamp(path)
+        if stamp is None:
+            return None
+        failed = self._failed.get(key)
+        if failed is not None and failed[0] == stamp:
+            return None
+        try:
+            servable = Servable(name, version, path, batching=self.batching)
+        except Exception as error:  # a broken version must not stop the others
+            self._failed[key] = (stamp, f"{type(error).__name__}: {error}")
+            log.error("could not load %s version %s from %s: %s", name, version, path, error)
+            if self.on_load:
+                self.on_load(name, version, path, False)
+            return None
+        self._failed.pop(key, None)
+        log.info("serving %s version %s from %s", name, version, path)
+        loaded.append(f"{name}/{version}")
+        if self.on_load:
+            self.on_load(name, version, path, True)
+        return servable
+
+    def _set(self, name, serving, labels):
+        with self._lock:
+            if serving:
+                self._versions[name] = serving
+                self._labels[name] = labels
+            else:
+                self._versions.pop(name, None)
+                self._labels.pop(name, None)
+
+    # -------------------------------------------------------------------- requests
+    def get(self, name, version=None, label=None):
+        """The servable a request for `name` (at `version` or `label`) reaches."""
+        with self._lock:
+            versions = self._versions.get(name)
+            labels = self._labels.get(name, {})
+        if label is not None:
+            if not versions or label not in labels:
+                raise NotFound(f"Unrecognized servable version label: {label}")
+            version = labels[label]
+        if not versions:
             request = f"Latest({name})" if version is None else f"Specific({name}, {version})"
             raise NotFound(f"Servable not found for request: {request}")
-        if version is not None and int(version) != servable.version:
-            raise NotFound(
-                f"Servable not found for request: Specific({name}, {version}). "
-                f"Serving version {servable.version} (the highest one)."
-            )
-        return servable
+        if version is None:
+            return versions[max(versions)]
+        if int(version) not in versions:
+            raise NotFound(f"Servable not found for request: Specific({name}, {version})")
+        return versions[int(version)]
+
+    def status(self, name, version=None):
+        """TF Serving's `model_version_status` list for `name` (one version or all)."""
+        with self._lock:
+            versions = dict(self._versions.get(name, {}))
+        failed = {v: message for (n, v), (_, message) in list(self._failed.items()) if n == name}
+        if version is not None:
+            version = int(version)
+            if version in versions:
+                return [versions[version].status()]
+            if version in failed:
+                return [version_status(version, "END", "UNKNOWN", failed[version])]
+            raise NotFound(f"Could not find version {version} of model {name}")
+        if not versions and not failed:
+            raise NotFound(f"Could not find any versions of model {name}")
+        statuses = {v: s.status() for v, s in versions.items()}
+        for v, message in failed.items():
+            statuses.setdefault(v, version_status(v, "END", "UNKNOWN", message))
+        return [statuses[v] for v in sorted(statuses, reverse=True)]
 
     def names(self):
         with self._lock:
-            return sorted(self._servables)
+            return sorted(self._versions)
+
+    def labels(self, name):
+        with self._lock:
+            return dict(self._labels.get(name, {}))
+
+    def servables(self):
+        with self._lock:
+            return [s for versions in self._versions.values() for s in versions.values()]
 
     def start(self):
         self.refresh()
@@ -291,6 +632,8 @@ class ModelStore:
         if self._thread is not None:
             self._thread.join(timeout=30)
             self._thread = None
+        for servable in self.servables():
+            servable.close()
 
     def _poll(self):
         while not self._stop.wait(self.poll_seconds):

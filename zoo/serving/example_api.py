@@ -1,0 +1,251 @@
+"""TF Serving's Classify, Regress and MultiInference APIs: `tf.Example`s in, a signature
+of the classification or regression method run on them, `ClassificationResult` /
+`RegressionResult` out. Both front ends use it: REST (`:classify`, `:regress`, JSON
+examples) and gRPC (`Classify`, `Regress`, `MultiInference` with `Input` protos).
+
+A classify signature (method `tensorflow/serving/classify`) takes one string tensor,
+`inputs`, of serialized `tf.Example`s and gives `classes` (DT_STRING [N, K]) and/or
+`scores` (DT_FLOAT [N, K]); a regress signature (`tensorflow/serving/regress`) gives
+`outputs` (DT_FLOAT [N] or [N, 1]). Parsing the examples is the model's work, inside its
+graph, as in TF Serving; the checks and their wording follow TF Serving's
+`classifier.cc` and `regressor.cc`.
+
+REST's JSON examples (https://www.tensorflow.org/tfx/serving/api_rest#classify_and_regress_api):
+
+    {"signature_name": "...", "context": {"f": 1}, "examples": [{"x": 2.5, "s": "a"}, ...]}
+
+Whole numbers become an `int64_list`, decimals a `float_list`, strings and `{"b64": ...}`
+a `bytes_list`; a list holds one kind. Context features are merged into every example,
+and may not also appear in one.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import math
+
+import numpy as np
+
+from zoo.serving import SIGNATURE_DEFAULT
+from zoo.serving.store import ServingError
+
+CLASSIFY = "tensorflow/serving/classify"
+REGRESS = "tensorflow/serving/regress"
+METHODS = {"classify": CLASSIFY, "regress": REGRESS}
+
+
+# ------------------------------------------------------------------ JSON -> Examples
+def _feature_values(name, value):
+    """One JSON feature value (or list) → ("int64" | "float" | "bytes", [values])."""
+    values = value if isinstance(value, list) else [value]
+    if not values:
+        raise ServingError(f"Feature {name!r} has an empty list of values.")
+    kinds = set()
+    out = []
+    for item in values:
+        if isinstance(item, bool):
+            raise ServingError(f"Feature {name!r}: a boolean is not a tf.Example value. Received: {item}")
+        if isinstance(item, int):
+            kinds.add("int64")
+            out.append(item)
+        elif isinstance(item, float):
+            kinds.add("float")
+            out.append(item)
+        elif isinstance(item, str):
+            kinds.add("bytes")
+            out.append(item.encode("utf-8"))
+        elif isinstance(item, dict) and set(item) == {"b64"} and isinstance(item["b64"], str):
+            kinds.add("bytes")
+            try:
+                out.append(base64.b64decode(item["b64"], validate=True))
+            except (binascii.Error, ValueError):
+                raise ServingError(f"Feature {name!r}: Unable to base64 decode.") from None
+        else:
+            raise ServingError(f"Feature {name!r}: values must be numbers, strings or {{\"b64\": ...}}. "
+                               f"Received: {type(item).__name__}")
+    if kinds == {"int64", "float"}:
+        return "float", [float(v) for v in out]
+    if len(kinds) > 1:
+        raise ServingError(f"Feature {name!r} mixes strings and numbers in one list.")
+    kind = kinds.pop()
+    if kind == "int64" and any(not -(2**63) <= v < 2**63 for v in out):
+        raise ServingError(f"Feature {name!r}: an integer does not fit in int64.")
+    return kind, out
+
+
+def _fill_features(features, json_features, where):
+    from tensorflow.core.example import feature_pb2  # noqa: F401  (the proto module Example uses)
+
+    if not isinstance(json_features, dict):
+        raise ServingError(f"{where} must be an object of feature names to values. "
+                           f"Received: {type(json_features).__name__}")
+    for name, value in json_features.items():
+        kind, values = _feature_values(name, value)
+        feature = features.feature[name]
+        if kind == "int64":
+            feature.int64_list.value.extend(values)
+        elif kind == "float":
+            feature.float_list.value.extend(values)
+        else:
+            feature.bytes_list.value.extend(values)
+
+
+def input_from_json(body):
+    """A REST classify/regress body → `(signature name, tensorflow_serving Input proto)`."""
+    from tensorflow_serving.apis import input_pb2
+
+    if not isinstance(body, dict):
+        raise ServingError("The request body must be a JSON object.")
+    signature_name = body.get("signature_name", SIGNATURE_DEFAULT) or SIGNATURE_DEFAULT
+    if not isinstance(signature_name, str):
+        raise ServingError("'signature_name' must be a string.")
+    examples = body.get("examples")
+    if examples is None:
+        raise ServingError("Missing 'examples' key")
+    if not isinstance(examples, list):
+        raise ServingError("'examples' must be an array of example objects.")
+    request = input_pb2.Input()
+    context = body.get("context")
+    if context is not None:
+        target = request.example_list_with_context
+        _fill_features(target.context.features, context, "'context'")
+        for index, example in enumerate(examples):
+            if isinstance(example, dict):
+                shared = sorted(set(example) & set(context))
+                if shared:
+                    raise ServingError(f"examples[{index}] repeats context features {shared}: a feature "
+                                       "appears in the context or in the examples, not both.")
+            _fill_features(target.examples.add().features, example, f"examples[{index}]")
+    else:
+        target = request.example_list
+        for index, example in enumerate(examples):
+            _fill_features(target.examples.add().features, example, f"examples[{index}]")
+    return signature_name, request
+
+
+def serialized_examples(input_proto):
+    """An `Input` proto → `[bytes]`: one serialized `tf.Example` per example, with the
+    context's features merged in (concatenated serializations merge, as TF Serving's
+    input_util does)."""
+    kind = input_proto.WhichOneof("kind")
+    if kind == "example_list":
+        examples = input_proto.example_list.examples
+        serialized = [example.SerializeToString() for example in examples]
+    elif kind == "example_list_with_context":
+        with_context = input_proto.example_list_with_context
+        context = with_context.context.SerializeToString()
+        serialized = [context + example.SerializeToString() for example in with_context.examples]
+    else:
+        raise ServingError("Input is empty.")
+    if not serialized:
+        raise ServingError("Input is empty.")
+    return serialized
+
+
+# ------------------------------------------------------------------------- running
+def _signature_for(servable, signature_name, method):
+    """The named signature, checked to be of `method` with one `inputs` tensor."""
+    kind = "classification" if method == CLASSIFY else "regression"
+    name = signature_name or SIGNATURE_DEFAULT
+    if name not in servable.signatures:
+        raise ServingError(f"No signature was found with the name: {name}")
+    signature = servable.signatures[name]
+    if signature.method_name != method:
+        raise ServingError(f"Expected {kind} signature method_name to be {method}. Was: {signature.method_name}")
+    if len(signature.inputs) != 1:
+        raise ServingError("Expected one input Tensor.")
+    if "inputs" not in signature.inputs:
+        raise ServingError(f"No {kind} inputs found in SignatureDef: {sorted(signature.inputs)}")
+    return signature
+
+
+def classify(servable, signature_name, input_proto):
+    """Run a classify signature → `(signature name, ClassificationResult)`."""
+    from tensorflow_serving.apis import classification_pb2
+
+    signature = _signature_for(servable, signature_name, CLASSIFY)
+    wanted = [key for key in ("classes", "scores") if key in signature.outputs]
+    if not 1 <= len(signature.outputs) <= 2:
+        raise ServingError(f"Expected one or two output Tensors, found {len(signature.outputs)}")
+    if not wanted:
+        raise ServingError('Expected classification signature outputs to contain at least one of "classes" '
+                           'or "scores".')
+    serialized = serialized_examples(input_proto)
+    count = len(serialized)
+    outputs = servable.predict(signature.name, {"inputs": np.array(serialized, dtype=object)}, output_filter=wanted)
+    classes, scores = outputs.get("classes"), outputs.get("scores")
+    for key, array, dtype in (("classes", classes, "DT_STRING"), ("scores", scores, "DT_FLOAT")):
+        if array is None:
+            continue
+        if array.ndim != 2:
+            raise ServingError(f"Expected Tensor shape: [batch_size num_classes] but got {list(array.shape)}")
+        if (dtype == "DT_STRING") != (array.dtype == object) or (dtype == "DT_FLOAT" and array.dtype != np.float32):
+            raise ServingError(f"Expected {key} Tensor of {dtype}. Got: {signature.outputs[key].dtype_name}")
+        if array.shape[0] != count:
+            raise ServingError(f"Expected {key} output batch size of {count}. Got: {array.shape[0]}")
+    if classes is not None and scores is not None and classes.shape[1] != scores.shape[1]:
+        raise ServingError(f"Tensors class and score should match in dim_size(1). Got {classes.shape[1]} "
+                           f"vs. {scores.shape[1]}")
+    result = classification_pb2.ClassificationResult()
+    width = (classes if classes is not None else scores).shape[1]
+    for row in range(count):
+        classifications = result.classifications.add()
+        for column in range(width):
+            entry = classifications.classes.add()
+            if classes is not None:
+                entry.label = _text(classes[row, column])
+            if scores is not None:
+                entry.score = float(scores[row, column])
+    return signature.name, result
+
+
+def regress(servable, signature_name, input_proto):
+    """Run a regress signature → `(signature name, RegressionResult)`."""
+    from tensorflow_serving.apis import regression_pb2
+
+    signature = _signature_for(servable, signature_name, REGRESS)
+    if len(signature.outputs) != 1:
+        raise ServingError("Expected one output Tensor.")
+    if "outputs" not in signature.outputs:
+        raise ServingError(f"No regression outputs found in SignatureDef: {sorted(signature.outputs)}")
+    serialized = serialized_examples(input_proto)
+    count = len(serialized)
+    values = servable.predict(signature.name, {"inputs": np.array(serialized, dtype=object)})["outputs"]
+    if not (values.ndim == 1 or (values.ndim == 2 and values.shape[1] == 1)):
+        raise ServingError(f"Expected output Tensor shape to be either [batch_size] or [batch_size, 1] but got "
+                           f"{list(values.shape)}")
+    if values.shape[0] != count:
+        raise ServingError(f"Input batch size did not match output batch size: {count} vs. {values.shape[0]}")
+    if values.dtype != np.float32:
+        raise ServingError(f"Expected output Tensor of DT_FLOAT.  Got: {signature.outputs['outputs'].dtype_name}")
+    result = regression_pb2.RegressionResult()
+    for value in values.reshape(-1):
+        result.regressions.add().value = float(value)
+    return signature.name, result
+
+
+def _text(value):
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+# ---------------------------------------------------------------------- REST answers
+def classification_json(result, number):
+    """`{"result": [[[label, score], ...], ...]}` with `number(score)` as each score."""
+    return {"result": [[[entry.label, number(entry.score)] for entry in classifications.classes]
+                       for classifications in result.classifications]}
+
+
+def regression_json(result, number):
+    """`{"result": [value, ...]}`."""
+    return {"result": [number(entry.value) for entry in result.regressions]}
+
+
+def float32_number(value):
+    """A float32 as the shortest decimal that reads back as the same float32 (TF
+    Serving writes 0.0003, not the double 0.0003000000142492354); NaN and infinities
+    as the JSON extensions TF Serving writes."""
+    value = np.float32(value)
+    if not math.isfinite(value):
+        return float(value)
+    return float(np.format_float_positional(value, unique=True, trim="-")) if value == value else value
