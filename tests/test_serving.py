@@ -145,7 +145,8 @@ def test_export_layout_and_metadata(base, export_dir, run_dir):
     assert meta["classes"] == CLASSES and meta["input_size"] == [28, 28]
     assert meta["zoo_version"] == zoo.__version__
     assert meta["source_run"] == str(Path(run_dir).resolve())
-    assert set(meta["signatures"]) == {"serving_default", "serving_uint8", "serving_bytes", "top_k", "explain"}
+    assert set(meta["signatures"]) == {"serving_default", "serving_uint8", "serving_bytes", "top_k", "explain",
+                                      "classify"}
 
 
 def test_signatures_match_keras_for_arrays(loaded, model, batch):
@@ -245,7 +246,7 @@ def test_status_and_metadata(server):
     assert body["model_spec"] == {"name": NAME, "signature_name": "", "version": "1"}
     signatures = body["metadata"]["signature_def"]["signature_def"]
     inputs = signatures["serving_bytes"]["inputs"]["image_bytes"]
-    assert inputs["dtype"] == "DT_STRING" and inputs["tensor_shape"]["dim"] == [{"size": "-1"}]
+    assert inputs["dtype"] == "DT_STRING" and inputs["tensor_shape"]["dim"] == [{"size": "-1", "name": ""}]
     assert signatures["serving_default"]["method_name"] == "tensorflow/serving/predict"
     assert set(signatures["top_k"]["outputs"]) == {"classes", "scores", "class_ids"}
 
@@ -305,8 +306,8 @@ BAD_REQUESTS = {
     "unknown signature": ("POST", f"/v1/models/{NAME}:predict", {"signature_name": "nope", "instances": [1.0]}, 400),
     "wrong dtype": ("POST", f"/v1/models/{NAME}:predict", {"instances": [[[["a"] * 3] * 28] * 28]}, 400),
     "wrong dtype for bytes": ("POST", f"/v1/models/{NAME}:predict", {"signature_name": "top_k", "instances": [1.5]}, 400),
-    "uint8 out of range": ("POST", f"/v1/models/{NAME}:predict",
-                           {"signature_name": "serving_uint8", "instances": [[[[300] * 3] * 28] * 28]}, 400),
+    "uint8 not a whole number": ("POST", f"/v1/models/{NAME}:predict",
+                                 {"signature_name": "serving_uint8", "instances": [[[[3.5] * 3] * 28] * 28]}, 400),
     "wrong shape": ("POST", f"/v1/models/{NAME}:predict", {"instances": [[[0.0] * 3] * 28]}, 400),
     "ragged": ("POST", f"/v1/models/{NAME}:predict", {"inputs": [[1.0, 2.0], [3.0]]}, 400),
     "bad base64": ("POST", f"/v1/models/{NAME}:predict",
@@ -469,7 +470,7 @@ def test_grpc_errors_keep_serving(server, batch):
     cases = [
         (dict(name="nope"), grpc.StatusCode.NOT_FOUND),
         (dict(version=9), grpc.StatusCode.NOT_FOUND),
-        (dict(signature="nope"), grpc.StatusCode.INVALID_ARGUMENT),
+        (dict(signature="nope"), grpc.StatusCode.FAILED_PRECONDITION),  # TF Serving's code for it
         (dict(inputs={"images": batch[:1]}), grpc.StatusCode.INVALID_ARGUMENT),  # uint8 to float
         (dict(inputs={"images": np.zeros((1, 5, 5, 3), "float32")}), grpc.StatusCode.INVALID_ARGUMENT),
         (dict(signature="serving_bytes", inputs={"image_bytes": [b"junk"]}), grpc.StatusCode.INVALID_ARGUMENT),

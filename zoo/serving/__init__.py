@@ -20,4 +20,7 @@ SIGNATURE_UINT8 = "serving_uint8"
 SIGNATURE_BYTES = "serving_bytes"
 SIGNATURE_TOP_K = "top_k"
 SIGNATURE_EXPLAIN = "explain"
+SIGNATURE_CLASSIFY = "classify"  # TF Serving's classification method: tf.Examples in
+CLASSIFY_FEATURE = "image/encoded"  # the tf.Example feature holding the image file's bytes
+CLASSIFY_METHOD = "tensorflow/serving/classify"
 METADATA_FILE = "assets.extra/zoo.json"

@@ -178,6 +178,13 @@ def parse_batching_parameters(text, source="batching parameters"):
         text_format.Parse(text, message)
     except text_format.ParseError as error:
         detail = str(error).replace('Message type "tensorflow.serving.BatchingParameters"', "BatchingParameters")
+        lines = text.splitlines()
+        number = error.GetLine() if hasattr(error, "GetLine") else None
+        if number and 0 < number <= len(lines) and lines[number - 1].strip() \
+                and lines[number - 1].strip() not in detail:
+            detail += f" (line {number}: {lines[number - 1].strip()[:80]!r})"
+        if 'Expected "{"' in detail:
+            detail += "; write wrapped fields as max_batch_size { value: 32 }"
         raise ZooError(f"{source} is not a text-format BatchingParameters: {detail}") from None
     values = {}
     for name in _WRAPPED:

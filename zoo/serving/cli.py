@@ -34,22 +34,55 @@ def add_commands(subparsers):
         help="serve exported models over TF Serving's REST and gRPC APIs",
         description=(
             "Serve every MODELS/NAME/ (highest VERSION; new versions are picked up "
-            "without a restart) with TF Serving's REST and gRPC contract. For "
-            "development and tests; production runs tensorflow/serving on the same directory."
+            "without a restart), or the models of a TF Serving model config file, with "
+            "TF Serving's REST and gRPC contract: predict, classify, regress, metadata, "
+            "status, version labels, Prometheus metrics. For machines without TF "
+            "Serving; production runs tensorflow/serving on the same directory or config. "
+            "TF Serving's flag names (--model_config_file, --enable_batching, "
+            "--rest_api_port, ...) are accepted too; note that zoo's --port is the REST "
+            "port (TF Serving's --port is gRPC: use --grpc-port)."
         ),
         epilog=("examples:\n  zoo serve models/\n  zoo serve models/ --port 8601 --grpc-port -1\n"
+                "  zoo serve --model_config_file models.config --file_system_poll_wait_seconds 5\n"
+                "  zoo serve models/ --enable_batching --batching_parameters_file batching.config\n"
                 "  curl http://127.0.0.1:8501/v1/models/birds"),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("base_path", metavar="MODELS", help="directory of NAME/VERSION/ SavedModels")
+    p.add_argument("base_path", metavar="MODELS", nargs="?",
+                   help="directory of NAME/VERSION/ SavedModels (or give --model-config-file)")
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: 127.0.0.1, loopback)")
-    p.add_argument("--port", type=int, default=8501, help="REST port (default: 8501)")
-    p.add_argument("--grpc-port", type=int, default=8500, help="gRPC port, -1 for none (default: 8500)")
-    p.add_argument("--poll-seconds", type=float, default=1.0, help="how often to look for new versions (default: 1)")
+    p.add_argument("--port", "--rest-api-port", "--rest_api_port", dest="port", type=int, default=8501,
+                   help="REST port (default: 8501)")
+    p.add_argument("--grpc-port", "--grpc_port", dest="grpc_port", type=int, default=8500,
+                   help="gRPC port, -1 for none (default: 8500)")
+    p.add_argument("--model-config-file", "--model_config_file", dest="model_config_file", metavar="FILE",
+                   help="TF Serving's text-format ModelServerConfig: several models, version policies "
+                        "(latest/all/specific) and labels; re-read when it changes")
+    p.add_argument("--poll-seconds", "--file-system-poll-wait-seconds", "--file_system_poll_wait_seconds",
+                   "--model_config_file_poll_wait_seconds", dest="poll_seconds", type=float, default=1.0,
+                   help="how often to look for new versions and config changes (default: 1)")
+    p.add_argument("--enable-batching", "--enable_batching", dest="enable_batching", nargs="?", const=True,
+                   default=False, type=_flag, help="merge concurrent requests into one model call")
+    p.add_argument("--batching-parameters-file", "--batching_parameters_file", dest="batching_parameters_file",
+                   metavar="FILE", help="TF Serving's text-format batching parameters (max_batch_size, "
+                                        "batch_timeout_micros, ...); implies --enable-batching")
+    p.add_argument("--rest-api-enable-cors-support", "--rest_api_enable_cors_support", dest="enable_cors",
+                   nargs="?", const=True, default=False, type=_flag,
+                   help="CORS headers on REST answers, for browser clients")
     p.add_argument("--max-body-mb", type=float, default=32.0, help="largest request body in MiB (default: 32)")
     p.add_argument("--max-connections", type=int, default=256,
                    help="REST connections served at once; more get a 503 (default: 256)")
     p.set_defaults(func=cmd_serve)
+
+
+def _flag(text):
+    """TF Serving's boolean flags: `--enable_batching`, `--enable_batching=true|false`."""
+    lowered = str(text).lower()
+    if lowered in ("1", "true", "yes"):
+        return True
+    if lowered in ("0", "false", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
 def cmd_export(args):
@@ -92,11 +125,18 @@ def _default_name(source):
 def cmd_serve(args):
     import logging
 
+    if (args.base_path is None) == (args.model_config_file is None):
+        print("zoo serve: give a MODELS directory or --model-config-file FILE (one of them).", file=sys.stderr)
+        return 2
     from zoo.serving.server import ModelServer
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     server = ModelServer(
         args.base_path,
+        model_config_file=args.model_config_file,
+        enable_batching=args.enable_batching,
+        batching_parameters_file=args.batching_parameters_file,
+        enable_cors=args.enable_cors,
         host=args.host,
         port=args.port,
         grpc_port=None if args.grpc_port < 0 else args.grpc_port,

@@ -21,6 +21,10 @@ Signatures of an image classifier (H, W = the model's input size, C = classes):
   preprocessed in the graph → `probabilities`, `class_ids`.
 - `top_k`: `image_bytes` string `[N]` → `classes` string `[N, K]` (the class names,
   embedded in the graph), `scores` float32 `[N, K]`, `class_ids` int64 `[N, K]`.
+- `classify`: TF Serving's classification method (`:classify` over REST, `Classify`
+  over gRPC): `inputs` string `[N]` of serialized `tf.Example`s whose `image/encoded`
+  bytes feature holds the image file → `classes` string `[N, K]`, `scores` float32
+  `[N, K]`, the same as `top_k`.
 - `explain`: `image_bytes` string `[N]` → `class_ids` int64 `[N]` and `classes`
   string `[N]` (the predicted class), `probabilities` float32 `[N]` (its probability),
   `heatmap` float32 `[N, h, w]`: Grad-CAM of that class at the last convolutional
@@ -48,6 +52,9 @@ from zoo import io
 from zoo.errors import UnknownModelError, ZooError
 from zoo.io import fsync_dir, read_json
 from zoo.serving import (
+    CLASSIFY_FEATURE,
+    CLASSIFY_METHOD,
+    SIGNATURE_CLASSIFY,
     METADATA_FILE,
     SIGNATURE_BYTES,
     SIGNATURE_DEFAULT,
@@ -347,8 +354,7 @@ def _write_saved_model(source, path, top_k):
     def serve_bytes(image_bytes):
         return classify(decode(image_bytes))
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
-    def serve_top_k(image_bytes):
+    def top_classes(image_bytes):
         probabilities = classify(decode(image_bytes))["probabilities"]
         top = tf.math.top_k(probabilities, k=k)
         return {
@@ -357,16 +363,30 @@ def _write_saved_model(source, path, top_k):
             "class_ids": tf.cast(top.indices, tf.int64),
         }
 
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
+    def serve_top_k(image_bytes):
+        return top_classes(image_bytes)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="inputs")])
+    def serve_classify(serialized_examples):
+        features = tf.io.parse_example(
+            serialized_examples, {CLASSIFY_FEATURE: tf.io.FixedLenFeature([], tf.string)})
+        top = top_classes(features[CLASSIFY_FEATURE])
+        return {"classes": top["classes"], "scores": top["scores"]}
+
     archive.add_endpoint(SIGNATURE_DEFAULT, serve_float)
     archive.add_endpoint(SIGNATURE_UINT8, serve_uint8)
     archive.add_endpoint(SIGNATURE_BYTES, serve_bytes)
     archive.add_endpoint(SIGNATURE_TOP_K, serve_top_k)
+    archive.add_endpoint(SIGNATURE_CLASSIFY, serve_classify)
     outputs = ["probabilities", "class_ids"]
     described = {
         SIGNATURE_DEFAULT: {"inputs": ["images"], "outputs": outputs},
         SIGNATURE_UINT8: {"inputs": ["images"], "outputs": outputs},
         SIGNATURE_BYTES: {"inputs": ["image_bytes"], "outputs": outputs},
         SIGNATURE_TOP_K: {"inputs": ["image_bytes"], "outputs": ["classes", "scores", "class_ids"]},
+        SIGNATURE_CLASSIFY: {"inputs": ["inputs"], "outputs": ["classes", "scores"], "method": CLASSIFY_METHOD,
+                             "feature": CLASSIFY_FEATURE},
     }
     explain = _explain_endpoint(model, decode, class_names)
     if explain is not None:
@@ -376,7 +396,25 @@ def _write_saved_model(source, path, top_k):
                                         "outputs": ["class_ids", "classes", "probabilities", "heatmap"],
                                         "heatmap_shape": heatmap_shape, "layer": layer_name}
     archive.write_out(str(path), verbose=False)
+    set_method_names(path, {SIGNATURE_CLASSIFY: CLASSIFY_METHOD})
     return described
+
+
+def set_method_names(path, methods):
+    """Give signatures TF Serving's classify/regress method names. `tf.saved_model`
+    writes every signature as a predict one; TF Serving's Classify and Regress run only
+    a signature whose SignatureDef says it is theirs (as TF1's
+    `classification_signature_def` wrote it)."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    file = Path(path) / "saved_model.pb"
+    saved_model = saved_model_pb2.SavedModel()
+    saved_model.ParseFromString(file.read_bytes())
+    for graph in saved_model.meta_graphs:
+        for name, method in methods.items():
+            if name in graph.signature_def:
+                graph.signature_def[name].method_name = method
+    file.write_bytes(saved_model.SerializeToString())
 
 
 def _explain_endpoint(model, decode, class_names):

@@ -31,6 +31,7 @@ from zoo.serving.store import ServingError
 SIGNATURE_KEY = "signature_name"
 BYTES_SUFFIX = "_bytes"
 DEBUG_STRING_BYTES = 256
+MAX_RANK = 32  # numpy's limit is 64 and TF's 254; no signature here takes more than a few
 
 # TF's DataTypeString for the dtypes a request can carry.
 DTYPE_NAMES = {
@@ -146,6 +147,8 @@ def parse_json(body):
         value = _parse_iteratively(text, start)
     except json.JSONDecodeError as error:
         raise ServingError(f"JSON Parse error: {error.msg} at offset: {error.pos}") from None
+    except ValueError as error:  # a number of more than 4,300 digits
+        raise ServingError(f"JSON Parse error: {error}") from None
     if not isinstance(value, dict):
         raise ServingError(f"JSON Value: {debug_string(value)} Is not object")
     return value
@@ -335,6 +338,9 @@ def value_to_array(value, dtype_name, numpy_dtype):
     """A JSON value (scalar, list of lists, b64 objects) → a numpy array of the tensor's
     dtype, with TF Serving's shape and type checks (GetDenseTensorShape + FillTensorProto)."""
     shape = _dense_shape(value)
+    if len(shape) > MAX_RANK:
+        raise ServingError(f"JSON Value: {debug_string(value)} nests lists {len(shape)} deep; a tensor has at "
+                           f"most {MAX_RANK} dimensions")
     fast = _fast_array(value, shape, dtype_name, numpy_dtype)
     if fast is not None:
         return fast
@@ -433,7 +439,7 @@ def _stack(rows, spec):
     if spec.dtype == object:
         array = np.empty((len(rows), *rows[0].shape), dtype=object)
         for index, row in enumerate(rows):
-            array[index] = row
+            array[index, ...] = row
         return array
     return np.stack(rows).astype(spec.dtype, copy=False)
 
@@ -544,6 +550,8 @@ def _leaf_texts(array, name):
 
 def _nested(texts):
     """An array of JSON texts → the JSON text of the nested list (arrays on one line)."""
+    if isinstance(texts, str):
+        return texts
     if texts.ndim == 0:
         return texts.item()
     if texts.ndim == 1:

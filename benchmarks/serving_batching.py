@@ -1,0 +1,339 @@
+"""Does server-side batching (`zoo serve --enable_batching`) raise throughput under
+concurrent single-image requests, and what does it cost in latency?
+
+    PYTHONPATH=. python benchmarks/serving_batching.py              # 8/32/128 clients, 10 s each
+    PYTHONPATH=. python benchmarks/serving_batching.py --smoke      # a few seconds, for CI
+    PYTHONPATH=. python benchmarks/serving_batching.py --seconds 20 --clients 32
+
+Exports LeNet-5 (random init, seed 0), then runs `zoo serve` twice in subprocesses,
+batching off and on (a TF Serving batching parameters file: max_batch_size 32,
+batch_timeout_micros --timeout-micros, num_batch_threads 1). For each server and each
+client count C, a separate client process (so client threads share neither the
+server's interpreter nor its GIL) runs C threads, each with a persistent HTTP/1.1
+connection sending one real digit (scikit-learn's, 28x28) per `:predict` request for
+a fixed time after a warm-up. Reported: requests/s, p50/p99 latency, the on/off
+ratio, the answers of the two servers compared (class ids, probabilities), and one
+batch's compute (the SavedModel's signature at batch 1 and 32, in process), which
+with the timeout bounds what batching may add to a request's latency.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import datetime
+import http.client
+import io
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+
+MODEL = "lenet"
+SIGNATURES = {"uint8": "serving_uint8", "float": "serving_default", "png": "serving_bytes"}
+
+
+# ------------------------------------------------------------------ client process
+def drive(port, clients, seconds, warmup, bodies_file, out_file):
+    """The client process: `clients` threads on kept-alive connections, each sending
+    the request bodies in turn; writes latencies and each image's first answer."""
+    bodies = json.loads(Path(bodies_file).read_text())
+    bodies = [body.encode() for body in bodies]
+    path = f"/v1/models/{MODEL}:predict"
+    lock = threading.Lock()
+    latencies, failures, answers = [], [], {}
+    barrier = threading.Barrier(clients + 1)
+    state = {"measure_from": None, "stop_at": None}
+
+    def client(index):
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        mine, k = [], 0
+        barrier.wait()
+        while True:
+            now = time.perf_counter()
+            if now >= state["stop_at"]:
+                break
+            image = (index + k * clients) % len(bodies)
+            k += 1
+            start = time.perf_counter()
+            try:
+                connection.request("POST", path, body=bodies[image], headers={"Content-Type": "application/json"})
+                response = connection.getresponse()
+                payload = response.read()
+            except Exception as error:  # noqa: BLE001  (counted)
+                with lock:
+                    failures.append(repr(error))
+                connection.close()
+                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+                continue
+            end = time.perf_counter()
+            if response.status != 200:
+                with lock:
+                    failures.append(payload[:200].decode(errors="replace"))
+                continue
+            if start >= state["measure_from"]:
+                mine.append(end - start)
+            if image not in answers:
+                with lock:
+                    answers.setdefault(image, payload.decode())
+        connection.close()
+        with lock:
+            latencies.extend(mine)
+
+    threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(clients)]
+    for thread in threads:
+        thread.start()
+    start = time.perf_counter()
+    state["measure_from"], state["stop_at"] = start + warmup, start + warmup + seconds
+    barrier.wait()
+    for thread in threads:
+        thread.join()
+    Path(out_file).write_text(json.dumps({
+        "latencies": latencies, "failures": failures[:20], "failed": len(failures),
+        "seconds": seconds, "answers": answers,
+    }))
+
+
+def run_clients(port, clients, seconds, warmup, bodies_file):
+    with tempfile.NamedTemporaryFile("r", suffix=".json", delete=False) as out:
+        out_file = out.name
+    subprocess.run([sys.executable, __file__, "--drive", str(port), str(clients), str(seconds), str(warmup),
+                    bodies_file, out_file], check=True)
+    result = json.loads(Path(out_file).read_text())
+    os.unlink(out_file)
+    ms = np.asarray(result["latencies"]) * 1000.0
+    result["count"] = len(ms)
+    result["rate"] = len(ms) / seconds
+    result["p50"], result["p99"] = (float(np.percentile(ms, 50)), float(np.percentile(ms, 99))) if len(ms) else (0, 0)
+    return result
+
+
+# -------------------------------------------------------------------------- server
+class Server:
+    """`zoo serve BASE` in a subprocess, on a free port."""
+
+    def __init__(self, base, batching_file=None):
+        command = [sys.executable, "-m", "zoo", "serve", str(base), "--port", "0", "--grpc-port", "-1",
+                   "--poll-seconds", "0"]
+        if batching_file is not None:
+            command += ["--enable_batching", "--batching_parameters_file", str(batching_file)]
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
+        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                                        env=env, cwd=str(ROOT))
+        self.port = None
+        for line in self.process.stdout:
+            if line.startswith("REST on "):
+                self.port = int(line.split()[2].rsplit(":", 1)[1].rstrip(","))
+                break
+        if self.port is None:
+            raise SystemExit(f"zoo serve did not start (exit {self.process.wait()}): {' '.join(command)}")
+        threading.Thread(target=self.process.stdout.read, daemon=True).start()  # drain
+
+    def close(self):
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def request(port, body):
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    try:
+        connection.request("POST", f"/v1/models/{MODEL}:predict", body=body, headers={"Content-Type": "application/json"})
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+# ---------------------------------------------------------------------------- main
+def make_bodies(images, fmt):
+    signature = SIGNATURES[fmt]
+    bodies = []
+    for image in images:
+        if fmt == "png":
+            from PIL import Image
+
+            buffer = io.BytesIO()
+            Image.fromarray(image).save(buffer, "PNG")
+            instance = {"b64": base64.b64encode(buffer.getvalue()).decode("ascii")}
+        elif fmt == "float":
+            instance = image.astype("float32").tolist()
+        else:
+            instance = image.tolist()
+        bodies.append(json.dumps({"signature_name": signature, "instances": [instance]}))
+    return bodies
+
+
+def batch_compute(export_dir, images, fmt, repeats):
+    """Seconds per call of the served signature at batch 1 and 32, in process
+    (median of `repeats`)."""
+    from zoo.serving.store import Servable
+
+    servable = Servable(MODEL, 1, export_dir)
+    signature = servable.signature(SIGNATURES[fmt])
+    key = next(iter(signature.inputs))
+    if fmt == "png":
+        from PIL import Image
+
+        def encode(image):
+            buffer = io.BytesIO()
+            Image.fromarray(image).save(buffer, "PNG")
+            return buffer.getvalue()
+
+        feeds = np.array([encode(image) for image in images[:32]], dtype=object)
+    else:
+        feeds = images[:32].astype(signature.inputs[key].dtype)
+    out = {}
+    for size in (1, 32):
+        feed = {key: feeds[:size]}
+        for _ in range(10):
+            servable.run(signature, feed)
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            servable.run(signature, feed)
+            times.append(time.perf_counter() - start)
+        out[size] = float(np.median(times))
+    servable.close()
+    return out
+
+
+def compare(answers_off, answers_on):
+    """Both servers' first answer for each image: (images compared, class ids equal,
+    bit-identical answers, max |probability difference|)."""
+    common = sorted(set(answers_off) & set(answers_on))
+    same_class = identical = 0
+    worst = 0.0
+    for image in common:
+        a = json.loads(answers_off[image])["predictions"][0]
+        b = json.loads(answers_on[image])["predictions"][0]
+        same_class += a["class_ids"] == b["class_ids"]
+        identical += answers_off[image] == answers_on[image]
+        worst = max(worst, float(np.abs(np.float32(a["probabilities"]) - np.float32(b["probabilities"])).max()))
+    return len(common), same_class, identical, worst
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--clients", default="8,32,128", help="client counts (default: 8,32,128)")
+    parser.add_argument("--seconds", type=float, default=10.0, help="measured seconds per run (default: 10)")
+    parser.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds before each run (default: 2)")
+    parser.add_argument("--max-batch-size", type=int, default=32)
+    parser.add_argument("--timeout-micros", type=int, default=5000, help="batch_timeout_micros (default: 5000)")
+    parser.add_argument("--batch-threads", type=int, default=1, help="num_batch_threads (default: 1)")
+    parser.add_argument("--format", choices=sorted(SIGNATURES), default="uint8",
+                        help="request body: uint8 pixels (serving_uint8), float pixels (serving_default) or a "
+                             "b64 PNG (serving_bytes); default: uint8")
+    parser.add_argument("--smoke", action="store_true", help="tiny and quick: 8 and 32 clients, 1 s each")
+    parser.add_argument("--drive", nargs=6, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.drive:
+        port, clients, seconds, warmup, bodies_file, out_file = args.drive
+        drive(int(port), int(clients), float(seconds), float(warmup), bodies_file, out_file)
+        return 0
+    if args.smoke:
+        args.clients, args.seconds, args.warmup = "8,32", 1.0, 0.5
+    client_counts = [int(c) for c in args.clients.split(",")]
+
+    import keras
+    import tensorflow as tf
+
+    import zoo
+    from zoo.recipes.digits import load_digits_28
+    from zoo.serving.batching import BatchingParameters, format_batching_parameters
+
+    images = load_digits_28()[0][:256]
+    keras.utils.set_random_seed(0)
+    model = zoo.create("lenet5", weights=None, num_classes=10)
+    work = Path(tempfile.mkdtemp(prefix="zoo-batching-bench-"))
+    export_dir = zoo.export(model, work / "models", MODEL)
+    del model
+    keras.backend.clear_session()
+    compute = batch_compute(export_dir, images, args.format, 50 if args.smoke else 300)
+    parameters = BatchingParameters(max_batch_size=args.max_batch_size, batch_timeout_micros=args.timeout_micros,
+                                    num_batch_threads=args.batch_threads,
+                                    max_enqueued_batches=max(client_counts) // args.max_batch_size + 10)
+    batching_file = work / "batching.config"
+    batching_file.write_text(format_batching_parameters(parameters))
+    bodies_file = work / "bodies.json"
+    bodies = make_bodies(images, args.format)
+    bodies_file.write_text(json.dumps(bodies))
+    print(f"LeNet-5 (random init) {SIGNATURES[args.format]}, {len(bodies[0])} B per request; "
+          f"in process: batch 1 {compute[1] * 1e3:.2f} ms, batch 32 {compute[32] * 1e3:.2f} ms "
+          f"({compute[32] / 32 * 1e3:.3f} ms/image)", flush=True)
+    print("batching parameters: " + " ".join(format_batching_parameters(parameters).split()), flush=True)
+
+    results = {}
+    lone = {}
+    for label, config in (("off", None), ("on", batching_file)):
+        with Server(work / "models", config) as server:
+            status, _ = request(server.port, bodies[0].encode())
+            if status != 200:
+                raise SystemExit(f"the {label} server answered {status}")
+            # One client alone: what batching costs a request with nobody to share with.
+            lone[label] = run_clients(server.port, 1, args.seconds / 2, args.warmup / 2, str(bodies_file))
+            print(f"batching {label:3s}   1 client : {lone[label]['rate']:7.0f} req/s  "
+                  f"p50 {lone[label]['p50']:7.2f} ms  p99 {lone[label]['p99']:7.2f} ms", flush=True)
+            for clients in client_counts:
+                result = run_clients(server.port, clients, args.seconds, args.warmup, str(bodies_file))
+                results[label, clients] = result
+                print(f"batching {label:3s} {clients:3d} clients: {result['rate']:7.0f} req/s  "
+                      f"p50 {result['p50']:7.2f} ms  p99 {result['p99']:7.2f} ms  failures {result['failed']}"
+                      + (f" {result['failures'][:1]}" if result["failed"] else ""), flush=True)
+
+    bound = args.timeout_micros / 1000 + compute[args.max_batch_size if args.max_batch_size in compute else 32] * 1e3
+    answers_off, answers_on = {}, {}
+    for (label, _), result in results.items():
+        for image, text in result["answers"].items():
+            (answers_off if label == "off" else answers_on).setdefault(image, text)
+    compared, same_class, identical, worst = compare(answers_off, answers_on)
+
+    cpus = os.cpu_count()
+    print(f"\n#### LeNet-5 `{SIGNATURES[args.format]}`, one digit per request — {datetime.date.today()}, "
+          f"{cpus} CPU cores, {platform.processor() or platform.machine()}, TF {tf.__version__}, "
+          f"{args.seconds:g} s per run\n")
+    print(f"max_batch_size {args.max_batch_size}, batch_timeout_micros {args.timeout_micros}, num_batch_threads "
+          f"{args.batch_threads}; one batch of 32 in process: {compute[32] * 1e3:.2f} ms (batch 1: "
+          f"{compute[1] * 1e3:.2f} ms); timeout + one batch = {bound:.2f} ms\n")
+    print("| clients | off: req/s | off: p50 / p99 ms | on: req/s | on: p50 / p99 ms | on/off throughput |")
+    print("|---|---|---|---|---|---|")
+    print(f"| 1 | {lone['off']['rate']:.0f} | {lone['off']['p50']:.2f} / {lone['off']['p99']:.2f} | "
+          f"{lone['on']['rate']:.0f} | {lone['on']['p50']:.2f} / {lone['on']['p99']:.2f} | "
+          f"{lone['on']['rate'] / max(lone['off']['rate'], 1e-9):.2f}x |")
+    for clients in client_counts:
+        off, on = results["off", clients], results["on", clients]
+        print(f"| {clients} | {off['rate']:.0f} | {off['p50']:.2f} / {off['p99']:.2f} | {on['rate']:.0f} | "
+              f"{on['p50']:.2f} / {on['p99']:.2f} | **{on['rate'] / max(off['rate'], 1e-9):.2f}x** |")
+    failed = sum(r["failed"] for r in results.values()) + lone["off"]["failed"] + lone["on"]["failed"]
+    print(f"\nfailures: {failed}; answers compared on {compared} images: class ids equal {same_class}/{compared}, "
+          f"bit-identical JSON {identical}/{compared}, max |probability difference| {worst:.1e}")
+    if 32 in client_counts:
+        ratio = results["on", 32]["rate"] / max(results["off", 32]["rate"], 1e-9)
+        p99 = results["on", 32]["p99"]
+        print(f"acceptance at 32 clients: throughput {ratio:.2f}x (>= 2x: {'yes' if ratio >= 2 else 'NO'}); "
+              f"p99 {p99:.2f} ms vs timeout + one batch {bound:.2f} ms ({'under' if p99 < bound else 'OVER'})")
+    ok = failed == 0 and compared > 0 and same_class == compared
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

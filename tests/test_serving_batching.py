@@ -1,0 +1,482 @@
+"""Server-side request batching (`zoo.serving.batching`), as TF Serving's
+`--enable_batching --batching_parameters_file` does it.
+
+Unit tests drive a `Batcher` with a numpy `run` that works row by row (so a row's
+answer cannot depend on the batch it ran in, and batched answers must be bit-for-bit
+the unbatched ones); the end-to-end test serves a LeNet-5 export with batching on
+and off and sends 32 concurrent single-image requests.
+"""
+
+import http.client
+import inspect
+import json
+import os
+import threading
+import time
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from zoo.errors import ZooError  # noqa: E402
+from zoo.serving.batching import (  # noqa: E402
+    Batcher,
+    BatchingParameters,
+    Overloaded,
+    format_batching_parameters,
+    read_batching_parameters,
+)
+from zoo.serving.store import ServingError  # noqa: E402
+
+
+def rowwise(inputs):
+    """A model whose answer for a row depends on that row only (elementwise ops and
+    short per-row sums), with two outputs of different shapes and dtypes."""
+    x = inputs["x"]
+    return {
+        "y": np.tanh(x * np.float32(1.5) + np.float32(0.25)),
+        "total": x.reshape(len(x), -1).sum(axis=1),
+        "index": np.argmax(x.reshape(len(x), -1), axis=1),
+    }
+
+
+class Recorder:
+    """`run` that records the batch sizes (and inputs) it saw, optionally slow."""
+
+    def __init__(self, fn=rowwise, delay=0.0):
+        self.fn, self.delay = fn, delay
+        self.sizes, self.inputs = [], []
+        self.lock = threading.Lock()
+
+    def __call__(self, inputs):
+        with self.lock:
+            self.sizes.append(len(next(iter(inputs.values()))))
+            self.inputs.append(inputs)
+        if self.delay:
+            time.sleep(self.delay)
+        return self.fn(inputs)
+
+
+def params(**kwargs):
+    kwargs.setdefault("num_batch_threads", 2)
+    return BatchingParameters(**kwargs)
+
+
+def hammer(batcher, clients, calls, make_input, results=None, errors=None):
+    """`clients` threads, each making `calls` calls; returns [(input, output)]."""
+    results = [] if results is None else results
+    errors = [] if errors is None else errors
+    barrier = threading.Barrier(clients)
+
+    def client(i):
+        rng = np.random.default_rng(i)
+        barrier.wait()
+        for j in range(calls):
+            x = make_input(rng, i, j)
+            try:
+                results.append((x, batcher({"x": x})))
+            except Exception as error:  # noqa: BLE001  (the test looks at them)
+                errors.append(error)
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    return results
+
+
+# ------------------------------------------------------------------------- answers
+def test_concurrent_callers_get_bit_identical_answers_and_batches_stay_within_max():
+    """40 callers x 25 calls of 1-5 rows: every answer is exactly what the unbatched
+    call gives, the batches really were merged, and none was over max_batch_size."""
+    run = Recorder(delay=0.001)
+    errors = []
+    with Batcher(run, params(max_batch_size=16, batch_timeout_micros=2000), name="unit/1/rows") as batcher:
+        results = hammer(batcher, 40, 25, lambda rng, i, j: rng.standard_normal(
+            (1 + (i + j) % 5, 4, 3)).astype("float32"), errors=errors)
+    assert errors == []
+    assert len(results) == 1000
+    for x, answer in results:
+        expected = rowwise({"x": x})
+        assert set(answer) == set(expected)
+        for key in expected:
+            assert answer[key].dtype == expected[key].dtype
+            assert answer[key].shape == expected[key].shape
+            assert np.array_equal(answer[key], expected[key]), key
+    assert max(run.sizes) <= 16
+    assert max(run.sizes) > 1 and len(run.sizes) < 1000 / 2  # merged, not one call per request
+    assert sum(run.sizes) == sum(len(x) for x, _ in results)  # no padding without allowed sizes
+    assert batcher.stats["requests"] == 1000 and batcher.stats["batches"] == len(run.sizes)
+
+
+def test_padding_to_allowed_batch_sizes_is_stripped_from_the_answers():
+    run = Recorder(delay=0.002)
+    with Batcher(run, params(max_batch_size=8, batch_timeout_micros=5000, allowed_batch_sizes=(2, 4, 8))) as batcher:
+        results = hammer(batcher, 12, 10, lambda rng, i, j: rng.standard_normal((1 + (i * j) % 3, 2)).astype("float32"))
+        lone = batcher({"x": np.arange(6, dtype="float32").reshape(3, 2)})
+    assert len(results) == 120
+    for x, answer in results:
+        assert len(answer["y"]) == len(x)
+        assert np.array_equal(answer["y"], rowwise({"x": x})["y"])
+    assert set(run.sizes) <= {2, 4, 8}
+    # A lone 3-row request ran as 4 rows, padded with a copy of its own first row.
+    assert run.sizes[-1] == 4
+    assert np.array_equal(run.inputs[-1]["x"][3], [0, 1])
+    assert lone["y"].shape == (3, 2) and lone["total"].tolist() == [1, 5, 9]
+    assert batcher.stats["padding"] > 0
+
+
+def test_a_request_larger_than_max_batch_size_is_refused_as_tf_serving_does():
+    run = Recorder()
+    with Batcher(run, params(max_batch_size=8)) as batcher:
+        with pytest.raises(ServingError, match="Task size 9 is larger than maximum input batch size 8") as caught:
+            batcher({"x": np.zeros((9, 2), "float32")})
+        assert caught.value.status == 400
+        assert batcher({"x": np.ones((8, 2), "float32")})["total"].tolist() == [2.0] * 8
+    assert run.sizes == [8]
+
+
+def test_large_batch_splitting_runs_a_big_request_in_pieces():
+    """enable_large_batch_splitting: a request over max_execution_batch_size is split
+    over batches (the first piece filling the open batch) and put back together."""
+    run = Recorder(delay=0.01)
+    p = params(max_batch_size=64, max_execution_batch_size=8, enable_large_batch_splitting=True,
+               batch_timeout_micros=20000, num_batch_threads=1)
+    with Batcher(run, p) as batcher:
+        x = np.random.default_rng(0).standard_normal((21, 3)).astype("float32")
+        small = threading.Thread(target=batcher, args=({"x": x[:3]},))
+        small.start()
+        time.sleep(0.005)  # the 3-row request opens a batch; 5 rows of room are left
+        answer = batcher({"x": x})
+        small.join()
+    assert np.array_equal(answer["y"], rowwise({"x": x})["y"])
+    assert max(run.sizes) <= 8 and sum(run.sizes) == 24
+    assert run.sizes[0] == 8  # 3 rows of the small request + the first 5 of the big one
+
+
+def test_requests_whose_shapes_differ_beyond_axis_0_never_share_a_batch():
+    run = Recorder(delay=0.002)
+    with Batcher(run, params(max_batch_size=32, batch_timeout_micros=5000)) as batcher:
+        results = hammer(batcher, 16, 8, lambda rng, i, j: rng.standard_normal((1, 2 + i % 3)).astype("float32"))
+    for x, answer in results:
+        assert np.array_equal(answer["y"], rowwise({"x": x})["y"])
+    assert all(len({row.shape for row in inputs["x"]}) == 1 for inputs in run.inputs)
+    assert max(run.sizes) > 1
+
+
+def test_pad_variable_length_inputs_pads_with_each_inputs_first_value():
+    """TF Serving's pad_variable_length_inputs: inputs of different lengths share a
+    batch, padded at the end of each axis with the tensor's first value."""
+    seen = []
+
+    def run(inputs):
+        seen.append(inputs["x"].copy())
+        time.sleep(0.05)
+        return {"y": inputs["x"] * 10}
+
+    with Batcher(run, params(max_batch_size=8, batch_timeout_micros=200_000, pad_variable_length_inputs=True,
+                             num_batch_threads=1)) as batcher:
+        answers = {}
+        threads = [threading.Thread(target=lambda n=n: answers.__setitem__(
+            n, batcher({"x": np.arange(1, n + 1, dtype="int32")[None]}))) for n in (2, 4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert len(seen) == 1 and sorted(seen[0].tolist()) == [[1, 2, 1, 1], [1, 2, 3, 4]]
+    assert answers[2]["y"].tolist() == [[10, 20, 10, 10]]
+    assert answers[4]["y"].tolist() == [[10, 20, 30, 40]]
+
+
+# -------------------------------------------------------------------------- timing
+def test_a_lone_request_waits_about_batch_timeout_micros_and_no_more():
+    run = Recorder()
+    with Batcher(run, params(max_batch_size=32, batch_timeout_micros=50_000)) as batcher:
+        batcher({"x": np.zeros((1, 2), "float32")})  # threads started, warm
+        latencies = []
+        for _ in range(3):
+            start = time.perf_counter()
+            batcher({"x": np.zeros((1, 2), "float32")})
+            latencies.append(time.perf_counter() - start)
+    assert 0.045 <= min(latencies) and max(latencies) < 0.050 + 0.1, latencies
+    with Batcher(run, params(max_batch_size=32, batch_timeout_micros=0)) as batcher:
+        batcher({"x": np.zeros((1, 2), "float32")})
+        start = time.perf_counter()
+        batcher({"x": np.zeros((1, 2), "float32")})
+        assert time.perf_counter() - start < 0.03
+
+
+def test_a_full_batch_runs_without_waiting_for_the_timeout():
+    run = Recorder()
+    with Batcher(run, params(max_batch_size=8, batch_timeout_micros=10_000_000)) as batcher:
+        start = time.perf_counter()
+        hammer(batcher, 8, 1, lambda rng, i, j: np.full((1, 2), i, "float32"))
+        assert time.perf_counter() - start < 2.0
+    assert run.sizes == [8]
+
+
+# -------------------------------------------------------------------------- errors
+def test_an_error_from_run_reaches_every_caller_in_the_batch_and_the_batcher_recovers():
+    def run(inputs):
+        time.sleep(0.02)
+        if (inputs["x"] < 0).any():
+            raise ServingError("negative input")
+        return rowwise(inputs)
+
+    calls = Recorder(fn=run)
+    errors = []
+    with Batcher(calls, params(max_batch_size=64, batch_timeout_micros=100_000, num_batch_threads=1)) as batcher:
+        hammer(batcher, 10, 1, lambda rng, i, j: np.full((1, 2), -1 if i == 0 else i, "float32"), errors=errors)
+        assert calls.sizes == [10]
+        assert len(errors) == 10 and all(isinstance(e, ServingError) and "negative input" in str(e) for e in errors)
+        assert len({id(e) for e in errors}) == 10  # each caller raised its own exception object
+        assert batcher({"x": np.ones((2, 2), "float32")})["total"].tolist() == [2.0, 2.0]
+
+
+def test_wrong_output_rows_are_an_error_for_the_batch():
+    with Batcher(lambda inputs: {"y": np.zeros(3)}, params(max_batch_size=8)) as batcher:
+        with pytest.raises(ServingError, match="0th dimension does not equal"):
+            batcher({"x": np.zeros((2, 2))})
+
+
+def test_unequal_leading_dims_are_refused():
+    with Batcher(rowwise, params(max_batch_size=8)) as batcher:
+        with pytest.raises(ServingError, match="must have equal 0th-dimension size"):
+            batcher({"x": np.zeros((2, 2)), "z": np.zeros((3, 2))})
+
+
+def test_a_full_queue_refuses_with_503_unavailable():
+    """max_enqueued_batches=2, one thread busy: two more batches wait, the next
+    request is turned away at once with Overloaded (HTTP 503, gRPC UNAVAILABLE)."""
+    release = threading.Event()
+    started = threading.Event()
+
+    def run(inputs):
+        started.set()
+        release.wait(10)
+        return rowwise(inputs)
+
+    batcher = Batcher(run, params(max_batch_size=1, max_enqueued_batches=2, num_batch_threads=1))
+    try:
+        threads = [threading.Thread(target=batcher, args=({"x": np.zeros((1, 2))},))]
+        threads[0].start()
+        assert started.wait(5)  # the only thread is busy now
+        threads += [threading.Thread(target=batcher, args=({"x": np.zeros((1, 2))},)) for _ in range(2)]
+        for thread in threads[1:]:
+            thread.start()
+        deadline = time.time() + 5
+        while len(batcher._batches) < 2 and time.time() < deadline:
+            time.sleep(0.01)
+        start = time.perf_counter()
+        with pytest.raises(Overloaded, match="batch scheduling queue .* is full") as caught:
+            batcher({"x": np.zeros((1, 2))})
+        assert time.perf_counter() - start < 1.0
+        assert caught.value.status == 503 and caught.value.code == "UNAVAILABLE"
+        assert isinstance(caught.value, ServingError)
+    finally:
+        release.set()
+        for thread in threads:
+            thread.join(10)
+        batcher.close()
+    assert batcher.stats["requests"] == 3
+
+
+def test_close_runs_what_is_queued_then_refuses_and_stops_the_threads():
+    run = Recorder(delay=0.05)
+    batcher = Batcher(run, params(max_batch_size=4, batch_timeout_micros=10_000_000, num_batch_threads=1,
+                                  thread_pool_name="close_test"))
+    threads_before = {t.name for t in threading.enumerate() if t.name.startswith("zoo-close_test")}
+    assert len(threads_before) == 1
+    answer = []
+    waiter = threading.Thread(target=lambda: answer.append(batcher({"x": np.ones((1, 2))})))
+    waiter.start()
+    time.sleep(0.05)
+    batcher.close()  # the waiting request runs now, not after 10 s
+    waiter.join(5)
+    assert answer and answer[0]["total"].tolist() == [2.0]
+    with pytest.raises(ServingError, match="unloaded"):
+        batcher({"x": np.ones((1, 2))})
+    assert not [t for t in threading.enumerate() if t.name.startswith("zoo-close_test")]
+
+
+def test_batchers_with_the_same_threads_share_one_pool():
+    """TF Serving has one SharedBatchScheduler per server: queues (model versions,
+    signatures) take turns on num_batch_threads threads instead of each bringing
+    their own."""
+    p = params(num_batch_threads=3, thread_pool_name="shared_test")
+
+    def pool():
+        return [t for t in threading.enumerate() if t.name.startswith("zoo-shared_test")]
+
+    a, b = Batcher(rowwise, p, name="a"), Batcher(rowwise, p, name="b")
+    assert len(pool()) == 3
+    assert a({"x": np.ones((1, 2))})["total"].tolist() == [2.0]
+    a.close()
+    assert b({"x": np.ones((1, 2))})["total"].tolist() == [2.0]
+    b.close()
+    assert pool() == []
+
+
+# ---------------------------------------------------------------------- parameters
+def test_defaults_are_tf_servings():
+    p = BatchingParameters()
+    assert (p.max_batch_size, p.batch_timeout_micros, p.max_enqueued_batches) == (1000, 0, 10)
+    assert p.num_batch_threads == (os.cpu_count() or 1)
+    assert p.allowed_batch_sizes == () and p.pad_variable_length_inputs is False
+
+
+def test_read_batching_parameters_file(tmp_path):
+    path = tmp_path / "batching.config"
+    path.write_text(
+        "# TF Serving's format\n"
+        "max_batch_size { value: 32 }\n"
+        "batch_timeout_micros { value: 2000 }\n"
+        "max_enqueued_batches { value: 100 }\n"
+        "num_batch_threads { value: 2 }\n"
+        'thread_pool_name { value: "model_batch_threads" }\n'
+        "allowed_batch_sizes: 8\n"
+        "allowed_batch_sizes: 32\n"
+        "pad_variable_length_inputs: true\n"
+    )
+    p = read_batching_parameters(path)
+    assert p == BatchingParameters(max_batch_size=32, batch_timeout_micros=2000, max_enqueued_batches=100,
+                                   num_batch_threads=2, thread_pool_name="model_batch_threads",
+                                   allowed_batch_sizes=(8, 32), pad_variable_length_inputs=True)
+    # Fields left out keep TF Serving's defaults; written back, the file reads the same.
+    path.write_text("max_batch_size { value: 16 }\n")
+    assert read_batching_parameters(path) == BatchingParameters(max_batch_size=16)
+    path.write_text(format_batching_parameters(p))
+    assert read_batching_parameters(path) == p
+
+
+@pytest.mark.parametrize("text, field", [
+    ("max_batch_size { value: 32 }\nmax_batch_sise { value: 8 }\n", "max_batch_sise"),
+    ("max_batch_size: 32\n", "max_batch_size"),  # a wrapper field needs { value: N }
+    ("max_batch_size { value: 0 }\n", "max_batch_size"),
+    ("num_batch_threads { value: -2 }\n", "num_batch_threads"),
+    ("batch_timeout_micros { value: -1 }\n", "batch_timeout_micros"),
+    ("max_enqueued_batches { value: 0 }\n", "max_enqueued_batches"),
+    ("max_batch_size { value: 32 }\nallowed_batch_sizes: 8\nallowed_batch_sizes: 16\n", "allowed_batch_sizes"),
+    ("max_batch_size { value: 32 }\nallowed_batch_sizes: 16\nallowed_batch_sizes: 8\n"
+     "allowed_batch_sizes: 32\n", "allowed_batch_sizes"),
+    ("max_batch_size { value: 32 }\nallowed_batch_sizes: 0\nallowed_batch_sizes: 32\n", "allowed_batch_sizes"),
+    ("max_batch_size { value: thirty-two }\n", "value"),
+    ("max_batch_size { value: 32 \n", "max_batch_size"),
+    ("enable_large_batch_splitting { value: true }\nmax_batch_size { value: 8 }\n"
+     "max_execution_batch_size { value: 16 }\n", "max_execution_batch_size"),
+])
+def test_a_bad_parameters_file_is_one_clear_error_naming_file_and_field(tmp_path, text, field):
+    path = tmp_path / "batching.config"
+    path.write_text(text)
+    with pytest.raises(ZooError) as caught:
+        read_batching_parameters(path)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert str(path) in message and field in message, message
+
+
+def test_a_missing_parameters_file_is_a_clear_error(tmp_path):
+    with pytest.raises(ZooError, match="Cannot read the batching parameters file .*nope.config"):
+        read_batching_parameters(tmp_path / "nope.config")
+
+
+def test_last_allowed_batch_size_must_equal_max_batch_size_as_tf_serving_checks():
+    with pytest.raises(ZooError, match="Last entry in allowed_batch_sizes must match max_batch_size; last entry was "
+                                       "16; expected 1000"):
+        BatchingParameters(allowed_batch_sizes=(8, 16))
+
+
+# --------------------------------------------------------------------- end to end
+def _server_supports_batching():
+    from zoo.serving.server import ModelServer
+
+    return "enable_batching" in inspect.signature(ModelServer).parameters
+
+
+@pytest.fixture(scope="module")
+def lenet_base(tmp_path_factory):
+    import keras
+
+    import zoo
+
+    keras.utils.set_random_seed(0)
+    model = zoo.create("lenet5", weights=None, num_classes=10)
+    base = tmp_path_factory.mktemp("models")
+    zoo.export(model, base, "lenet")
+    return base
+
+
+def _predict_concurrently(port, images, signature="serving_default"):
+    """One client thread per image, all POSTing at once; returns the answers in order."""
+    answers = [None] * len(images)
+    barrier = threading.Barrier(len(images))
+
+    def client(i):
+        body = json.dumps({"signature_name": signature, "instances": images[i:i + 1].tolist()})
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        try:
+            barrier.wait()
+            connection.request("POST", "/v1/models/lenet:predict", body=body,
+                               headers={"Content-Type": "application/json"})
+            response = connection.getresponse()
+            answers[i] = (response.status, json.loads(response.read()))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(len(images))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    return answers
+
+
+def test_end_to_end_lenet_served_with_batching_answers_as_without(lenet_base, tmp_path):
+    """32 concurrent clients each POST one digit: the batching server merges them
+    (its batches are > 1) and answers what the unbatched server answers.
+
+    Bit-for-bit, each answer is its row of the merged batch the model ran. Against
+    the unbatched server the class ids are identical and the probabilities agree to
+    float32 round-off: TF's CPU kernels sum in a batch-size-dependent order, so
+    LeNet-5 itself gives a row ~1e-8 apart at batch 1 and batch 32 (TF Serving's
+    batching has the same property)."""
+    if not _server_supports_batching():
+        pytest.skip("ModelServer has no enable_batching yet")
+    from zoo.recipes.digits import load_digits_28
+    from zoo.serving.server import ModelServer
+
+    images = load_digits_28()[0][:32].astype("float32")
+    config = tmp_path / "batching.config"
+    config.write_text("max_batch_size { value: 32 }\nbatch_timeout_micros { value: 20000 }\n"
+                      "num_batch_threads { value: 1 }\nmax_enqueued_batches { value: 100 }\n")
+    with ModelServer(lenet_base, port=0, grpc_port=None, poll_seconds=0) as plain:
+        unbatched = _predict_concurrently(plain.port, images)
+    with ModelServer(lenet_base, port=0, grpc_port=None, poll_seconds=0, enable_batching=True,
+                     batching_parameters_file=config) as server:
+        servable = server.store.get("lenet")
+        batcher = servable.batcher(servable.signature("serving_default"))
+        ran = []
+        real_run = batcher.run
+        batcher.run = lambda feeds: ran.append((feeds, real_run(feeds))) or ran[-1][1]
+        batched = _predict_concurrently(server.port, images)
+        stats = dict(batcher.stats)
+    assert all(status == 200 for status, _ in unbatched + batched), (unbatched[:1], batched[:1])
+    assert stats["requests"] == 32 and max(stats["sizes"]) > 1 and stats["batches"] < 32, stats
+    assert max(stats["sizes"]) <= 32
+    # Bit-for-bit: every answer is its own row of the batch the model ran it in.
+    rows = {}
+    for feeds, outputs in ran:
+        for j, image in enumerate(feeds["images"]):
+            rows[image.tobytes()] = {key: value[j] for key, value in outputs.items()}
+    for image, (_, answer) in zip(images, batched):
+        (prediction,) = answer["predictions"]
+        row = rows[image.tobytes()]
+        assert np.array_equal(np.float32(prediction["probabilities"]), row["probabilities"])
+        assert prediction["class_ids"] == row["class_ids"]
+    # Against the unbatched server: same classes, probabilities to float32 round-off.
+    for (_, with_batching), (_, without) in zip(batched, unbatched):
+        (a,), (b,) = with_batching["predictions"], without["predictions"]
+        assert a["class_ids"] == b["class_ids"]
+        np.testing.assert_allclose(a["probabilities"], b["probabilities"], rtol=1e-5, atol=1e-6)
