@@ -432,6 +432,47 @@ def test_grpc_predict_matches_rest(server, batch):
     assert top == [CLASSES[i] for i in body["outputs"]["class_ids"]]
 
 
+def test_classify_on_tf_examples_matches_top_k_over_rest_and_grpc(server, batch):
+    """TF Serving's classification API on a zoo export: serialized tf.Examples whose
+    `image/encoded` feature holds JPEG bytes give the classes and scores `top_k` gives."""
+    from tensorflow_serving.apis import classification_pb2, inference_pb2
+
+    jpegs = [encode(image, "JPEG") for image in batch[:3]]
+    status, top = call(server, "POST", f"/v1/models/{NAME}:predict",
+                       {"signature_name": "top_k", "instances": [{"b64": b64(j)} for j in jpegs]})
+    assert status == 200
+    expected = [[[c, s] for c, s in zip(row["classes"], row["scores"])] for row in top["predictions"]]
+    status, classified = call(server, "POST", f"/v1/models/{NAME}:classify",
+                              {"signature_name": "classify",
+                               "examples": [{"image/encoded": {"b64": b64(j)}} for j in jpegs]})
+    assert status == 200, classified
+    assert classified == {"results": expected}
+    # The default signature is a predict one, so :classify without a name is refused as TF Serving refuses it.
+    status, reply = call(server, "POST", f"/v1/models/{NAME}:classify", {"examples": [{"image/encoded": "x"}]})
+    assert status == 400 and "Expected classification signature method_name" in reply["error"]
+
+    request = classification_pb2.ClassificationRequest()
+    request.model_spec.name = NAME
+    request.model_spec.signature_name = "classify"
+    for jpeg in jpegs:
+        request.input.example_list.examples.add().features.feature["image/encoded"].bytes_list.value.append(jpeg)
+    response = _stub(server).Classify(request, timeout=60)
+    assert response.model_spec.version.value == 1
+    got = [[[c.label, c.score] for c in row.classes] for row in response.result.classifications]
+    assert [[label for label, _ in row] for row in got] == [[label for label, _ in row] for row in expected]
+    np.testing.assert_allclose([[score for _, score in row] for row in got],
+                               [[score for _, score in row] for row in expected], rtol=1e-6)
+
+    multi = inference_pb2.MultiInferenceRequest()
+    task = multi.tasks.add()
+    task.model_spec.name = NAME
+    task.model_spec.signature_name = "classify"
+    task.method_name = "tensorflow/serving/classify"
+    multi.input.CopyFrom(request.input)
+    results = _stub(server).MultiInference(multi, timeout=60).results
+    assert len(results) == 1 and results[0].classification_result == response.result
+
+
 def test_grpc_metadata_and_status(server):
     from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2, model_service_pb2_grpc
     import grpc

@@ -10,20 +10,12 @@ A classify signature (method `tensorflow/serving/classify`) takes one string ten
 graph, as in TF Serving; the checks and their wording follow TF Serving's
 `classifier.cc` and `regressor.cc`.
 
-REST's JSON examples (https://www.tensorflow.org/tfx/serving/api_rest#classify_and_regress_api):
-
-    {"signature_name": "...", "context": {"f": 1}, "examples": [{"x": 2.5, "s": "a"}, ...]}
-
-Whole numbers become an `int64_list`, decimals a `float_list`, strings and `{"b64": ...}`
-a `bytes_list`; a list holds one kind. Context features are merged into every example,
-and may not also appear in one.
+REST's JSON examples are read into the same `Input` proto by
+`zoo.serving.json_tensor.examples_input`, and results written by its
+`classification_json` / `regression_json`.
 """
 
 from __future__ import annotations
-
-import base64
-import binascii
-import math
 
 import numpy as np
 
@@ -33,95 +25,6 @@ from zoo.serving.store import ServingError
 CLASSIFY = "tensorflow/serving/classify"
 REGRESS = "tensorflow/serving/regress"
 METHODS = {"classify": CLASSIFY, "regress": REGRESS}
-
-
-# ------------------------------------------------------------------ JSON -> Examples
-def _feature_values(name, value):
-    """One JSON feature value (or list) → ("int64" | "float" | "bytes", [values])."""
-    values = value if isinstance(value, list) else [value]
-    if not values:
-        raise ServingError(f"Feature {name!r} has an empty list of values.")
-    kinds = set()
-    out = []
-    for item in values:
-        if isinstance(item, bool):
-            raise ServingError(f"Feature {name!r}: a boolean is not a tf.Example value. Received: {item}")
-        if isinstance(item, int):
-            kinds.add("int64")
-            out.append(item)
-        elif isinstance(item, float):
-            kinds.add("float")
-            out.append(item)
-        elif isinstance(item, str):
-            kinds.add("bytes")
-            out.append(item.encode("utf-8"))
-        elif isinstance(item, dict) and set(item) == {"b64"} and isinstance(item["b64"], str):
-            kinds.add("bytes")
-            try:
-                out.append(base64.b64decode(item["b64"], validate=True))
-            except (binascii.Error, ValueError):
-                raise ServingError(f"Feature {name!r}: Unable to base64 decode.") from None
-        else:
-            raise ServingError(f"Feature {name!r}: values must be numbers, strings or {{\"b64\": ...}}. "
-                               f"Received: {type(item).__name__}")
-    if kinds == {"int64", "float"}:
-        return "float", [float(v) for v in out]
-    if len(kinds) > 1:
-        raise ServingError(f"Feature {name!r} mixes strings and numbers in one list.")
-    kind = kinds.pop()
-    if kind == "int64" and any(not -(2**63) <= v < 2**63 for v in out):
-        raise ServingError(f"Feature {name!r}: an integer does not fit in int64.")
-    return kind, out
-
-
-def _fill_features(features, json_features, where):
-    from tensorflow.core.example import feature_pb2  # noqa: F401  (the proto module Example uses)
-
-    if not isinstance(json_features, dict):
-        raise ServingError(f"{where} must be an object of feature names to values. "
-                           f"Received: {type(json_features).__name__}")
-    for name, value in json_features.items():
-        kind, values = _feature_values(name, value)
-        feature = features.feature[name]
-        if kind == "int64":
-            feature.int64_list.value.extend(values)
-        elif kind == "float":
-            feature.float_list.value.extend(values)
-        else:
-            feature.bytes_list.value.extend(values)
-
-
-def input_from_json(body):
-    """A REST classify/regress body → `(signature name, tensorflow_serving Input proto)`."""
-    from tensorflow_serving.apis import input_pb2
-
-    if not isinstance(body, dict):
-        raise ServingError("The request body must be a JSON object.")
-    signature_name = body.get("signature_name", SIGNATURE_DEFAULT) or SIGNATURE_DEFAULT
-    if not isinstance(signature_name, str):
-        raise ServingError("'signature_name' must be a string.")
-    examples = body.get("examples")
-    if examples is None:
-        raise ServingError("Missing 'examples' key")
-    if not isinstance(examples, list):
-        raise ServingError("'examples' must be an array of example objects.")
-    request = input_pb2.Input()
-    context = body.get("context")
-    if context is not None:
-        target = request.example_list_with_context
-        _fill_features(target.context.features, context, "'context'")
-        for index, example in enumerate(examples):
-            if isinstance(example, dict):
-                shared = sorted(set(example) & set(context))
-                if shared:
-                    raise ServingError(f"examples[{index}] repeats context features {shared}: a feature "
-                                       "appears in the context or in the examples, not both.")
-            _fill_features(target.examples.add().features, example, f"examples[{index}]")
-    else:
-        target = request.example_list
-        for index, example in enumerate(examples):
-            _fill_features(target.examples.add().features, example, f"examples[{index}]")
-    return signature_name, request
 
 
 def serialized_examples(input_proto):
@@ -227,25 +130,3 @@ def regress(servable, signature_name, input_proto):
 
 def _text(value):
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
-
-
-# ---------------------------------------------------------------------- REST answers
-def classification_json(result, number):
-    """`{"result": [[[label, score], ...], ...]}` with `number(score)` as each score."""
-    return {"result": [[[entry.label, number(entry.score)] for entry in classifications.classes]
-                       for classifications in result.classifications]}
-
-
-def regression_json(result, number):
-    """`{"result": [value, ...]}`."""
-    return {"result": [number(entry.value) for entry in result.regressions]}
-
-
-def float32_number(value):
-    """A float32 as the shortest decimal that reads back as the same float32 (TF
-    Serving writes 0.0003, not the double 0.0003000000142492354); NaN and infinities
-    as the JSON extensions TF Serving writes."""
-    value = np.float32(value)
-    if not math.isfinite(value):
-        return float(value)
-    return float(np.format_float_positional(value, unique=True, trim="-")) if value == value else value

@@ -68,7 +68,9 @@ def _answered(api):
                 context.abort(grpc.StatusCode.INTERNAL, f"{type(error).__name__}: {error}")
             finally:
                 if self.metrics is not None and api:
-                    name = request.model_spec.name if request.HasField("model_spec") else ""
+                    spec = request.tasks[0].model_spec if api == "multi_inference" and request.tasks else \
+                        getattr(request, "model_spec", None)
+                    name = spec.name if spec is not None else ""
                     self.metrics.count_request(name, code, api, "GRPC", time.perf_counter() - started)
 
         return handler

@@ -162,7 +162,6 @@ def _parse_iteratively(text, index):
         raise ServingError(f"JSON Parse error: {message} at offset: {at}")
 
     stack = []  # [container, pending key or None]
-    root = None
     while True:
         index = _SPACE.match(text, index).end()
         if index >= len(text):

@@ -31,7 +31,14 @@ import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from zoo.serving import SIGNATURE_DEFAULT
-from zoo.serving.json_tensor import error_json, examples_input, request_arrays, tensors_json
+from zoo.serving.json_tensor import (
+    classification_json,
+    error_json,
+    examples_input,
+    regression_json,
+    request_arrays,
+    tensors_json,
+)
 from zoo.serving.store import BodyTooLarge, ServingError, log
 
 _DRAIN_LIMIT = 256 * 1024 * 1024
@@ -264,9 +271,9 @@ class RestHandler(BaseHTTPRequestHandler):
         signature_name, input_proto = examples_input(body, found.method)
         if found.method == "classify":
             _, result = example_api.classify(servable, signature_name, input_proto)
-            return 200, example_api.classification_json(result)
+            return 200, classification_json(result)
         _, result = example_api.regress(servable, signature_name, input_proto)
-        return 200, example_api.regression_json(result)
+        return 200, regression_json(result)
 
     def _read_body(self):
         if self.command in ("GET", "OPTIONS", "DELETE") and self.headers.get("Content-Length") in (None, "0"):
