@@ -108,7 +108,7 @@ def test_labels_reach_their_versions_and_a_file_edit_moves_them_without_a_restar
     assert call(server, "POST", "/v1/models/scaler/versions/3:predict", {"instances": [1.0]})[0] == 404
     assert predict(server, "/v1/models/other:predict") == [70.0]
     status, text = call(server, "POST", "/v1/models/scaler/labels/nope:predict", {"instances": [1.0]})
-    assert status == 404 and "Unrecognized servable version label: nope" in text
+    assert status == 400 and "Unrecognized servable version label: nope" in text  # TF Serving's 400
 
     config.write_text(CONFIG.format(base=models, stable=2))
     wait_for(lambda: predict(server, "/v1/models/scaler/labels/stable:predict") == [2.0])

@@ -218,6 +218,8 @@ def test_tf_serving_rest_case(server, case):
     body = case.body_bytes()
     request = f"{case.method} {case.path}" + (f"  {_short(body.decode('utf-8', 'replace'), 300)}"
                                               if body else "")
+    if problems and server.not_served:
+        problems.append(f"(models that never came up: {sorted(server.not_served)})")
     assert not problems, f"{request}\n  " + "\n  ".join(problems)
 
 

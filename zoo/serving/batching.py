@@ -247,7 +247,7 @@ def format_batching_parameters(parameters):
 
 # ----------------------------------------------------------------------- scheduling
 class _Task:
-    __slots__ = ("inputs", "size", "done", "outputs", "error")
+    __slots__ = ("inputs", "size", "done", "outputs", "error", "enqueued")
 
     def __init__(self, inputs, size):
         self.inputs = inputs
@@ -256,6 +256,7 @@ class _Task:
         self.done.acquire()
         self.outputs = None
         self.error = None
+        self.enqueued = 0.0
 
 
 class _Batch:
@@ -359,7 +360,8 @@ class Batcher:
     raised, `Overloaded` when the queue is full, `ServingError` for a request that
     cannot be batched). `stats` counts what ran: `batches`, `requests`, `rows`,
     `padding` (rows added for `allowed_batch_sizes`) and `sizes`, a `Counter` of the
-    batch sizes `run` was called with.
+    batch sizes `run` was called with; `latencies` holds the seconds each recent
+    request spent in the batcher (queued, merged, run and split).
     """
 
     def __init__(self, run, parameters: BatchingParameters, name: str = ""):
@@ -375,8 +377,15 @@ class Batcher:
         self._closing = False
         self._running = 0
         self.stats = {"batches": 0, "requests": 0, "rows": 0, "padding": 0, "sizes": Counter()}
+        self.latencies = deque(maxlen=100_000)
         self._scheduler = _Scheduler.acquire(parameters.num_batch_threads, parameters.thread_pool_name, self)
         self._cond = self._scheduler.cond
+
+    def reset_stats(self):
+        """Zero `stats` and `latencies` (e.g. between benchmark runs)."""
+        with self._cond:
+            self.stats = {"batches": 0, "requests": 0, "rows": 0, "padding": 0, "sizes": Counter()}
+            self.latencies.clear()
 
     def __repr__(self):
         return f"Batcher({self.name!r}, {self.parameters})"
@@ -449,6 +458,7 @@ class Batcher:
                 start += rows
             wake = False
             for task in tasks:
+                task.enqueued = now
                 batch = self._open.get(key)
                 if batch is not None and batch.size + task.size > limit:
                     batch.closed, wake = True, True
@@ -504,6 +514,8 @@ class Batcher:
                 stats["rows"] += batch.size
                 stats["padding"] += padded - batch.size
                 stats["sizes"][padded] += 1
+                done = time.monotonic()
+                self.latencies.extend(done - task.enqueued for task in tasks)
                 self._running -= 1
                 if self._closing:
                     self._cond.notify_all()

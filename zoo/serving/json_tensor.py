@@ -146,12 +146,53 @@ def parse_json(body):
     except RecursionError:
         value = _parse_iteratively(text, start)
     except json.JSONDecodeError as error:
-        raise ServingError(f"JSON Parse error: {error.msg} at offset: {error.pos}") from None
+        raise ServingError(f"JSON Parse error: {_rapidjson_message(error, text)} at offset: {error.pos}") from None
     except ValueError as error:  # a number of more than 4,300 digits
         raise ServingError(f"JSON Parse error: {error}") from None
     if not isinstance(value, dict):
         raise ServingError(f"JSON Value: {debug_string(value)} Is not object")
     return value
+
+
+def _rapidjson_message(error, text):
+    """Python's JSON error in rapidjson's words (TF Serving's clients match on them)."""
+    message = error.msg
+    if message.startswith("Expecting value"):
+        return "Invalid value."
+    if message.startswith("Expecting property name"):
+        return "Missing a name for object member."
+    if message.startswith("Expecting ':'"):
+        return "Missing a colon after a name of object member."
+    if message.startswith("Expecting ',' delimiter"):
+        opener = _innermost_container(text, error.pos)
+        return ("Missing a comma or '}' after an object member." if opener == "{"
+                else "Missing a comma or ']' after an array element.")
+    if message.startswith("Unterminated string"):
+        return "Missing a closing quotation mark in string."
+    if message.startswith("Invalid control character"):
+        return "Invalid encoding in string."
+    if message.startswith("Invalid \\escape") or message.startswith("Invalid \\u"):
+        return "Invalid escape character in string."
+    return message
+
+
+def _innermost_container(text, end):
+    depth_stack, in_string, escaped = [], False, False
+    for char in text[:end]:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth_stack.append(char)
+        elif char in "]}" and depth_stack:
+            depth_stack.pop()
+    return depth_stack[-1] if depth_stack else None
 
 
 def _parse_iteratively(text, index):
@@ -330,7 +371,8 @@ def _cast(array, dtype_name, numpy_dtype):
     if dtype_name in ("DT_INT16", "DT_INT8", "DT_UINT8"):
         # TF Serving stores these in int_val and the tensor keeps the low bits.
         return array.astype(np.int64).astype(numpy_dtype)
-    return array.astype(numpy_dtype)
+    with np.errstate(over="ignore"):  # 1e39 for a float32 is +inf, as in TF Serving
+        return array.astype(numpy_dtype)
 
 
 def value_to_array(value, dtype_name, numpy_dtype):

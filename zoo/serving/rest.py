@@ -177,10 +177,10 @@ class RestHandler(BaseHTTPRequestHandler):
     do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_GET
 
     def do_HEAD(self):
-        # A HEAD answer has headers only; the status says what a GET would.
-        self.send_response(405)
+        # A HEAD answer has headers only. TF Serving routes HEAD like any method it has
+        # no handler for: a malformed request (400).
+        self.send_response(400)
         self.send_header("Content-Type", "application/json")
-        self.send_header("Allow", "GET, POST")
         self.send_header("Content-Length", "0")
         self.end_headers()
 
@@ -222,10 +222,9 @@ class RestHandler(BaseHTTPRequestHandler):
             if not _V1.fullmatch(path):
                 raise _NotServed(f"Not found: {self.command} {path}")
             if self.command == "OPTIONS":
+                # TF Serving answers a preflight with headers only, refused or not.
                 origin = self.headers.get("Origin", "")
-                if not re.search(r"https?://", origin):
-                    raise ServingError("Origin header is missing in CORS preflight")
-                status, text = 200, ""
+                return self._reply(200 if re.search(r"https?://", origin) else 400, "")
             else:
                 found = route(self.command, path)
                 status, text = self._serve(found, body)
@@ -248,7 +247,9 @@ class RestHandler(BaseHTTPRequestHandler):
         self._reply(status, text)
 
     def _serve(self, found, body):
-        if found is None:
+        # The routes match case-insensitively but dispatch on the exact verb, so
+        # ":PREDICT" is as malformed as ":explode" (TF Serving's ProcessRequest).
+        if found is None or (self.command == "POST" and found.method not in ("predict", "classify", "regress")):
             raise ServingError(f"Malformed request: {self.command} {self.path.split('?', 1)[0]}")
         store = self.server.store
         if self.command == "GET":
@@ -257,10 +258,8 @@ class RestHandler(BaseHTTPRequestHandler):
             if found.method == "metadata":
                 servable = store.get(found.name, found.version, found.label)
                 return 200, json.dumps(metadata_json(servable))
-            version = found.version
-            if found.label is not None:
-                version = store.get(found.name, label=found.label).version
-            return 200, json.dumps({"model_version_status": store.status(found.name, version)})
+            # A label on a status request is ignored, as TF Serving's GetModelStatus ignores it.
+            return 200, json.dumps({"model_version_status": store.status(found.name, found.version)})
         servable = store.get(found.name, found.version, found.label)
         if found.method == "predict":
             signature_name, arrays, form = parse_predict(body, servable)

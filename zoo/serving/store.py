@@ -579,7 +579,8 @@ class ModelStore:
             labels = self._labels.get(name, {})
         if label is not None:
             if not versions or label not in labels:
-                raise NotFound(f"Unrecognized servable version label: {label}")
+                # TF Serving answers INVALID_ARGUMENT (400) here, not NOT_FOUND.
+                raise ServingError(f"Unrecognized servable version label: {label}")
             version = labels[label]
         if not versions:
             request = f"Latest({name})" if version is None else f"Specific({name}, {version})"
