@@ -21,9 +21,8 @@ A store is configured either by a base path or by TF Serving's model config file
 A polling thread loads new versions without a restart; requests keep going to the
 versions already loaded until a new one has loaded, and a version whose directory is
 deleted stops being served. Signatures run as the SavedModel's own graph, not through
-Keras, as TF Serving runs them: TF2 SavedModels through their concrete functions, TF1
-SavedModels (no object graph; signatures whose tensors may carry no shape) in a
-`tf.compat.v1.Session`.
+Keras, as TF Serving runs them: the MetaGraph in a `tf.compat.v1.Session`, TF1-era
+SavedModels (whose signature tensors may carry no shape) and TF2 ones alike.
 
 `ServingError` (and its `NotFound`, `BodyTooLarge`, `Unavailable`) carry the HTTP status
 a refused request gets; the gRPC service maps them to status codes.
@@ -86,7 +85,6 @@ class TensorInfo:
 @dataclass(frozen=True)
 class Signature:
     name: str
-    function: object
     inputs: dict
     outputs: dict
     method_name: str = "tensorflow/serving/predict"
@@ -130,31 +128,25 @@ class Servable:
             raise ZooError(f"{self.path} has no MetaGraph tagged 'serve'")
         # Kept as the proto so GetModelMetadata answers exactly what TF Serving would.
         self.signature_defs = graph.signature_def
-        # A TF1 SavedModel has no object graph. TF's v1-in-v2 loader sets each signature
-        # tensor's shape from its TensorInfo, and a TensorInfo written without a shape
-        # reads as a scalar ("Shapes must be equal rank"): run such models as TF Serving
-        # does, in a Session, feeding and fetching the signature's tensors by name.
-        self.tf1 = not graph.object_graph_def.nodes
-        self._session = None
+        # Every SavedModel runs as TF Serving runs it: its MetaGraph in a Session, the
+        # signature's tensors fed and fetched by name. TF2's object loader would bind
+        # each call to the concrete function's input signature (refusing a shape the
+        # graph accepts), and its v1-in-v2 loader reads a TF1 TensorInfo written
+        # without a shape as a scalar ("Shapes must be equal rank, but are 2 and 0").
+        self.tf1 = not graph.object_graph_def.nodes  # written by TF 1.x (for messages)
         self._callables = {}
-        functions = {}
-        if self.tf1:
-            self._graph = tf.Graph()
-            self._session = tf.compat.v1.Session(graph=self._graph)
-            from tensorflow.python.util import deprecation
+        self._graph = tf.Graph()
+        self._session = tf.compat.v1.Session(graph=self._graph)
+        from tensorflow.python.util import deprecation
 
-            with self._graph.as_default(), deprecation.silence():
-                tf.compat.v1.saved_model.loader.load(self._session, ["serve"], str(self.path))
-        else:
-            self._loaded = tf.saved_model.load(str(self.path), tags=["serve"])
-            functions = dict(self._loaded.signatures)
+        with self._graph.as_default(), deprecation.silence():
+            tf.compat.v1.saved_model.loader.load(self._session, ["serve"], str(self.path))
         self.signatures = {}
         for key, definition in self.signature_defs.items():
-            if not self.tf1 and key not in functions:
-                continue  # e.g. "__saved_model_init_op": not a signature anyone calls
+            if key.startswith("__"):
+                continue  # "__saved_model_init_op": run by the loader, not by requests
             self.signatures[key] = Signature(
                 name=key,
-                function=functions.get(key),
                 inputs={k: _tensor_info(k, v) for k, v in definition.inputs.items()},
                 outputs={k: _tensor_info(k, v) for k, v in definition.outputs.items()},
                 method_name=definition.method_name,
@@ -172,8 +164,8 @@ class Servable:
         Arrays must already have the signature's dtypes (REST converts JSON to them,
         gRPC sends typed tensors); names and dtypes are checked here so a bad request
         gets a message naming the input instead of a graph error. Shapes are left to
-        the graph, as TF Serving leaves them, except where a TF2 concrete function's
-        own input signature would refuse them anyway: then the message names the input.
+        the graph, as TF Serving leaves them; when the graph refuses one, the message
+        also names the input whose shape is not the declared one.
         """
         signature = self.signature(signature_name)
         missing = sorted(set(signature.inputs) - set(inputs))
@@ -192,8 +184,6 @@ class Servable:
                     f"Input {key!r} of signature {signature.name!r} must be {info.dtype_name}. "
                     f"Received: dtype={array.dtype.name}"
                 )
-            if not self.tf1:
-                _check_shape(key, array.shape, info, signature.name)
             feeds[key] = array
         unknown = sorted(set(output_filter) - set(signature.outputs))
         if unknown:
@@ -201,10 +191,20 @@ class Servable:
                 f"output_filter names outputs {sorted(signature.outputs)} of {signature.name!r} "
                 f"only. Received: output_filter={list(output_filter)}"
             )
-        if self.batching is not None and signature.batchable:
-            outputs = self.batcher(signature)(feeds)
-        else:
-            outputs = self.run(signature, feeds)
+        try:
+            if self.batching is not None and signature.batchable:
+                outputs = self.batcher(signature)(feeds)
+            else:
+                outputs = self.run(signature, feeds)
+        except ServingError as error:
+            # The graph's own words first, as TF Serving gives them; then, where an
+            # input's shape is not the signature's, which input and what it wanted.
+            hints = [_shape_hint(key, array.shape, signature.inputs[key], signature.name)
+                     for key, array in feeds.items()]
+            hints = [hint for hint in hints if hint]
+            if hints:
+                raise type(error)(f"{str(error).rstrip('.')}. {'; '.join(hints)}") from None
+            raise
         return {key: outputs[key] for key in (output_filter or signature.outputs)}
 
     def run(self, signature, feeds):
@@ -212,17 +212,9 @@ class Servable:
         import tensorflow as tf
 
         try:
-            if self.tf1:
-                keys = sorted(feeds)
-                values = self._callable(signature, tuple(keys))(*[feeds[key] for key in keys])
-                return dict(zip(sorted(signature.outputs), values))
-            tensors = {
-                key: tf.constant(array, dtype=tf.string if signature.inputs[key].dtype == object
-                                 else signature.inputs[key].dtype)
-                for key, array in feeds.items()
-            }
-            results = signature.function(**tensors)
-            return {key: value.numpy() for key, value in results.items()}
+            keys = sorted(feeds)
+            values = self._callable(signature, tuple(keys))(*[feeds[key] for key in keys])
+            return dict(zip(sorted(signature.outputs), values))
         except (tf.errors.InvalidArgumentError, ValueError, TypeError) as error:
             raise ServingError(_graph_error_message(error)) from None
 
@@ -300,18 +292,18 @@ def _tensor_info(name, proto):
     return TensorInfo(name, numpy_dtype, shape, types_pb2.DataType.Name(proto.dtype), proto.name)
 
 
-def _check_shape(key, shape, info, signature_name):
+def _shape_hint(key, shape, info, signature_name):
+    """Where `shape` is not the input's declared shape: a line saying so, else None."""
     if info.shape is None:
-        return
+        return None
     fits = len(shape) == len(info.shape) and all(
         want < 0 or want == got for want, got in zip(info.shape, shape)
     )
-    if not fits:
-        wanted = "[" + ", ".join("N" if d < 0 else str(d) for d in info.shape) + "]"
-        raise ServingError(
-            f"Input {key!r} of signature {signature_name!r} must have shape {wanted} "
-            f"({info.dtype_name}). Received: shape={list(shape)}"
-        )
+    if fits:
+        return None
+    wanted = "[" + ", ".join("N" if d < 0 else str(d) for d in info.shape) + "]"
+    return (f"Input {key!r} of signature {signature_name!r} is declared {wanted} "
+            f"({info.dtype_name}). Received: shape={list(shape)}")
 
 
 # ------------------------------------------------------------------- model config
