@@ -80,7 +80,7 @@ def server(tmp_path_factory):
     root = tmp_path_factory.mktemp("tf_serving_models")
     base_paths = tf_serving_models.build_all(root / "models")
     config = write_model_config(root / "models.config", base_paths)
-    running = ModelServer(model_config_file=str(config), port=0, grpc_port=None,
+    running = ModelServer(model_config_file=str(config), port=0, grpc_port=0,
                           poll_seconds=0.2, enable_cors=True).start()
     try:
         running.not_served = wait_until_served(running.rest_url, MODELS)
@@ -245,3 +245,62 @@ def test_bad_model_config_is_refused(tmp_path):
     else:
         started.stop()
         pytest.fail("a malformed model config file was accepted")
+
+
+def test_grpc_classify_regress_and_multi_inference_as_tf_serving_answers(server):
+    """tensorflow_model_server_test.py's gRPC cases (testClassify, testRegress,
+    testMultiInference, metadata, status) with the official tensorflow-serving-api stubs."""
+    import grpc
+    from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2, get_model_status_pb2,
+                                         inference_pb2, model_service_pb2_grpc, prediction_service_pb2_grpc,
+                                         regression_pb2)
+
+    channel = grpc.insecure_channel(server.grpc_target)
+    stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+
+    def with_x(request, value=2.0):
+        request.model_spec.name = "default"
+        request.input.example_list.examples.add().features.feature["x"].float_list.value.append(value)
+        return request
+
+    request = with_x(classification_pb2.ClassificationRequest())
+    request.model_spec.signature_name = "classify_x_to_y"
+    classes = stub.Classify(request, timeout=30).result.classifications[0].classes
+    assert [(c.label, c.score) for c in classes] == [("", 3.0)]
+
+    request = with_x(regression_pb2.RegressionRequest())
+    request.model_spec.signature_name = "regress_x_to_y"
+    assert stub.Regress(request, timeout=30).result.regressions[0].value == 3.0
+
+    multi = inference_pb2.MultiInferenceRequest()
+    multi.input.example_list.examples.add().features.feature["x"].float_list.value.append(2.0)
+    for signature, method in (("classify_x_to_y", "tensorflow/serving/classify"),
+                              ("regress_x_to_y", "tensorflow/serving/regress")):
+        task = multi.tasks.add()
+        task.model_spec.name = "default"
+        task.model_spec.signature_name = signature
+        task.method_name = method
+    results = stub.MultiInference(multi, timeout=30).results
+    assert results[0].classification_result.classifications[0].classes[0].score == 3.0
+    assert results[1].regression_result.regressions[0].value == 3.0
+    duplicate = inference_pb2.MultiInferenceRequest()
+    duplicate.CopyFrom(multi)
+    duplicate.tasks[1].model_spec.signature_name = "classify_x_to_y"
+    with pytest.raises(grpc.RpcError) as raised:
+        stub.MultiInference(duplicate, timeout=30)
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "Duplicate evaluation of signature" in \
+        raised.value.details()
+
+    metadata = get_model_metadata_pb2.GetModelMetadataRequest()
+    metadata.model_spec.name = "default"
+    metadata.metadata_field.append("signature_def")
+    signature_map = get_model_metadata_pb2.SignatureDefMap()
+    stub.GetModelMetadata(metadata, timeout=30).metadata["signature_def"].Unpack(signature_map)
+    assert signature_map.signature_def["regress_x_to_y"].method_name == "tensorflow/serving/regress"
+
+    status = get_model_status_pb2.GetModelStatusRequest()
+    status.model_spec.name = "default"
+    answer = model_service_pb2_grpc.ModelServiceStub(channel).GetModelStatus(status, timeout=30)
+    assert [(s.version, s.state) for s in answer.model_version_status] == \
+        [(123, get_model_status_pb2.ModelVersionStatus.AVAILABLE)]
+    channel.close()
