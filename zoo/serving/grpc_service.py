@@ -162,18 +162,15 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
 
     @_answered("classify")
     def Classify(self, request, context):
-        servable = _servable(self.store, request.model_spec)
-        signature_name, result = example_api.classify(servable, request.model_spec.signature_name, request.input)
-        response = classification_pb2.ClassificationResponse()
-        _answer_spec(response.model_spec, servable, signature_name)
-        response.result.CopyFrom(result)
-        return response
+        return self._on_examples(request, example_api.classify, classification_pb2.ClassificationResponse())
 
     @_answered("regress")
     def Regress(self, request, context):
+        return self._on_examples(request, example_api.regress, regression_pb2.RegressionResponse())
+
+    def _on_examples(self, request, run, response):
         servable = _servable(self.store, request.model_spec)
-        signature_name, result = example_api.regress(servable, request.model_spec.signature_name, request.input)
-        response = regression_pb2.RegressionResponse()
+        signature_name, result = run(servable, request.model_spec.signature_name, request.input)
         _answer_spec(response.model_spec, servable, signature_name)
         response.result.CopyFrom(result)
         return response
