@@ -223,3 +223,35 @@ def test_metrics_count_exactly_the_requests_sent(config_server):
     assert ':tensorflow:serving:request_latency_count{model_name="scaler",API="predict",entrypoint="GRPC"} 5' in text
     assert ':tensorflow:serving:model_version_available{model_name="scaler",version="2"} 1' in text
     assert 'status="success"' in text  # load attempts
+
+
+def test_zoo_serve_takes_tf_servings_flags(models, tmp_path):
+    """`zoo serve --model_config_file F --rest_api_port 0 ...` serves the config; neither
+    a folder nor a config is one line (a bad config's one line: test_a_bad_config_file...)."""
+    import re
+    import signal
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "zoo", "serve"]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 2 and "--model-config-file" in done.stderr.strip().splitlines()[-1]
+
+    config = tmp_path / "models.config"
+    config.write_text(CONFIG.format(base=models, stable=1))
+    process = subprocess.Popen([*command, "--model_config_file", str(config), "--rest_api_port", "0",
+                                "--grpc-port", "-1", "--file_system_poll_wait_seconds=0.5",
+                                "--rest_api_enable_cors_support", "--enable_batching=false"],
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+    try:
+        line = process.stdout.readline()
+        port = int(re.search(r"127\.0\.0\.1:(\d+)", line).group(1))
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        connection.request("POST", "/v1/models/scaler/labels/canary:predict", body='{"instances": [1.0]}')
+        response = connection.getresponse()
+        assert json.loads(response.read()) == {"predictions": [2.0]}
+        assert response.getheader("Access-Control-Allow-Origin") == "*"
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=60)
