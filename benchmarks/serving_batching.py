@@ -1,20 +1,26 @@
 """Does server-side batching (`zoo serve --enable_batching`) raise throughput under
 concurrent single-image requests, and what does it cost in latency?
 
-    PYTHONPATH=. python benchmarks/serving_batching.py              # 8/32/128 clients, 10 s each
+    PYTHONPATH=. python benchmarks/serving_batching.py              # 1/8/32/128 clients, 10 s each
     PYTHONPATH=. python benchmarks/serving_batching.py --smoke      # a few seconds, for CI
-    PYTHONPATH=. python benchmarks/serving_batching.py --seconds 20 --clients 32
+    PYTHONPATH=. python benchmarks/serving_batching.py --seconds 20 --clients 32 --timeout-micros 2000
+    PYTHONPATH=. python benchmarks/serving_batching.py --model resnet50 --size 64   # compute-bound
 
-Exports LeNet-5 (random init, seed 0), then runs `zoo serve` twice in subprocesses,
-batching off and on (a TF Serving batching parameters file: max_batch_size 32,
-batch_timeout_micros --timeout-micros, num_batch_threads 1). For each server and each
-client count C, a separate client process (so client threads share neither the
+Exports LeNet-5 (random init, seed 0) and serves it twice, batching off and on, each
+in a subprocess running the `ModelServer` that `zoo serve` runs (kept in reach so the
+batcher's own figures can be read; `zoo serve --enable_batching
+--batching_parameters_file` itself is started once and checked to answer). Batching
+uses a TF Serving parameters file: max_batch_size 32, batch_timeout_micros
+`--timeout-micros` (0 by default, TF Serving's advice for CPUs), num_batch_threads 1.
+
+For each server and client count C, a separate client process (sharing neither the
 server's interpreter nor its GIL) runs C threads, each with a persistent HTTP/1.1
-connection sending one real digit (scikit-learn's, 28x28) per `:predict` request for
-a fixed time after a warm-up. Reported: requests/s, p50/p99 latency, the on/off
-ratio, the answers of the two servers compared (class ids, probabilities), and one
-batch's compute (the SavedModel's signature at batch 1 and 32, in process), which
-with the timeout bounds what batching may add to a request's latency.
+connection sending one real digit (scikit-learn's; b64 PNG to `serving_bytes` by
+default) per `:predict` request, for `--seconds` after a warm-up. Reported per run:
+requests/s, p50/p99 latency, the on/off ratio, CPU ms per request of the server and the
+client, and for batching on the mean batch size and the time requests spent in the
+batcher; then the answers of the two servers compared (class ids, probabilities), and
+one batch's compute (the served signature at batch 1 and 32, in process).
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import argparse
 import base64
 import datetime
 import http.client
+import socket
 import io
 import json
 import os
@@ -40,45 +47,82 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-MODEL = "lenet"
+MODEL = "bench"
 SIGNATURES = {"uint8": "serving_uint8", "float": "serving_default", "png": "serving_bytes"}
 
 
 # ------------------------------------------------------------------ client process
+class Connection:
+    """A lean HTTP/1.1 keep-alive client: the request bytes are built once, the answer
+    read by Content-Length. `http.client` parses headers with the email package and
+    costs the client process more CPU per request than the server's own parsing; on 2
+    cores that CPU comes out of the server's share."""
+
+    def __init__(self, port):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=120)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.buffer = b""
+
+    def post(self, request):
+        self.sock.sendall(request)
+        while b"\r\n\r\n" not in self.buffer:
+            self._recv()
+        head, _, self.buffer = self.buffer.partition(b"\r\n\r\n")
+        status = int(head[9:12])
+        length = 0
+        for line in head.split(b"\r\n")[1:]:
+            if line[:15].lower() == b"content-length:":
+                length = int(line[15:])
+        while len(self.buffer) < length:
+            self._recv()
+        body, self.buffer = self.buffer[:length], self.buffer[length:]
+        return status, body
+
+    def _recv(self):
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("the server closed the connection")
+        self.buffer += chunk
+
+    def close(self):
+        self.sock.close()
+
+
+def http_request(port, body):
+    return (f"POST /v1/models/{MODEL}:predict HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
+
+
 def drive(port, clients, seconds, warmup, bodies_file, out_file):
     """The client process: `clients` threads on kept-alive connections, each sending
-    the request bodies in turn; writes latencies and each image's first answer."""
+    the request bodies in turn; writes latencies, CPU time and each image's first answer."""
     bodies = json.loads(Path(bodies_file).read_text())
-    bodies = [body.encode() for body in bodies]
-    path = f"/v1/models/{MODEL}:predict"
+    requests = [http_request(port, body.encode()) for body in bodies]
     lock = threading.Lock()
     latencies, failures, answers = [], [], {}
     barrier = threading.Barrier(clients + 1)
-    state = {"measure_from": None, "stop_at": None}
+    state = {"measure_from": None, "stop_at": None, "completed": 0}
 
     def client(index):
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        connection = Connection(port)
         mine, k = [], 0
         barrier.wait()
         while True:
-            now = time.perf_counter()
-            if now >= state["stop_at"]:
-                break
-            image = (index + k * clients) % len(bodies)
-            k += 1
             start = time.perf_counter()
+            if start >= state["stop_at"]:
+                break
+            image = (index + k * clients) % len(requests)
+            k += 1
             try:
-                connection.request("POST", path, body=bodies[image], headers={"Content-Type": "application/json"})
-                response = connection.getresponse()
-                payload = response.read()
+                status, payload = connection.post(requests[image])
             except Exception as error:  # noqa: BLE001  (counted)
                 with lock:
                     failures.append(repr(error))
                 connection.close()
-                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+                connection = Connection(port)
                 continue
             end = time.perf_counter()
-            if response.status != 200:
+            if status != 200:
                 with lock:
                     failures.append(payload[:200].decode(errors="replace"))
                 continue
@@ -90,6 +134,7 @@ def drive(port, clients, seconds, warmup, bodies_file, out_file):
         connection.close()
         with lock:
             latencies.extend(mine)
+            state["completed"] += k
 
     threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(clients)]
     for thread in threads:
@@ -101,16 +146,32 @@ def drive(port, clients, seconds, warmup, bodies_file, out_file):
         thread.join()
     Path(out_file).write_text(json.dumps({
         "latencies": latencies, "failures": failures[:20], "failed": len(failures),
-        "seconds": seconds, "answers": answers,
+        "seconds": seconds, "answers": answers, "cpu": time.process_time(), "completed": state["completed"],
     }))
 
 
-def run_clients(port, clients, seconds, warmup, bodies_file):
+def cpu_seconds(pid):
+    """utime + stime of a process so far (Linux), or None."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def run_clients(port, clients, seconds, warmup, bodies_file, server_pid=None):
+    """Run the client process; adds rate, p50/p99 (ms) and CPU ms per request of the
+    server and of the client process to its result."""
     with tempfile.NamedTemporaryFile("r", suffix=".json", delete=False) as out:
         out_file = out.name
+    before = cpu_seconds(server_pid) if server_pid else None
     subprocess.run([sys.executable, __file__, "--drive", str(port), str(clients), str(seconds), str(warmup),
                     bodies_file, out_file], check=True)
+    after = cpu_seconds(server_pid) if server_pid else None
     result = json.loads(Path(out_file).read_text())
+    completed = max(result["completed"], 1)
+    result["server_cpu_ms"] = (after - before) * 1e3 / completed if before is not None and after is not None else None
+    result["client_cpu_ms"] = result["cpu"] * 1e3 / completed
     os.unlink(out_file)
     ms = np.asarray(result["latencies"]) * 1000.0
     result["count"] = len(ms)
@@ -131,7 +192,7 @@ server = ModelServer(base, port=0, grpc_port=None, poll_seconds=0, enable_batchi
                      batching_parameters_file=config).start()
 print("READY", server.port, flush=True)
 for line in sys.stdin:
-    servable = server.store.get("lenet")
+    servable = server.store.get("bench")
     if servable.batching is None:
         print(json.dumps({}), flush=True)
         continue
@@ -196,7 +257,8 @@ def check_cli(base, batching_file, body):
 def request(port, body):
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
     try:
-        connection.request("POST", f"/v1/models/{MODEL}:predict", body=body, headers={"Content-Type": "application/json"})
+        connection.request("POST", f"/v1/models/{MODEL}:predict", body=body,
+                           headers={"Content-Type": "application/json"})
         response = connection.getresponse()
         return response.status, response.read()
     finally:
@@ -271,6 +333,10 @@ def compare(answers_off, answers_on):
     return len(common), same_class, identical, worst
 
 
+def _ms(value):
+    return "?" if value is None else f"{value:.2f}"
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", default="8,32,128", help="client counts (default: 8,32,128)")
@@ -283,6 +349,8 @@ def main(argv=None):
     parser.add_argument("--format", choices=sorted(SIGNATURES), default="png",
                         help="request body: a b64 PNG (serving_bytes; the default), uint8 pixels (serving_uint8) "
                              "or float pixels (serving_default)")
+    parser.add_argument("--model", default="lenet5", help="registry model (default: lenet5); others weights=None")
+    parser.add_argument("--size", type=int, default=64, help="input size for a model other than lenet5 (default: 64)")
     parser.add_argument("--smoke", action="store_true", help="tiny and quick: 8 and 32 clients, 1 s each")
     parser.add_argument("--drive", nargs=6, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -303,7 +371,15 @@ def main(argv=None):
 
     images = load_digits_28()[0][:256]
     keras.utils.set_random_seed(0)
-    model = zoo.create("lenet5", weights=None, num_classes=10)
+    if args.model == "lenet5":
+        model, described = zoo.create("lenet5", weights=None, num_classes=10), "LeNet-5 (random init, 28 px)"
+    else:  # a model whose compute is not negligible, for comparison
+        from PIL import Image
+
+        model = zoo.create(args.model, weights=None, input_shape=(args.size, args.size, 3))
+        described = f"{args.model} (weights=None, {args.size} px)"
+        images = np.stack([np.asarray(Image.fromarray(image).resize((args.size, args.size), Image.BILINEAR))
+                           for image in images])
     work = Path(tempfile.mkdtemp(prefix="zoo-batching-bench-"))
     export_dir = zoo.export(model, work / "models", MODEL)
     del model
@@ -318,7 +394,7 @@ def main(argv=None):
     bodies = make_bodies(images, args.format)
     bodies_file.write_text(json.dumps(bodies))
     signature = SIGNATURES[args.format]
-    print(f"LeNet-5 (random init) {signature}, {len(bodies[0])} B per request; in process: batch 1 "
+    print(f"{described} {signature}, {len(bodies[0])} B per request; in process: batch 1 "
           f"{compute[1] * 1e3:.2f} ms, batch 32 {compute[32] * 1e3:.2f} ms ({compute[32] / 32 * 1e3:.3f} ms/image)",
           flush=True)
     print("batching parameters: " + " ".join(format_batching_parameters(parameters).split()), flush=True)
@@ -334,22 +410,27 @@ def main(argv=None):
             for clients in [1] + client_counts:
                 # One client alone: what batching costs a request with nobody to share it with.
                 seconds, warmup = (args.seconds / 2, args.warmup / 2) if clients == 1 else (args.seconds, args.warmup)
-                server.batcher_stats()
-                result = run_clients(server.port, clients, seconds, warmup, str(bodies_file))
+                # The batcher's own figures cover the measured seconds, not the warm-up.
+                timer = threading.Timer(warmup + 0.3, server.batcher_stats)
+                timer.start()
+                result = run_clients(server.port, clients, seconds, warmup, str(bodies_file), server.process.pid)
+                timer.join()
                 stats = server.batcher_stats()
                 if clients == 1:
                     lone[label] = result
                 else:
                     results[label, clients] = result
                 extra = ""
-                if stats:
+                if stats and stats["latencies"]:
                     ms = np.asarray(stats["latencies"]) * 1e3
-                    inside[clients] = (stats["rows"] / max(stats["batches"], 1), max(map(int, stats["sizes"])),
+                    inside[clients] = (stats["rows"] / max(stats["batches"], 1), max(map(int, stats["sizes"]), default=0),
                                        float(np.percentile(ms, 50)), float(np.percentile(ms, 99)))
                     extra = (f"  | in the batcher: mean batch {inside[clients][0]:.1f} (max {inside[clients][1]}), "
                              f"p50 {inside[clients][2]:.2f} ms, p99 {inside[clients][3]:.2f} ms")
+                cpu = (f"  CPU ms/request: server {result['server_cpu_ms']:.2f}, client {result['client_cpu_ms']:.2f}"
+                       if result["server_cpu_ms"] is not None else "")
                 print(f"batching {label:3s} {clients:3d} clients: {result['rate']:7.0f} req/s  "
-                      f"p50 {result['p50']:7.2f} ms  p99 {result['p99']:7.2f} ms  failures {result['failed']}"
+                      f"p50 {result['p50']:7.2f} ms  p99 {result['p99']:7.2f} ms  failures {result['failed']}{cpu}"
                       + (f" {result['failures'][:1]}" if result["failed"] else "") + extra, flush=True)
 
     bound = args.timeout_micros / 1000 + compute[32] * 1e3
@@ -361,21 +442,22 @@ def main(argv=None):
 
     cpus = os.cpu_count()
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"\n#### LeNet-5 `{signature}`, one digit per request — {datetime.date.today()}, {cpus} CPU cores, "
+    print(f"\n#### {described} `{signature}`, one digit per request — {datetime.date.today()}, {cpus} CPU cores, "
           f"{platform.processor() or platform.machine()}, TF {tf.__version__}, {args.seconds:g} s per run, "
           f"load average at the end {load:.1f}\n")
     print(f"max_batch_size {args.max_batch_size}, batch_timeout_micros {args.timeout_micros}, num_batch_threads "
           f"{args.batch_threads}; one batch of 32 in process: {compute[32] * 1e3:.2f} ms (batch 1: "
           f"{compute[1] * 1e3:.2f} ms); timeout + one batch = {bound:.2f} ms\n")
     print("| clients | off: req/s | off: p50 / p99 ms | on: req/s | on: p50 / p99 ms | **on/off** | "
-          "on: mean (max) batch | on: in the batcher p50 / p99 ms |")
-    print("|---|---|---|---|---|---|---|---|")
+          "on: mean (max) batch | on: in the batcher p50 / p99 ms | server CPU ms/request off / on |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for clients in [1] + client_counts:
         off, on = (lone["off"], lone["on"]) if clients == 1 else (results["off", clients], results["on", clients])
         mean, biggest, in50, in99 = inside.get(clients, (0, 0, 0, 0))
         print(f"| {clients} | {off['rate']:.0f} | {off['p50']:.2f} / {off['p99']:.2f} | {on['rate']:.0f} | "
               f"{on['p50']:.2f} / {on['p99']:.2f} | **{on['rate'] / max(off['rate'], 1e-9):.2f}x** | "
-              f"{mean:.1f} ({biggest}) | {in50:.2f} / {in99:.2f} |")
+              f"{mean:.1f} ({biggest}) | {in50:.2f} / {in99:.2f} | {_ms(off['server_cpu_ms'])} / "
+              f"{_ms(on['server_cpu_ms'])} |")
     failed = sum(r["failed"] for r in results.values()) + lone["off"]["failed"] + lone["on"]["failed"]
     print(f"\nfailures: {failed}; answers compared on {compared} images: class ids equal {same_class}/{compared}, "
           f"bit-identical JSON {identical}/{compared}, max |probability difference| {worst:.1e}")

@@ -536,6 +536,8 @@ def decimals(array):
     double); `.0` added to whole numbers; `NaN`, `Infinity`, `-Infinity`."""
     array = np.asarray(array)
     flat = array.reshape(-1)
+    if flat.size <= _SMALL:
+        return _decimals_small(flat).reshape(array.shape)
     wide = flat.astype(np.float64)
     text = np.char.mod("%g", wide)
     finite = np.isfinite(flat)
@@ -557,8 +559,26 @@ def decimals(array):
     return text.reshape(array.shape)
 
 
-class _Raw(str):
-    """Text written into the JSON as it is (a number TF Serving's way)."""
+_SMALL = 256  # below this many values a Python loop beats numpy's string functions
+
+
+def _decimals_small(flat):
+    narrow = np.float32 if flat.dtype == np.float32 else float
+    digits = "%.9g" if flat.dtype == np.float32 else "%.17g"
+    out = np.empty(flat.size, dtype=object)
+    for index, value in enumerate(flat.tolist()):
+        if value != value:
+            text = "NaN"
+        elif value in (math.inf, -math.inf):
+            text = "Infinity" if value > 0 else "-Infinity"
+        else:
+            text = "%g" % value
+            if float(narrow(text)) != value:
+                text = digits % value
+            if "." not in text and "e" not in text:
+                text += ".0"
+        out[index] = text
+    return out
 
 
 def _leaf_texts(array, name):

@@ -164,12 +164,75 @@ class RestHandler(BaseHTTPRequestHandler):
 
     def setup(self):
         super().setup()
-        # Headers and body leave in separate writes; with Nagle's algorithm on, the
-        # body then waits for the client's delayed ACK (~40 ms per request).
+        # With Nagle's algorithm on, an answer written while the client has not yet
+        # acknowledged the last one waits for its delayed ACK (~40 ms per request).
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def log_message(self, format, *args):
         log.debug("%s - %s", self.address_string(), format % args)
+
+    def parse_request(self):
+        """http.server's request parsing, with the headers read into a plain
+        case-insensitive map instead of an `email.message.Message`: the email parser was
+        a fifth of the server's Python time per small request, which is what server-side
+        batching cannot merge away."""
+        self.command = None
+        self.request_version = self.default_request_version
+        self.close_connection = True
+        self.requestline = str(self.raw_requestline, "iso-8859-1").rstrip("\r\n")
+        words = self.requestline.split()
+        if not words:
+            return False
+        if len(words) >= 3:
+            version = words[-1]
+            try:
+                if not version.startswith("HTTP/"):
+                    raise ValueError
+                major, minor = version.split("/", 1)[1].split(".")
+                if not (major.isdigit() and minor.isdigit() and len(major) <= 10 and len(minor) <= 10):
+                    raise ValueError
+                number = (int(major), int(minor))
+            except ValueError:
+                self.send_error(400, f"Bad request version ({version!r})")
+                return False
+            if number >= (2, 0):
+                self.send_error(505, f"Invalid HTTP version ({version})")
+                return False
+            self.close_connection = number < (1, 1)
+            self.request_version = version
+        if not 2 <= len(words) <= 3:
+            self.send_error(400, f"Bad request syntax ({self.requestline!r})")
+            return False
+        self.command, self.path = words[:2]
+        if len(words) == 2:
+            self.close_connection = True
+            if self.command != "GET":
+                self.send_error(400, f"Bad HTTP/0.9 request type ({self.command!r})")
+                return False
+        headers = Headers()
+        while True:
+            line = self.rfile.readline(_MAX_HEADER_LINE + 1)
+            if len(line) > _MAX_HEADER_LINE:
+                self.send_error(431, "Line too long")
+                return False
+            if line in (b"\r\n", b"\n", b""):
+                break
+            if len(headers) >= _MAX_HEADERS:
+                self.send_error(431, "Too many headers")
+                return False
+            name, colon, value = line.decode("iso-8859-1").partition(":")
+            if colon:
+                headers[name.strip()] = value.strip()
+        self.headers = headers
+        connection = headers.get("Connection", "").lower()
+        if connection == "close":
+            self.close_connection = True
+        elif connection == "keep-alive":
+            self.close_connection = False
+        if (headers.get("Expect", "").lower() == "100-continue" and self.request_version >= "HTTP/1.1"
+                and not self.handle_expect_100()):
+            return False
+        return True
 
     def do_GET(self):
         self._handle()
@@ -280,19 +343,21 @@ class RestHandler(BaseHTTPRequestHandler):
         return self.rfile.read(self._check_length())
 
     def _reply(self, status, text, content_type="application/json"):
+        """The whole answer in one write (two writes cost a second system call and, on
+        a busy machine, a second wake-up of the client)."""
         body = text.encode("utf-8")
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
+        phrase = self.responses.get(status, ("",))[0]
+        head = [f"{self.request_version if self.request_version != 'HTTP/0.9' else 'HTTP/1.1'} {status} {phrase}",
+                f"Server: {self.server_version}", f"Date: {_http_date()}", f"Content-Type: {content_type}",
+                f"Content-Length: {len(body)}"]
         if getattr(self.server, "enable_cors", False):
             # TF Serving's AddCORSHeaders, on every answer once --rest_api_enable_cors_support is on.
-            self.send_header("Access-Control-Allow-Origin", "*")
-            self.send_header("Access-Control-Allow-Methods", "POST, GET")
-            self.send_header("Access-Control-Allow-Headers", "Content-Type")
+            head += ["Access-Control-Allow-Origin: *", "Access-Control-Allow-Methods: POST, GET",
+                     "Access-Control-Allow-Headers: Content-Type"]
         if self.close_connection:
-            self.send_header("Connection", "close")
-        self.end_headers()
-        self.wfile.write(body)
+            head.append("Connection: close")
+        self.log_request(status, len(body))
+        self.wfile.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body)
 
     def _drain(self):
         # A client that sends its whole body before reading (most do) would see the
@@ -324,6 +389,36 @@ class RestHandler(BaseHTTPRequestHandler):
                 f"Received: Content-Length={length}"
             )
         return int(length)
+
+
+class Headers(dict):
+    """Request headers by case-insensitive name (the last of repeated ones)."""
+
+    def __setitem__(self, name, value):
+        super().__setitem__(name.lower(), value)
+
+    def __getitem__(self, name):
+        return super().get(name.lower())
+
+    def get(self, name, default=None):
+        return super().get(name.lower(), default)
+
+    def __contains__(self, name):
+        return super().__contains__(name.lower())
+
+
+_MAX_HEADER_LINE = 65536
+_MAX_HEADERS = 100
+_date = [0, ""]
+
+
+def _http_date():
+    now = int(time.time())
+    if _date[0] != now:  # formatted once a second, not once a request
+        from email.utils import formatdate
+
+        _date[:] = [now, formatdate(now, usegmt=True)]
+    return _date[1]
 
 
 class _NotServed(Exception):
