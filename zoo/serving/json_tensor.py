@@ -129,6 +129,9 @@ _CONSTANTS = {"true": True, "false": False, "null": None, "NaN": math.nan, "Infi
               "-Infinity": -math.inf}
 
 
+_DECODER = json.JSONDecoder()
+
+
 def parse_json(body):
     """A request body → its top-level JSON object, as TF Serving's ParseJson reads it."""
     if isinstance(body, (bytes, bytearray)):
@@ -142,7 +145,7 @@ def parse_json(body):
     if start == len(text):
         raise ServingError("JSON Parse error: The document is empty")
     try:
-        value, _ = json.JSONDecoder().raw_decode(text, start)  # text after the document is ignored
+        value, _ = _DECODER.raw_decode(text, start)  # text after the document is ignored
     except RecursionError:
         value = _parse_iteratively(text, start)
     except json.JSONDecodeError as error:
@@ -422,7 +425,7 @@ def _instances_to_arrays(instances, specs):
     if not is_object(first):
         name = names[0]
         spec = specs[name]
-        if not any(is_object(item) for item in instances):
+        if not any(isinstance(item, dict) for item in instances):  # b64 objects take the exact walk
             fast = _fast_array(instances, _dense_shape(instances), spec.dtype_name, spec.dtype)
             if fast is not None:
                 return {name: fast}
@@ -600,10 +603,15 @@ def _leaf_texts(array, name):
         return out.reshape(array.shape)
     if kind == "f" and array.dtype in (np.float32, np.float64):
         return decimals(array)
-    if kind in "iu":
+    if kind in "iub":
+        flat = array.reshape(-1)
+        if flat.size <= _SMALL:
+            texts = np.empty(flat.size, dtype=object)
+            texts[:] = [("true" if v else "false") if kind == "b" else str(v) for v in flat.tolist()]
+            return texts.reshape(array.shape)
+        if kind == "b":
+            return np.where(array, "true", "false").astype(object)
         return array.astype(str).astype(object)
-    if kind == "b":
-        return np.where(array, "true", "false").astype(object)
     dtype_name = {"c": "complex64" if array.dtype == np.complex64 else "complex128",
                   "f": "half" if array.dtype == np.float16 else str(array.dtype)}.get(kind, str(array.dtype))
     raise ServingError(f"Failed to write JSON value for tensor type: {dtype_name}")
