@@ -185,11 +185,11 @@ SERVER = """
 import json, sys
 from zoo.serving.server import ModelServer
 
-base, config, signature = sys.argv[1], sys.argv[2] or None, sys.argv[3]
+base, config, signature, intra, inter = sys.argv[1], sys.argv[2] or None, sys.argv[3], *map(int, sys.argv[4:6])
 # What `zoo serve BASE --port 0 --grpc-port -1 --poll-seconds 0 [--enable_batching
 # --batching_parameters_file FILE]` runs, kept in reach to read the batcher's own figures.
 server = ModelServer(base, port=0, grpc_port=None, poll_seconds=0, enable_batching=config is not None,
-                     batching_parameters_file=config).start()
+                     batching_parameters_file=config, intra_op_threads=intra, inter_op_threads=inter).start()
 print("READY", server.port, flush=True)
 for line in sys.stdin:
     servable = server.store.get("bench")
@@ -207,9 +207,9 @@ class Server:
     """The model server (`zoo serve`'s `ModelServer`) in a subprocess, on a free port;
     `batcher_stats()` returns (and zeroes) its batcher's figures."""
 
-    def __init__(self, base, batching_file=None, signature="serving_default"):
+    def __init__(self, base, batching_file=None, signature="serving_default", threads=(0, 0)):
         env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
-        command = [sys.executable, "-c", SERVER, str(base), str(batching_file or ""), signature]
+        command = [sys.executable, "-c", SERVER, str(base), str(batching_file or ""), signature, *map(str, threads)]
         self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                         stderr=subprocess.DEVNULL, text=True, env=env, cwd=str(ROOT))
         ready = self.process.stdout.readline().split()
@@ -351,6 +351,10 @@ def main(argv=None):
                              "or float pixels (serving_default)")
     parser.add_argument("--model", default="lenet5", help="registry model (default: lenet5); others weights=None")
     parser.add_argument("--size", type=int, default=64, help="input size for a model other than lenet5 (default: 64)")
+    parser.add_argument("--threads", default="0,0",
+                        help="the served model's intra-op,inter-op threads, as zoo serve's "
+                             "--tensorflow_intra_op_parallelism / --tensorflow_inter_op_parallelism (default: 0,0: "
+                             "TF's choice)")
     parser.add_argument("--smoke", action="store_true", help="tiny and quick: 8 and 32 clients, 1 s each")
     parser.add_argument("--drive", nargs=6, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -401,9 +405,10 @@ def main(argv=None):
     status, _ = check_cli(work / "models", batching_file, bodies[0].encode())
     print(f"zoo serve --enable_batching --batching_parameters_file: answered {status}", flush=True)
 
+    threads = tuple(int(n) for n in args.threads.split(","))
     results, lone, inside = {}, {}, {}
     for label, config in (("off", None), ("on", batching_file)):
-        with Server(work / "models", config, signature) as server:
+        with Server(work / "models", config, signature, threads) as server:
             status, _ = request(server.port, bodies[0].encode())
             if status != 200:
                 raise SystemExit(f"the {label} server answered {status}")
@@ -447,7 +452,8 @@ def main(argv=None):
           f"load average at the end {load:.1f}\n")
     print(f"max_batch_size {args.max_batch_size}, batch_timeout_micros {args.timeout_micros}, num_batch_threads "
           f"{args.batch_threads}; one batch of 32 in process: {compute[32] * 1e3:.2f} ms (batch 1: "
-          f"{compute[1] * 1e3:.2f} ms); timeout + one batch = {bound:.2f} ms\n")
+          f"{compute[1] * 1e3:.2f} ms); timeout + one batch = {bound:.2f} ms; model threads (intra, inter) "
+          f"{threads}\n")
     print("| clients | off: req/s | off: p50 / p99 ms | on: req/s | on: p50 / p99 ms | **on/off** | "
           "on: mean (max) batch | on: in the batcher p50 / p99 ms | server CPU ms/request off / on |")
     print("|---|---|---|---|---|---|---|---|---|")

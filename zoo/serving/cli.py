@@ -69,6 +69,11 @@ def add_commands(subparsers):
     p.add_argument("--rest-api-enable-cors-support", "--rest_api_enable_cors_support", dest="enable_cors",
                    nargs="?", const=True, default=False, type=_flag,
                    help="CORS headers on REST answers, for browser clients")
+    p.add_argument("--tensorflow-intra-op-parallelism", "--tensorflow_intra_op_parallelism", dest="intra_op",
+                   type=int, default=0, help="threads each model uses inside one op (default: 0, TF's choice)")
+    p.add_argument("--tensorflow-inter-op-parallelism", "--tensorflow_inter_op_parallelism", dest="inter_op",
+                   type=int, default=0, help="ops each model runs at once (default: 0, TF's choice; 1 and 1 "
+                                             "serve a small model fastest on few cores)")
     p.add_argument("--max-body-mb", type=float, default=32.0, help="largest request body in MiB (default: 32)")
     p.add_argument("--max-connections", type=int, default=256,
                    help="REST connections served at once; more get a 503 (default: 256)")
@@ -137,6 +142,8 @@ def cmd_serve(args):
         enable_batching=args.enable_batching,
         batching_parameters_file=args.batching_parameters_file,
         enable_cors=args.enable_cors,
+        intra_op_threads=args.intra_op,
+        inter_op_threads=args.inter_op,
         host=args.host,
         port=args.port,
         grpc_port=None if args.grpc_port < 0 else args.grpc_port,

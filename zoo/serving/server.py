@@ -55,6 +55,10 @@ class ModelServer:
             `--rest_api_enable_cors_support`. Defaults to `False`.
         metrics_path: where REST serves Prometheus metrics; None serves none.
             Defaults to TF Serving's `/monitoring/prometheus/metrics`.
+        intra_op_threads, inter_op_threads: int. Threads of each model's Session (TF
+            Serving's `--tensorflow_intra_op_parallelism` / `..._inter_op_...`); 0
+            lets TensorFlow choose. A small model on few cores serves more requests
+            with 1 and 1 (LeNet-5 on 2 cores: 1.7x; benchmarks/README.md).
     """
 
     def __init__(
@@ -71,6 +75,8 @@ class ModelServer:
         batching_parameters_file=None,
         enable_cors=False,
         metrics_path=METRICS_PATH,
+        intra_op_threads=0,
+        inter_op_threads=0,
     ):
         batching = None
         if enable_batching or batching_parameters_file:
@@ -81,7 +87,8 @@ class ModelServer:
         self.metrics = Metrics() if metrics_path else None
         on_load = (lambda name, version, path, ok: self.metrics.count_load(path, ok)) if self.metrics else None
         self.store = ModelStore(base_path, poll_seconds=poll_seconds, model_config_file=model_config_file,
-                                batching=batching, on_load=on_load)
+                                batching=batching, on_load=on_load,
+                                threads=(intra_op_threads, inter_op_threads))
         if self.metrics is not None:
             self.metrics.available = lambda: [(s.name, s.version) for s in self.store.servables()]
         self.enable_cors = bool(enable_cors)

@@ -107,9 +107,12 @@ class Servable:
         name, version, path: the model, its version and its SavedModel directory.
         batching: a `zoo.serving.batching.BatchingParameters`, or None. With it, calls
             to a batchable signature from concurrent requests are merged into one.
+        threads: `(intra_op, inter_op)` threads of the model's Session; 0 lets
+            TensorFlow choose (one per core), as TF Serving's
+            `--tensorflow_intra_op_parallelism` / `--tensorflow_inter_op_parallelism`.
     """
 
-    def __init__(self, name, version, path, batching=None):
+    def __init__(self, name, version, path, batching=None, threads=(0, 0)):
         import tensorflow as tf
         from tensorflow.core.protobuf import saved_model_pb2
 
@@ -137,7 +140,8 @@ class Servable:
         self.tf1 = not graph.object_graph_def.nodes  # written by TF 1.x (for messages)
         self._callables = {}
         self._graph = tf.Graph()
-        self._session = tf.compat.v1.Session(graph=self._graph)
+        self._session = tf.compat.v1.Session(graph=self._graph, config=tf.compat.v1.ConfigProto(
+            intra_op_parallelism_threads=int(threads[0]), inter_op_parallelism_threads=int(threads[1])))
         from tensorflow.python.util import deprecation
 
         with self._graph.as_default(), deprecation.silence():
@@ -396,9 +400,11 @@ class ModelStore:
         batching: a `zoo.serving.batching.BatchingParameters`, or None for no batching.
         on_load: called as `on_load(name, version, path, ok)` after each load attempt
             (metrics count them).
+        threads: `(intra_op, inter_op)` Session threads for every model (0: TF's choice).
     """
 
-    def __init__(self, base_path=None, poll_seconds=1.0, model_config_file=None, batching=None, on_load=None):
+    def __init__(self, base_path=None, poll_seconds=1.0, model_config_file=None, batching=None, on_load=None,
+                 threads=(0, 0)):
         if (base_path is None) == (model_config_file is None):
             raise ZooError("Serve either a model base path or a --model_config_file, not both or neither.")
         self.base_path = Path(base_path) if base_path is not None else None
@@ -412,6 +418,7 @@ class ModelStore:
             self._config_text = self.model_config_file.read_text()
         self.poll_seconds = poll_seconds
         self.batching = batching
+        self.threads = threads
         self.on_load = on_load
         self._versions = {}  # name -> {version: Servable}
         self._labels = {}  # name -> {label: version}
@@ -541,7 +548,7 @@ class ModelStore:
         if failed is not None and failed[0] == stamp:
             return None
         try:
-            servable = Servable(name, version, path, batching=self.batching)
+            servable = Servable(name, version, path, batching=self.batching, threads=self.threads)
         except Exception as error:  # a broken version must not stop the others
             self._failed[key] = (stamp, f"{type(error).__name__}: {error}")
             log.error("could not load %s version %s from %s: %s", name, version, path, error)
