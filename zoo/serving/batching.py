@@ -50,7 +50,7 @@ from pathlib import Path
 import numpy as np
 
 from zoo.errors import ZooError
-from zoo.serving.store import ServingError, Unavailable
+from zoo.serving.errors import ServingError, Unavailable
 
 log = logging.getLogger("zoo.serving")
 

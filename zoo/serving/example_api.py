@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from zoo.serving import SIGNATURE_DEFAULT
-from zoo.serving.store import ServingError
+from zoo.serving.errors import ServingError
 
 CLASSIFY = "tensorflow/serving/classify"
 REGRESS = "tensorflow/serving/regress"

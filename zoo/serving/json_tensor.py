@@ -26,7 +26,7 @@ from json.decoder import scanstring
 
 import numpy as np
 
-from zoo.serving.store import ServingError
+from zoo.serving.errors import ServingError
 
 SIGNATURE_KEY = "signature_name"
 BYTES_SUFFIX = "_bytes"

@@ -39,7 +39,8 @@ from zoo.serving.json_tensor import (
     request_arrays,
     tensors_json,
 )
-from zoo.serving.store import BodyTooLarge, ServingError, log
+from zoo.serving.errors import BodyTooLarge, ServingError
+from zoo.serving.store import log
 
 _DRAIN_LIMIT = 256 * 1024 * 1024
 METRICS_PATH = "/monitoring/prometheus/metrics"

@@ -42,35 +42,9 @@ import numpy as np
 
 from zoo.errors import ZooError
 from zoo.serving import SIGNATURE_DEFAULT
+from zoo.serving.errors import BodyTooLarge, FailedPrecondition, NotFound, ServingError, Unavailable  # noqa: F401
 
 log = logging.getLogger("zoo.serving")
-
-
-class ServingError(Exception):
-    """A request the server refuses; `status` is its HTTP status (4xx)."""
-
-    status = 400
-    code = "INVALID_ARGUMENT"  # the canonical (gRPC) error code TF Serving reports
-
-
-class NotFound(ServingError):
-    status = 404
-    code = "NOT_FOUND"
-
-
-class BodyTooLarge(ServingError):
-    status = 413
-    code = "RESOURCE_EXHAUSTED"
-
-
-class Unavailable(ServingError):
-    status = 503
-    code = "UNAVAILABLE"
-
-
-class FailedPrecondition(ServingError):
-    status = 400
-    code = "FAILED_PRECONDITION"
 
 
 # ------------------------------------------------------------------------ servables
