@@ -203,6 +203,8 @@ def load_model_file(model_path):
     model_path = Path(model_path)
     if not model_path.is_file():
         raise RunError(f"No such model file: {model_path}")
+    if _holds_hub_layer(model_path):
+        import zoo.hub  # noqa: F401  (registers HubLayer; a hub module needs TensorFlow)
     try:
         return keras.saving.load_model(model_path, compile=False)
     except ValueError as error:
@@ -213,6 +215,16 @@ def load_model_file(model_path):
                            "could run anything. Load it yourself with keras.saving.load_model(..., "
                            "safe_mode=False) only if you trust where it came from.") from None
         raise RunError(f"{model_path} cannot be loaded: {str(error).splitlines()[0]}") from None
+
+
+def _holds_hub_layer(model_path):
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(model_path) as archive:
+            return b'"HubLayer"' in archive.read("config.json")
+    except (OSError, KeyError, zipfile.BadZipFile):
+        return False
 
 
 def save_run(run_dir, model, classes=None, config=None, metrics=None, kind="classifier"):

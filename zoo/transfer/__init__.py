@@ -1,11 +1,19 @@
 """Transfer learning shared by every image model: the policy, not the loop.
 
 Heads (`replace_head`), freezing (`freeze`, `unfreeze`, BatchNorm kept in inference
-mode), layer groups (`layerwise_multipliers`), cached features, two-phase `fine_tune`
-and `lr_find` on cached features. Training itself goes through `zoo.training.fit`.
+mode), layer groups (`layerwise_multipliers`), cached features, two-phase `fine_tune`,
+`lr_find` on cached features, and TF Hub modules as Keras 3 layers (`hub_layer`: the
+TensorFlow-backend code is `zoo.hub`, imported when called). Training itself goes through `zoo.training.fit`.
 """
 
 from zoo.transfer.head import replace_head  # noqa: F401
 from zoo.transfer.fine_tune import fine_tune, fit_one_cycle  # noqa: F401,E402
 from zoo.transfer.freeze import freeze, layerwise_multipliers, unfreeze  # noqa: F401,E402
 from zoo.transfer.lr_find import lr_find  # noqa: F401,E402
+
+
+def hub_layer(handle, trainable=False, output_key=None, arguments=None, name=None):
+    """A TF Hub module (a TF2 SavedModel) as a Keras 3 layer; see `zoo.hub`."""
+    from zoo.hub import hub_layer as build
+
+    return build(handle, trainable=trainable, output_key=output_key, arguments=arguments, name=name)
