@@ -162,3 +162,70 @@ def test_what_cannot_work_is_one_clear_error(tmp_path, module_dir, monkeypatch):
     monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
     with pytest.raises(OptionError, match="KERAS_BACKEND=tensorflow"):
         hub_layer(module_dir)
+
+
+class ImageFeatureVector(tf.Module):
+    """A hub-style image feature-vector module: float RGB in [0, 1] of any size → [N, 16]."""
+
+    def __init__(self):
+        super().__init__()
+        self.kernel = tf.Variable(tf.random.stateless_normal([3, 3, 3, 16], seed=[3, 4]) * 0.5, name="kernel")
+        self.bias = tf.Variable(tf.zeros([16]), name="bias")
+        self.shift = tf.Variable(tf.fill([16], 0.1), trainable=False, name="moving_mean")
+
+    @tf.function
+    def __call__(self, images, training=False):
+        hidden = tf.nn.relu(tf.nn.conv2d(images, self.kernel, 2, "SAME") + self.bias - self.shift)
+        if training:
+            hidden = tf.nn.dropout(hidden, rate=0.1)
+        return tf.concat([tf.reduce_mean(hidden, axis=[1, 2]), tf.reduce_max(hidden, axis=[1, 2])], axis=-1)
+
+
+@pytest.fixture(scope="module")
+def image_module(tmp_path_factory):
+    path = tmp_path_factory.mktemp("hub") / "image_feature_vector"
+    module = ImageFeatureVector()
+    for training in (True, False):
+        module.__call__.get_concrete_function(tf.TensorSpec([None, None, None, 3], tf.float32), training=training)
+    tf.saved_model.save(module, str(path))
+    return path
+
+
+def test_create_hub_model_is_a_uint8_classifier_with_the_module_as_its_base(image_module):
+    model = zoo.create(f"hub:{image_module}", num_classes=3, input_shape=(32, 32, 3))
+    assert model.inputs[0].dtype == "uint8" and model.output.shape == (None, 3)
+    assert any(layer.name == "hub_module" for layer in model.layers)
+    probabilities = model.predict(np.zeros((2, 32, 32, 3), "uint8"), verbose=0)
+    np.testing.assert_allclose(probabilities.sum(-1), 1.0, rtol=1e-5)
+    with pytest.raises(ZooError, match="feature extractor"):
+        zoo.create(f"hub:{image_module}")
+    with pytest.raises(ZooError, match="carries its own weights"):
+        zoo.create(f"hub:{image_module}", num_classes=3, weights="imagenet")
+
+
+def test_zoo_finetune_with_a_hub_module_runs_exports_and_serves(image_module, tmp_path, digits):
+    import json
+    import subprocess
+    import sys
+
+    from helpers.digit_folders import write_folder
+    from zoo.serving.store import Servable
+
+    x_train, x_test, y_train, y_test = digits
+    data = write_folder(tmp_path / "data", x_train, y_train, classes=(0, 1), per_class=30)
+    out = tmp_path / "run"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    done = subprocess.run([sys.executable, "-m", "zoo", "finetune", str(data), "--model", f"hub:{image_module}",
+                           "--epochs", "2", "--freeze-epochs", "1", "--image-size", "32", "--batch-size", "16",
+                           "--lr", "1e-2", "--out", str(out)], capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert [(h["epoch"], h["phase"]) for h in metrics["history"]] == [(1, 1), (2, 2), (3, 2)]
+    assert f"hub:{image_module}" in (out / "run.json").read_text()
+    run = zoo.load_run(out)
+    path = zoo.export(out, tmp_path / "models", "hubbed")
+    from PIL import Image
+
+    image = np.stack([np.asarray(Image.fromarray(x_test[y_test == c][0]).resize((32, 32))) for c in (0, 1)])
+    served = Servable("hubbed", 1, path).predict("serving_uint8", {"images": image})
+    np.testing.assert_allclose(served["probabilities"], run.model.predict(image, verbose=0), rtol=1e-5, atol=1e-6)

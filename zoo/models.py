@@ -52,7 +52,45 @@ def list_models(pattern=None, task=None, exclude=()):
     return sorted(names, key=_natural_key)
 
 
+HUB_PREFIX = "hub:"
+HUB_WEIGHTS = "hub"  # a hub module carries its own weights
+
+
+def hub_spec(name) -> ModelSpec:
+    """The spec of `"hub:HANDLE"`: an image feature-vector module from TF Hub (or a
+    SavedModel directory) as the base of a classifier. Hub image modules take float
+    RGB in [0, 1] (the `unit` preprocessing) at 224 x 224 unless told otherwise; the
+    module's weights are its own. Built through `zoo.transfer.hub_layer`."""
+    handle = str(name)[len(HUB_PREFIX):]
+    if not handle:
+        raise UnknownModelError(f"`hub:` needs a handle or a SavedModel path after it. Received: name={name!r}")
+
+    def builder(features, include_top=False, classes=0):
+        if include_top:
+            raise WeightsError(f"{name} is a feature extractor with no classification head: pass num_classes=N "
+                               "(or include_top=False).")
+        from zoo.transfer import hub_layer
+
+        # Trainable, so unfreezing the base fine-tunes the module; `freeze` makes it
+        # not trainable, and then it runs in inference mode (batch norm included).
+        return hub_layer(handle, trainable=True, name="hub_module")(features)
+
+    return ModelSpec(name=f"{HUB_PREFIX}{handle}", family="hub", task="image-classification", builder=builder,
+                     input_size=(224, 224), preprocessing="unit", num_classes=0,
+                     description=f"TF Hub module {handle}", default_weights=HUB_WEIGHTS)
+
+
+def keras_name(spec):
+    """The spec's name as a Keras model may be named (`hub:/models/effnet` → `hub_effnet`)."""
+    name = spec.name
+    if spec.family == "hub":
+        name = "hub_" + (name[len(HUB_PREFIX):].rstrip("/").rsplit("/", 1)[-1] or "module")
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+
+
 def get_spec(name) -> ModelSpec:
+    if str(name).startswith(HUB_PREFIX):
+        return hub_spec(name)
     _ensure_loaded()
     spec = lookup(name)
     if spec is None:
@@ -186,7 +224,12 @@ def create_image_model(
 
     entry = None
     weights_file = None
-    if weights is not None and _is_path(weights):
+    if spec.family == "hub":
+        if weights not in (HUB_WEIGHTS, None):
+            raise WeightsError(f"{spec.name} carries its own weights: leave `weights` as 'default'. "
+                               f"Received: weights={weights!r}")
+        weights = None  # nothing to load: the module's variables are the weights
+    elif weights is not None and _is_path(weights):
         weights_file = os.fspath(weights)
         if not os.path.exists(weights_file):
             raise WeightsError(f"Weights file not found: {weights_file}")
@@ -202,7 +245,7 @@ def create_image_model(
 
     def build(with_top):
         outputs = spec.builder(features, include_top=with_top, classes=head_classes)
-        return keras.Model(inputs, outputs, name=spec.name)
+        return keras.Model(inputs, outputs, name=keras_name(spec))
 
     if weights_file is None:
         model = build(build_top)
@@ -224,7 +267,7 @@ def create_image_model(
     if new_head:
         from zoo.transfer import replace_head
 
-        model = replace_head(model, num_classes, dropout=head_dropout, name=spec.name,
+        model = replace_head(model, num_classes, dropout=head_dropout, name=keras_name(spec),
                              feature_layer=spec.feature_layer)
     return model
 
@@ -242,7 +285,7 @@ def _cut_head(model, spec):
 
     if not spec.feature_layer:
         raise WeightsError(f"{spec.name} has no feature layer to cut its head at.")
-    return keras.Model(model.inputs[0], model.get_layer(spec.feature_layer).output, name=spec.name)
+    return keras.Model(model.inputs[0], model.get_layer(spec.feature_layer).output, name=keras_name(spec))
 
 
 # How each task's models are built; a task missing here is built by its spec's builder.
