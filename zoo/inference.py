@@ -74,7 +74,7 @@ def class_names(model, name, labels, num_outputs):
 _FORWARD = weakref.WeakKeyDictionary()
 
 
-def _forward_function(model):
+def forward_function(model):
     """`batch -> probabilities`, compiled once per model and kept with it.
 
     On the TensorFlow backend this is a `tf.function` with a `(None, H, W, 3)` input
@@ -148,7 +148,7 @@ def classify(images, model="vgg19", top=5, weights="default", labels=None, batch
         model = registry_model(name, weights if not isinstance(weights, os.PathLike) else os.fspath(weights))
     size = tuple(model.inputs[0].shape[1:3])
     num_outputs = model.outputs[0].shape[-1]
-    forward = _forward_function(model)
+    forward = forward_function(model)
     dtype = _dtype_of(model)
 
     # Decode ahead on threads; run the model each time a batch of good images is ready.

@@ -27,7 +27,7 @@ import numpy as np
 
 from zoo import io, runs
 from zoo.errors import OptionError, ZooError
-from zoo.tasks.base import RUN_DEFAULTS, RUN_OPTIONS, Option, finish_run, start_run
+from zoo.tasks.base import RUN_DEFAULTS, RUN_OPTIONS, Option, building, finish_run, start_run
 
 KIND = "autoencoder"
 MODEL_TASK = "autoencoder"
@@ -130,7 +130,7 @@ def load_run(run_dir):
 
 
 def train(data=None, out="runs/autoencoder", resume=False, overwrite=False, verbose="auto", no_tensorboard=False,
-          callbacks=(), **options):
+          distribute="none", callbacks=(), **options):
     """Train an autoencoder on `data` (`"digits"` or a folder of images); write the run `out`.
 
     Args:
@@ -152,7 +152,7 @@ def train(data=None, out="runs/autoencoder", resume=False, overwrite=False, verb
     from zoo import models
     from zoo.architectures.autoencoder import trainer
     from zoo.data.arrays import image_arrays
-    from zoo.training import Defaults, fit, precision
+    from zoo.training import Defaults, fit
 
     out = Path(out)
     given = {"data": None if data is None else str(data), **options}
@@ -171,7 +171,7 @@ def train(data=None, out="runs/autoencoder", resume=False, overwrite=False, verb
         io.write_text(out / "skipped.txt", "".join(f"{path}: {reason}\n" for path, reason in arrays.skipped))
 
     name = "conv_vae" if config["variational"] else "conv_autoencoder"
-    with precision(config["precision"]):
+    with building(config, distribute) as strategy:
         model = models.create(name, image_shape=arrays.image_shape, latent_dim=int(config["latent_dim"]))
         wrapper = trainer(model, noise=float(config["noise"]), seed=int(config["seed"]))
     shown = arrays.val[:8]
@@ -188,6 +188,7 @@ def train(data=None, out="runs/autoencoder", resume=False, overwrite=False, verb
                           train_monitor="loss"),
         run_dir=out, resume=resuming, tensorboard=not no_tensorboard, tensorboard_images=reconstruction_grid,
         early_stopping=config["early_stopping"], callbacks=callbacks, verbose=verbose,
+        strategy=strategy,
     )
     # fit leaves the best epoch's weights in the model: the pictures and scores are of it.
     scores = write_pictures(out, model, arrays.val, float(config["noise"]), seed=int(config["seed"]))

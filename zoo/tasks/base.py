@@ -3,6 +3,8 @@ without importing TensorFlow or Keras) and the common option set of a training r
 
 from __future__ import annotations
 
+import contextlib
+
 from dataclasses import dataclass
 
 
@@ -43,6 +45,8 @@ RUN_OPTIONS = (
     Option("precision", str, None, "float32 | mixed_float16 | mixed_bfloat16 (default: float32)"),
     Option("early_stopping", int, None, "stop after this many epochs without improvement (default: off)"),
     Option("no_tensorboard", None, False, "write no TensorBoard logs (RUN_DIR/logs)"),
+    Option("distribute", str, "none", "none | mirrored (this machine's GPUs, or CPU devices) | multiworker "
+           "(TF_CONFIG's workers); the batch size is the global batch (default: none)"),
 )
 # What a new run of any kind starts with for the run options that are settings.
 RUN_DEFAULTS = {"seed": 0, "precision": "float32", "early_stopping": None}
@@ -83,6 +87,19 @@ def start_run(kind, out, options, *, defaults, settings, required=(), resume=Fal
                           f"Received: precision={config['precision']!r}")
     keras.utils.set_random_seed(config.get("seed") or 0)
     return config, resuming
+
+
+@contextlib.contextmanager
+def building(config, distribute="none"):
+    """Where a task builds its model: under the run's precision policy and in the
+    distribution's scope (`zoo.distribute`). Yields the strategy to hand to `fit`, so
+    every kind of model trains distributed through the one training path."""
+    from zoo.distribute import strategy as make_strategy
+    from zoo.training import precision, strategy_scope
+
+    chosen = make_strategy(distribute)
+    with precision(config.get("precision", "float32")), strategy_scope(chosen):
+        yield chosen
 
 
 def finish_run(out, model, result, extra=None, verbose=1, saved_model=None, plot_metrics=("loss",)):

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from zoo import io, runs
 from zoo.errors import OptionError, ZooError
-from zoo.tasks.base import RUN_DEFAULTS, RUN_OPTIONS, Option, finish_run, start_run
+from zoo.tasks.base import RUN_DEFAULTS, RUN_OPTIONS, Option, building, finish_run, start_run
 
 KIND = "char-lstm"
 MODEL = "char_lstm"
@@ -91,7 +91,7 @@ def load_run(run_dir):
 
 
 def train(text=None, out="runs/char-lstm", resume=False, overwrite=False, verbose="auto", no_tensorboard=False,
-          callbacks=(), **options):
+          distribute="none", callbacks=(), **options):
     """Train a character-level LSTM on the text file `text`; write the run `out`.
 
     Args:
@@ -114,7 +114,7 @@ def train(text=None, out="runs/char-lstm", resume=False, overwrite=False, verbos
 
     from zoo import models
     from zoo.data.text import text_corpus
-    from zoo.training import Defaults, TimeLimit, fit, precision
+    from zoo.training import Defaults, TimeLimit, fit
 
     out = Path(out)
     given = {"text": None if text is None else str(text), **options}
@@ -139,7 +139,7 @@ def train(text=None, out="runs/char-lstm", resume=False, overwrite=False, verbos
         runs.write_config(out, KIND, config)
         io.write_json(out / VOCABULARY_FILE, corpus.vocabulary)
 
-    with precision(config["precision"]):
+    with building(config, distribute) as strategy:
         model = models.create(MODEL, vocabulary_size=len(corpus.vocabulary), units=config["units"],
                               num_layers=config["layers"], embedding_dim=config["embedding_dim"],
                               dropout=config["dropout"])
@@ -159,6 +159,7 @@ def train(text=None, out="runs/char-lstm", resume=False, overwrite=False, verbos
         optimizer=keras.optimizers.Adam(config["lr"], clipnorm=5.0),
         run_dir=out, resume=resuming, history=history, tensorboard=not no_tensorboard,
         early_stopping=config["early_stopping"], callbacks=[*extra_callbacks, *callbacks], verbose=verbose,
+        strategy=strategy,
     )
     best = min((h for h in history if "val_bits_per_char" in h), key=lambda h: h["val_loss"], default={})
     finish_run(out, model, result, verbose=verbose, plot_metrics=("loss", "bits_per_char"), extra={

@@ -28,7 +28,7 @@ import numpy as np
 
 from zoo import io, runs
 from zoo.errors import OptionError, ZooError
-from zoo.tasks.base import RUN_DEFAULTS, RUN_OPTIONS, Option, finish_run, start_run
+from zoo.tasks.base import RUN_DEFAULTS, RUN_OPTIONS, Option, building, finish_run, start_run
 
 KIND = "dcgan"
 MODEL = "dcgan"
@@ -126,7 +126,7 @@ def _check_config(config):
 
 
 def train(data=None, out="runs/dcgan", resume=False, overwrite=False, verbose="auto", no_tensorboard=False,
-          callbacks=(), **options):
+          distribute="none", callbacks=(), **options):
     """Train a DCGAN on `data`; write the run `out`.
 
     Args:
@@ -152,7 +152,7 @@ def train(data=None, out="runs/dcgan", resume=False, overwrite=False, verbose="a
     import zoo.data
     from zoo import models
     from zoo.architectures.dcgan import latents_for
-    from zoo.training import Defaults, fit, precision
+    from zoo.training import Defaults, fit
 
     out = Path(out)
     given = {"data": None if data is None else str(data), **options}
@@ -172,7 +172,7 @@ def train(data=None, out="runs/dcgan", resume=False, overwrite=False, verbose="a
         if images.skipped:
             io.write_text(out / "skipped.txt", "".join(f"{path}: {reason}\n" for path, reason in images.skipped))
 
-    with precision(config["precision"]):
+    with building(config, distribute) as strategy:
         gan = models.create(MODEL, latent_dim=config["latent_dim"], image_size=config["image_size"],
                             channels=config["channels"], width=config["width"], seed=config["seed"])
     sampler = gan.sampler()
@@ -188,6 +188,7 @@ def train(data=None, out="runs/dcgan", resume=False, overwrite=False, verbose="a
         defaults=Defaults(loss=None, monitor=None, train_monitor=None), best=False, restore_best=False,
         run_dir=out, resume=resuming, tensorboard=not no_tensorboard, tensorboard_images=grid.tensorboard,
         callbacks=[grid.callback(), *callbacks], verbose=verbose,
+        strategy=strategy,
     )
     extra = {
         "optimizer_steps": {"d_optimizer": int(np.asarray(gan.d_optimizer.iterations)),

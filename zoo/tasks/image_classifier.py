@@ -115,11 +115,13 @@ def _weights(value):
 
 
 def prepare(data_dir, model, weights, image_size, batch_size, seed, augment, verbose, precision="float32",
-            head_dropout=0.2):
-    """The data and the model with its new head: `(spec, size, data, net)`."""
+            head_dropout=0.2, strategy=None):
+    """The data and the model with its new head: `(spec, size, data, net)`; the model is
+    built in `strategy`'s scope (a `zoo.distribute.strategy`, or None)."""
     import zoo.data
     from zoo import models
     from zoo.training import precision as precision_policy
+    from zoo.training import strategy_scope
     from zoo.transfer import replace_head
 
     spec = models.get_spec(model)
@@ -130,14 +132,14 @@ def prepare(data_dir, model, weights, image_size, batch_size, seed, augment, ver
     data = zoo.data.image_folder(data_dir, image_size=size, batch_size=batch_size, seed=seed,
                                  augment=augment, verbose=bool(verbose))
     # image_folder has printed what it found and skipped (once); skipped.txt keeps it.
-    with precision_policy(precision):
+    with precision_policy(precision), strategy_scope(strategy):
         base = models.create(spec.name, weights=_weights(weights), include_top=False, input_shape=(*size, 3))
         net = replace_head(base, len(data.classes), dropout=head_dropout)
     return spec, size, data, net
 
 
 def train(data_dir=None, out="runs/classifier", resume=False, overwrite=False, verbose="auto", no_tensorboard=False,
-          callbacks=(), **options):
+          distribute="none", callbacks=(), **options):
     """Fine-tune registry model `model` on the image folder `data_dir`; write the run `out`.
 
     Args:
@@ -148,6 +150,8 @@ def train(data_dir=None, out="runs/classifier", resume=False, overwrite=False, v
             epoch. Settings left out are the run's; a setting given must equal the run's.
         overwrite: bool. Replace the run in `out`.
         no_tensorboard: bool. Write no TensorBoard logs.
+        distribute: `"none"`, `"mirrored"` or `"multiworker"` (`zoo.distribute`): train
+            on this machine's devices or TF_CONFIG's workers; `batch_size` is global.
         callbacks: more Keras callbacks for both phases (Python API only).
         verbose: `"auto"` (a progress bar on a terminal, one plain line per epoch when
             the output is piped or logged), 0, 1 or 2.
@@ -195,9 +199,12 @@ def train(data_dir=None, out="runs/classifier", resume=False, overwrite=False, v
         raise OptionError(f"`precision` must be one of {', '.join(PRECISIONS)}. "
                           f"Received: precision={config['precision']!r}")
     keras.utils.set_random_seed(config["seed"])
+    from zoo.distribute import strategy as make_strategy
+
+    strategy = make_strategy(distribute)
     spec, size, data, net = prepare(config["data_dir"], config["model"], None if resuming else config["weights"],
                                     config["image_size"], config["batch_size"], config["seed"], config["augment"],
-                                    verbose, precision=config["precision"])
+                                    verbose, precision=config["precision"], strategy=strategy)
     if config["lr"] == "auto":
         config.update(lr=find_head_lr(net, data, config["batch_size"], out, verbose), lr_auto=True)
     elif not isinstance(config["lr"], (int, float)) or config["lr"] <= 0:
@@ -218,6 +225,7 @@ def train(data_dir=None, out="runs/classifier", resume=False, overwrite=False, v
         train_bn=from_scratch(config["model"], config["weights"]),
         tensorboard=not no_tensorboard, early_stopping=config["early_stopping"], callbacks=callbacks,
         verbose=verbose,
+        strategy=strategy,
     )
     return finish(out, net, data, result, verbose=verbose, tensorboard=not no_tensorboard)
 
@@ -287,11 +295,16 @@ def evaluate(model, val, classes, out=None, top_losses=9, files=None):
     `plot_top_losses(heatmap=True)`."""
     from zoo.plots import confusion_matrix, plot_confusion_matrix, plot_top_losses
 
+    from zoo.inference import forward_function
+
+    # One compiled forward pass (not predict_on_batch, which a distribution strategy
+    # would split over its replicas and hand back per replica).
+    forward = forward_function(model)
     labels, predictions, losses, worst = [], [], [], []
     offset = 0
     for images, batch_labels in val:
         images, batch_labels = np.asarray(images), np.asarray(batch_labels).astype("int64")
-        probabilities = np.asarray(model.predict_on_batch(images))
+        probabilities = forward(images)
         batch_losses = -np.log(np.clip(probabilities[np.arange(len(batch_labels)), batch_labels], 1e-12, 1.0))
         for i, loss in enumerate(batch_losses):
             item = (float(loss), offset + i, images[i], int(batch_labels[i]), probabilities[i])

@@ -18,7 +18,7 @@ import time
 
 import numpy as np
 
-from zoo.training import Checkpoint, Defaults, DiscriminativeAdam, OneCycle, fit
+from zoo.training import Checkpoint, Defaults, DiscriminativeAdam, OneCycle, fit, strategy_scope
 from zoo.training.data import augmented, is_arrays, num_batches
 from zoo.transfer.features import compute_features, feature_extractor, head_model
 from zoo.transfer.freeze import base_layers, freeze, layerwise_multipliers, unfreeze
@@ -126,7 +126,8 @@ def fine_tune(
             extractor = feature_extractor(model)
             train_data = compute_features(extractor, train, batch_size)
             val_data = compute_features(extractor, val, batch_size) if val is not None else None
-            trainer = head_model(model)
+            with strategy_scope(strategy):  # its layers' state lives under the strategy
+                trainer = head_model(model)
         else:
             trainer, train_data, val_data = model, train, val
         steps = num_batches(train_data, batch_size) * freeze_epochs
@@ -146,8 +147,9 @@ def fine_tune(
         steps = num_batches(train, batch_size) * epochs
         if verbose:
             print(f"phase 2: all layers, earlier ones at lower rates, {_count(epochs)}", flush=True)
-        optimizer = DiscriminativeAdam(learning_rate=OneCycle(base_lr / 2, steps),
-                                       lr_multipliers=layerwise_multipliers(model, lr_mult))
+        with strategy_scope(strategy):  # an optimizer's variables are made when it is
+            optimizer = DiscriminativeAdam(learning_rate=OneCycle(base_lr / 2, steps),
+                                           lr_multipliers=layerwise_multipliers(model, lr_mult))
         fit(model, train, val, epochs=total, batch_size=batch_size, optimizer=optimizer, tags={"phase": 2},
             **common)
         seconds["phase2"] = round(time.time() - t0, 3)
