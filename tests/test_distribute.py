@@ -102,4 +102,7 @@ def test_a_bad_distribution_is_one_clear_error(monkeypatch):
     monkeypatch.delenv("TF_CONFIG", raising=False)
     with pytest.raises(OptionError, match="needs TF_CONFIG"):
         strategy("multiworker")
+    monkeypatch.setenv("TF_CONFIG", '{"cluster": {"worker": ["127.0.0.1:1"]}, "task": {"type": "worker", "index": 0}}')
+    with pytest.raises(OptionError, match="not available yet"):
+        strategy("multiworker")
     assert strategy("none") is None

@@ -45,8 +45,8 @@ RUN_OPTIONS = (
     Option("precision", str, None, "float32 | mixed_float16 | mixed_bfloat16 (default: float32)"),
     Option("early_stopping", int, None, "stop after this many epochs without improvement (default: off)"),
     Option("no_tensorboard", None, False, "write no TensorBoard logs (RUN_DIR/logs)"),
-    Option("distribute", str, "none", "none | mirrored (this machine's GPUs, or CPU devices) | multiworker "
-           "(TF_CONFIG's workers); the batch size is the global batch (default: none)"),
+    Option("distribute", str, "none", "none | mirrored (this machine's GPUs, or its CPU devices; the batch "
+           "size is the global batch) | multiworker (not available yet) (default: none)"),
 )
 # What a new run of any kind starts with for the run options that are settings.
 RUN_DEFAULTS = {"seed": 0, "precision": "float32", "early_stopping": None}
