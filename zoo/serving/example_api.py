@@ -24,7 +24,6 @@ from zoo.serving.errors import ServingError
 
 CLASSIFY = "tensorflow/serving/classify"
 REGRESS = "tensorflow/serving/regress"
-METHODS = {"classify": CLASSIFY, "regress": REGRESS}
 
 
 def serialized_examples(input_proto):

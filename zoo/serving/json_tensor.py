@@ -707,7 +707,7 @@ def _fill_example(value, example):
             _add_to_feature(item, name, feature, state)
 
 
-def examples_input(body, method="classify"):
+def examples_input(body):
     """A classify/regress body → `(signature name, tensorflow_serving Input proto)`."""
     from tensorflow_serving.apis import input_pb2
 

@@ -71,10 +71,6 @@ class Metrics:
         row[-2] += microseconds
         row[-1] += 1
 
-    def request_count(self, model, status="OK"):
-        with self._lock:
-            return self.requests.get((model, status), 0)
-
     def render(self):
         """Every metric in Prometheus' text exposition format (version 0.0.4)."""
         with self._lock:

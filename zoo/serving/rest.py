@@ -331,7 +331,7 @@ class RestHandler(BaseHTTPRequestHandler):
             return 200, tensors_json(outputs, form)
         from zoo.serving import example_api
 
-        signature_name, input_proto = examples_input(body, found.method)
+        signature_name, input_proto = examples_input(body)
         if found.method == "classify":
             _, result = example_api.classify(servable, signature_name, input_proto)
             return 200, classification_json(result)
