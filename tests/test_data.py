@@ -172,6 +172,13 @@ def test_shuffled_train_changes_order_between_epochs(messy):
     orders = [tuple(_all(train)[0].reshape(-1, np.prod(SIZE) * 3).sum(1)) for _ in range(3)]
     assert sorted(orders[0]) == sorted(orders[1])
     assert len(set(orders)) > 1
+    # The same seed, the same orders, epoch by epoch: decoding in parallel must not
+    # reorder the images (a rerun, or another worker of a multi-worker run, sees these).
+    for cache in (True, False):
+        runs = [image_folder(messy["root"], SIZE, batch_size=16, validation_split=0.2, verbose=False, cache=cache).train
+                for _ in range(2)]
+        assert [tuple(_all(runs[0])[0].reshape(-1, np.prod(SIZE) * 3).sum(1)) for _ in range(2)] == \
+            [tuple(_all(runs[1])[0].reshape(-1, np.prod(SIZE) * 3).sum(1)) for _ in range(2)]
 
 
 def test_augmentation_is_uint8_and_has_no_vertical_flip(messy):

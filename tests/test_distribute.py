@@ -21,23 +21,32 @@ TRAIN_BOTH_WAYS = textwrap.dedent("""
     from zoo.distribute import replicas, strategy
     from zoo.training import Defaults, fit, strategy_scope
 
-    def train(chosen):
+    def train(chosen, dataset=False):
         rng = np.random.default_rng(0)
         x = rng.random((256, 8), dtype=np.float32)
         y = (x[:, :4].sum(1) > x[:, 4:].sum(1)).astype("int64")
+        data = (x, y)
+        if dataset:  # one that reshuffles every epoch, as zoo.data's image folders do
+            import tensorflow as tf
+            data = tf.data.Dataset.from_tensor_slices(data).shuffle(256, seed=1).batch(32)
         with strategy_scope(chosen):
             keras.utils.set_random_seed(0)
             model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, activation="relu"),
                                       keras.layers.Dense(2, activation="softmax")])
-        result = fit(model, (x, y), epochs=3, batch_size=32, shuffle=False, optimizer="sgd", learning_rate=0.1,
+        result = fit(model, data, epochs=3, batch_size=32, shuffle=False, optimizer="sgd", learning_rate=0.1,
                      defaults=Defaults.classifier(), checkpoint=None, best=False, verbose=0, strategy=chosen)
         return np.concatenate([np.asarray(w).reshape(-1) for w in model.get_weights()]), result.history
 
     one, history_one = train(None)
     chosen = strategy("mirrored")
     two, history_two = train(chosen)
-    print(json.dumps({"replicas": replicas(chosen), "max_difference": float(np.abs(one - two).max()),
-                      "loss_one": [h["loss"] for h in history_one], "loss_two": [h["loss"] for h in history_two]}))
+    found = {"replicas": replicas(chosen), "max_difference": float(np.abs(one - two).max()),
+             "loss_one": [h["loss"] for h in history_one], "loss_two": [h["loss"] for h in history_two]}
+    if keras.backend.backend() == "tensorflow":
+        one, _ = train(None, dataset=True)
+        two, _ = train(chosen, dataset=True)
+        found["dataset_max_difference"] = float(np.abs(one - two).max())
+    print(json.dumps(found))
 """)
 
 TF_TWO_DEVICES = textwrap.dedent("""
@@ -59,6 +68,8 @@ def test_mirrored_on_two_logical_cpus_trains_the_same_weights_as_one_device():
     found = run_python(TF_TWO_DEVICES + TRAIN_BOTH_WAYS, env={"KERAS_BACKEND": "tensorflow"})
     assert found["replicas"] == 2
     assert found["max_difference"] < 1e-5, found
+    # A dataset that reshuffles each epoch is seen in the same orders on 2 devices as on one.
+    assert found["dataset_max_difference"] < 1e-5, found
     assert found["loss_two"][-1] < found["loss_two"][0]
 
 
@@ -102,7 +113,25 @@ def test_a_bad_distribution_is_one_clear_error(monkeypatch):
     monkeypatch.delenv("TF_CONFIG", raising=False)
     with pytest.raises(OptionError, match="needs TF_CONFIG"):
         strategy("multiworker")
-    monkeypatch.setenv("TF_CONFIG", '{"cluster": {"worker": ["127.0.0.1:1"]}, "task": {"type": "worker", "index": 0}}')
-    with pytest.raises(OptionError, match="not available yet"):
+    monkeypatch.setenv("TF_CONFIG", "{cluster")
+    with pytest.raises(OptionError, match="TF_CONFIG is not JSON"):
+        strategy("multiworker")
+    monkeypatch.setenv("TF_CONFIG", '{"cluster": {"worker": ["127.0.0.1:1"]}, "task": {"type": "worker", "index": 3}}')
+    with pytest.raises(OptionError, match="task 'worker' 3 is not in its cluster"):
         strategy("multiworker")
     assert strategy("none") is None
+
+
+def test_each_worker_writes_its_own_run_and_the_chief_the_one_named():
+    from zoo.distribute import is_chief, worker_run_dir
+
+    def tf_config(task_type, index, chief=False):
+        cluster = {"worker": ["a:1", "b:1"], **({"chief": ["c:1"]} if chief else {})}
+        return {"TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": task_type, "index": index}})}
+
+    assert is_chief({}) and is_chief(tf_config("worker", 0))
+    assert not is_chief(tf_config("worker", 1)) and not is_chief(tf_config("worker", 0, chief=True))
+    assert is_chief(tf_config("chief", 0, chief=True))
+    assert worker_run_dir(Path("runs/birds"), "multiworker", tf_config("worker", 0)) == Path("runs/birds")
+    assert worker_run_dir(Path("runs/birds"), "multiworker", tf_config("worker", 1)) == Path("runs/birds.worker-1")
+    assert worker_run_dir(Path("runs/birds"), "mirrored", tf_config("worker", 1)) == Path("runs/birds")

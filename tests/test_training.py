@@ -301,7 +301,54 @@ def test_lr_find_through_fit_agrees_with_the_old_loop_on_digits(digits):
     assert 0.5 <= new / old <= 2.0, (new, old)
 
 
-@pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
+def test_fast_defaults_follow_the_hardware(monkeypatch):
+    import zoo.distribute
+    from zoo.training import resolve_precision
+    from zoo.training.fit import resolve_steps_per_execution
+
+    for found, policy, spe in [(("cpu", None), "float32", 1), (("gpu", (9, 0)), "mixed_bfloat16", 8),
+                               (("gpu", (8, 0)), "mixed_bfloat16", 8), (("gpu", (7, 5)), "mixed_float16", 8),
+                               (("gpu", None), "mixed_float16", 8), (("tpu", None), "mixed_bfloat16", 8)]:
+        monkeypatch.setattr(zoo.distribute, "accelerator", lambda found=found: found)
+        assert resolve_precision("auto") == policy, found
+        assert resolve_steps_per_execution("auto", 100) == spe and resolve_steps_per_execution("auto", 3) == min(spe, 3)
+        assert resolve_precision("float32") == "float32" and resolve_steps_per_execution(1, 100) == 1  # off switches
+    monkeypatch.setattr(zoo.distribute, "accelerator", lambda: ("gpu", (7, 0)))
+    assert resolve_precision("auto", float16=False) == "float32"  # a GAN's two optimizers: no loss scaling
+    monkeypatch.undo()
+    assert zoo.distribute.accelerator() == ("cpu", None)  # this machine, asked for real
+
+
+def test_fast_defaults_apply_and_train_as_well_as_float32(tmp_path, digits, monkeypatch):
+    """On a GPU (here: told it is one), a run's defaults are mixed bfloat16 and 8 steps
+    per compiled call, on uint8 input; it learns as well as the same run in float32."""
+    import zoo.distribute
+    from zoo.training import Defaults, fit, precision
+
+    x_train, x_test, y_train, y_test = digits
+    accuracies = {}
+    for name, found in [("float32", ("cpu", None)), ("auto", ("gpu", (9, 0)))]:
+        monkeypatch.setattr(zoo.distribute, "accelerator", lambda found=found: found)
+        keras.utils.set_random_seed(0)
+        with precision("auto"):
+            model = zoo.create("lenet5", weights=None)
+        fit(model, (x_train[:600], y_train[:600]), epochs=4, batch_size=32, defaults=Defaults.classifier(3e-3),
+            checkpoint=None, verbose=0)
+        probabilities = np.asarray(model.predict(x_test, verbose=0))
+        accuracies[name] = float(np.mean(probabilities.argmax(-1) == y_test))
+        if name == "auto":
+            assert model.get_layer("c1").dtype_policy.name == "mixed_bfloat16"
+            assert model.get_layer("c1").kernel.dtype == "float32"  # float32 master weights
+            assert model.steps_per_execution == 8 and not model.run_eagerly  # a compiled, multi-step call
+            assert model.inputs[0].dtype == "uint8"  # images cast inside the model, on the device
+            assert probabilities.dtype == np.float32
+        else:
+            assert model.get_layer("c1").dtype_policy.name == "float32" and model.steps_per_execution == 1
+    assert keras.config.dtype_policy().name == "float32"  # the switch does not leak
+    assert accuracies["float32"] >= 0.9 and abs(accuracies["auto"] - accuracies["float32"]) <= 0.03, accuracies
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16"])
 def test_precision_switch_builds_and_trains_in_mixed_precision(tmp_path, digits, policy):
     x_train, _, y_train, _ = digits
     data = write_folder(tmp_path / "data", x_train, y_train, classes=(1, 4, 7), per_class=30)

@@ -163,6 +163,13 @@ def cmd_weights(args):
     return status
 
 
+def _multi_worker_setup():
+    # TensorFlow fixes its collectives when its runtime starts: the strategy comes first.
+    from zoo.distribute import strategy
+
+    strategy("multiworker")
+
+
 def cmd_train(args):
     import zoo
 
@@ -548,13 +555,13 @@ def main(argv=None):
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USAGE
-    if args.command not in NO_BACKEND:
-        from zoo.console import start_backend
-
-        start_backend()
     from zoo.errors import ZooError
 
     try:
+        if args.command not in NO_BACKEND:
+            from zoo.console import start_backend
+
+            start_backend(_multi_worker_setup if getattr(args, "distribute", None) == "multiworker" else None)
         return args.func(args)
     except ZooError as error:
         print(f"zoo {args.command}: error: {error}", file=sys.stderr)

@@ -35,9 +35,12 @@ STARTUP_NOISE = re.compile(
 )
 
 
-def start_backend():
+def start_backend(setup=None):
     """Import Keras and its backend (and TensorFlow where zoo needs it) without the
-    start-up chatter; returns the lines that were let through."""
+    start-up chatter; returns the lines that were let through.
+
+    `setup`, if given, runs after the imports and before the first operation: what must
+    come before TensorFlow's runtime starts (a multi-worker strategy) goes there."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if "tensorflow" in sys.modules:
         return []
@@ -53,6 +56,8 @@ def start_backend():
             if tf is not None:
                 tf.config.list_physical_devices()  # where a CUDA build tries cuInit
             import keras  # noqa: F401
+            if setup is not None:
+                setup()
             if tf is not None and keras.backend.backend() == "tensorflow":
                 keras.ops.convert_to_tensor(0)  # the first op loads oneDNN's kernels
         finally:

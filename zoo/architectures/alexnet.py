@@ -38,7 +38,8 @@ def alexnet(inputs, include_top=True, classes=1000):
         x = layers.Dense(4096, activation="relu", name="fc6")(x)
         x = layers.Dropout(0.5, name="drop7")(x)
         x = layers.Dense(4096, activation="relu", name="fc7")(x)
-        x = layers.Dense(classes, activation="softmax", name="predictions")(x)
+        # float32 even under mixed precision, so the probabilities are exact and sum to one.
+        x = layers.Dense(classes, activation="softmax", dtype="float32", name="predictions")(x)
     return x
 
 

@@ -32,7 +32,8 @@ def lenet5(inputs, include_top=True, classes=10):
     x = layers.Dense(120, activation="relu", name="c5")(x)
     x = layers.Dense(84, activation="relu", name="f6")(x)
     if include_top:
-        x = layers.Dense(classes, activation="softmax", name="predictions")(x)
+        # float32 even under mixed precision, so the probabilities are exact and sum to one.
+        x = layers.Dense(classes, activation="softmax", dtype="float32", name="predictions")(x)
     return x
 
 

@@ -656,7 +656,9 @@ def from_files(
     ds = ds.map(
         lambda path, label, pil: (decode_resize(path, pil, image_size, resize), label),
         num_parallel_calls=tf.data.AUTOTUNE,
-        deterministic=not shuffle,
+        # In order even when shuffled: the seed alone decides what a run sees, so a rerun
+        # (or each worker of a multi-worker run, which must agree) gets the same batches.
+        deterministic=True,
     )
     if cached:
         ds = ds.cache(cached if isinstance(cached, str) else "")

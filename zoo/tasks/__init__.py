@@ -48,9 +48,20 @@ def train(kind, data=None, **options):
         **options: the kind's options (see `zoo train KIND --help`), and `out`,
             `resume`, `overwrite`, `seed`, `precision`, `early_stopping`.
     """
+    import inspect
+
+    from zoo.distribute import strategy, worker_losses, worker_run_dir
+
     module = get(kind)
-    # The data may also come by its own name (`text=`, `data_dir=`), as the CLI passes it.
-    return module.train(**options) if data is None else module.train(data, **options)
+    distribute = options.get("distribute") or "none"
+    if distribute == "multiworker":
+        # Every worker runs the same command; only the chief writes the run it names.
+        out = options.get("out") or inspect.signature(module.train).parameters["out"].default
+        options["out"] = worker_run_dir(out, distribute)
+        strategy(distribute)  # before anything starts TensorFlow's runtime, which fixes its collectives
+    with worker_losses(distribute):
+        # The data may also come by its own name (`text=`, `data_dir=`), as the CLI passes it.
+        return module.train(**options) if data is None else module.train(data, **options)
 
 
 def load_run(run_dir):

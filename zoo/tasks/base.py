@@ -42,23 +42,29 @@ RUN_OPTIONS = (
     Option("resume", None, False, "continue the interrupted run in --out from its last finished epoch"),
     Option("overwrite", None, False, "replace the run in --out (its model, metrics and checkpoints)"),
     Option("seed", int, None, "random seed (default: 0)"),
-    Option("precision", str, None, "float32 | mixed_float16 | mixed_bfloat16 (default: float32)"),
+    Option("precision", str, None, "auto | float32 | mixed_float16 | mixed_bfloat16 (default: auto: "
+           "mixed_bfloat16 on GPUs from Ampere on and TPUs, mixed_float16 on older GPUs, float32 on CPUs)"),
     Option("early_stopping", int, None, "stop after this many epochs without improvement (default: off)"),
     Option("no_tensorboard", None, False, "write no TensorBoard logs (RUN_DIR/logs)"),
     Option("distribute", str, "none", "none | mirrored (this machine's GPUs, or its CPU devices; the batch "
-           "size is the global batch) | multiworker (not available yet) (default: none)"),
+           "size is the global batch) | multiworker (the machines TF_CONFIG names; run the same command on each) "
+           "(default: none)"),
 )
 # What a new run of any kind starts with for the run options that are settings.
-RUN_DEFAULTS = {"seed": 0, "precision": "float32", "early_stopping": None}
+RUN_DEFAULTS = {"seed": 0, "precision": "auto", "early_stopping": None}
 
 
-def start_run(kind, out, options, *, defaults, settings, required=(), resume=False, overwrite=False):
+def start_run(kind, out, options, *, defaults, settings, required=(), resume=False, overwrite=False,
+              float16=True):
     """Check the run directory and settle a run's settings; returns `(config, resuming)`.
 
     A new run takes `defaults` for every option left out (None) and must name each of
     `required`; a resumed run takes the settings it was started with, and an option
     given must equal the run's (`zoo.runs.check_resume` names the first that differs).
-    The random seed is set here, so every kind starts the same way.
+    The random seed is set here, so every kind starts the same way. A precision of
+    `"auto"` is settled here for this machine (`zoo.training.resolve_precision`;
+    `float16=False` for a kind that cannot train in float16), and run.json records
+    the policy the run trained in.
 
     Raises:
         TypeError: an option that is not one of `settings`.
@@ -69,11 +75,12 @@ def start_run(kind, out, options, *, defaults, settings, required=(), resume=Fal
 
     from zoo import runs
     from zoo.errors import OptionError, ZooError
-    from zoo.training import PRECISIONS
+    from zoo.training import PRECISIONS, resolve_precision
 
     unknown = set(options) - set(settings)
     if unknown:
         raise TypeError(f"Unknown option(s) for the {kind} task: {sorted(unknown)}")
+    options = settle_precision(options, float16)
     resuming = runs.prepare(out, resume=resume, overwrite=overwrite)
     if resuming:
         config = runs.check_resume(runs.read_config(out), {k: options.get(k) for k in settings})
@@ -82,11 +89,22 @@ def start_run(kind, out, options, *, defaults, settings, required=(), resume=Fal
         missing = [k for k in required if config.get(k) is None]
         if missing:
             raise ZooError(f"The {kind} task needs {', '.join(missing)}.")
-    if config.get("precision", "float32") not in PRECISIONS:
+    if config.get("precision", "auto") not in PRECISIONS:
         raise OptionError(f"`precision` must be one of {', '.join(PRECISIONS)}. "
                           f"Received: precision={config['precision']!r}")
+    config["precision"] = resolve_precision(config.get("precision"), float16)
     keras.utils.set_random_seed(config.get("seed") or 0)
     return config, resuming
+
+
+def settle_precision(options, float16=True):
+    """`options` with `precision="auto"` replaced by the policy it means here, so that a
+    resumed run given `--precision auto` agrees with the policy run.json recorded."""
+    if options.get("precision") != "auto":
+        return options
+    from zoo.training import resolve_precision
+
+    return {**options, "precision": resolve_precision("auto", float16)}
 
 
 @contextlib.contextmanager
@@ -98,7 +116,7 @@ def building(config, distribute="none"):
     from zoo.training import precision, strategy_scope
 
     chosen = make_strategy(distribute)
-    with precision(config.get("precision", "float32")), strategy_scope(chosen):
+    with precision(config.get("precision", "auto")), strategy_scope(chosen):
         yield chosen
 
 

@@ -142,7 +142,7 @@ def train(data=None, out="runs/dcgan", resume=False, overwrite=False, verbose="a
         **options: `epochs` (50), `batch_size` (64), `latent_dim` (100), `image_size`
             (28 for digits, 64 for a folder), `channels` (1 for digits, 3 for a folder),
             `width` (64), `lr` (2e-4, both networks' Adam, beta_1 0.5), `seed` (0),
-            `precision` (`"float32"` or `"mixed_bfloat16"`).
+            `precision` (`"auto"`, `"float32"` or `"mixed_bfloat16"`).
 
     Returns:
         `DCGANRun` of the finished run.
@@ -157,7 +157,7 @@ def train(data=None, out="runs/dcgan", resume=False, overwrite=False, verbose="a
     out = Path(out)
     given = {"data": None if data is None else str(data), **options}
     config, resuming = start_run(KIND, out, given, defaults=DEFAULTS, settings=RUN_SETTINGS, required=("data",),
-                                 resume=resume, overwrite=overwrite)
+                                 resume=resume, overwrite=overwrite, float16=False)
     _check_config(config)
     images = zoo.data.image_arrays(config["data"], image_size=config["image_size"], channels=config["channels"],
                                    seed=config["seed"], verbose=bool(verbose))

@@ -53,6 +53,7 @@ OPTIONS = (
            f"(default: {DEFAULT_LR:g})"),
     Option("lr_mult", float, None,
            "head-to-first-layer learning-rate ratio when unfrozen (default: 100; 1 from scratch)"),
+    Option("head_dropout", float, None, "dropout before the new head's classifier (default: 0.2)"),
     Option("augment", None, None,
            "flip/rotate/zoom/contrast training images (the frozen phase then cannot use cached features)"),
     *RUN_OPTIONS,
@@ -60,12 +61,13 @@ OPTIONS = (
 
 # What a run starts with when an option is not given (and a resumed run takes from run.json).
 DEFAULTS = {"weights": "default", "freeze_epochs": 1, "image_size": None, "batch_size": 32, "lr": DEFAULT_LR,
-            "lr_mult": 100.0, "augment": False, "seed": 0, "precision": "float32", "early_stopping": None}
+            "lr_mult": 100.0, "head_dropout": 0.2, "augment": False, "seed": 0, "precision": "auto",
+            "early_stopping": None}
 # A model trained from scratch (--weights none, or a model with no published weights).
 SCRATCH_DEFAULTS = {"freeze_epochs": 0, "lr_mult": 1.0}
 # Settings that make a run what it is: a resumed run must be given the same ones.
 RUN_SETTINGS = ("data_dir", "model", "weights", "epochs", "freeze_epochs", "image_size", "batch_size", "lr",
-                "lr_mult", "augment", "seed", "precision", "early_stopping")
+                "lr_mult", "head_dropout", "augment", "seed", "precision", "early_stopping")
 
 
 @dataclass
@@ -158,8 +160,8 @@ def train(data_dir=None, out="runs/classifier", resume=False, overwrite=False, v
         **options: `model` (a registry image model), `weights` (`"default"`,
             `"imagenet"`, `"none"` or a file), `epochs` (after the frozen phase),
             `freeze_epochs` (1), `image_size` (the model's), `batch_size` (32), `lr`
-            (1e-3, the head's peak rate), `lr_mult` (100), `augment` (False: the frozen
-            phase trains on cached features), `seed` (0), `precision` (`"float32"`),
+            (1e-3, the head's peak rate), `lr_mult` (100), `head_dropout` (0.2), `augment` (False: the frozen
+            phase trains on cached features), `seed` (0), `precision` (`"auto"`),
             `early_stopping` (None).
 
     Returns:
@@ -167,13 +169,14 @@ def train(data_dir=None, out="runs/classifier", resume=False, overwrite=False, v
     """
     import keras
 
-    from zoo.training import PRECISIONS
+    from zoo.tasks.base import settle_precision
+    from zoo.training import PRECISIONS, resolve_precision
     from zoo.transfer import fine_tune
 
     unknown = set(options) - set(RUN_SETTINGS)
     if unknown:
         raise TypeError(f"Unknown option(s) for the {KIND} task: {sorted(unknown)}")
-    given = {"data_dir": None if data_dir is None else str(data_dir), **options}
+    given = settle_precision({"data_dir": None if data_dir is None else str(data_dir), **options})
     if given.get("weights") is not None and not isinstance(given["weights"], str):
         given["weights"] = str(given["weights"])
     if isinstance(given.get("image_size"), int):
@@ -198,13 +201,15 @@ def train(data_dir=None, out="runs/classifier", resume=False, overwrite=False, v
     if config["precision"] not in PRECISIONS:
         raise OptionError(f"`precision` must be one of {', '.join(PRECISIONS)}. "
                           f"Received: precision={config['precision']!r}")
+    config["precision"] = resolve_precision(config["precision"])
     keras.utils.set_random_seed(config["seed"])
     from zoo.distribute import strategy as make_strategy
 
     strategy = make_strategy(distribute)
     spec, size, data, net = prepare(config["data_dir"], config["model"], None if resuming else config["weights"],
                                     config["image_size"], config["batch_size"], config["seed"], config["augment"],
-                                    verbose, precision=config["precision"], strategy=strategy)
+                                    verbose, precision=config["precision"], strategy=strategy,
+                                    head_dropout=config.get("head_dropout", DEFAULTS["head_dropout"]))
     if config["lr"] == "auto":
         config.update(lr=find_head_lr(net, data, config["batch_size"], out, verbose), lr_auto=True)
     elif not isinstance(config["lr"], (int, float)) or config["lr"] <= 0:
@@ -372,4 +377,6 @@ def lr_find(data_dir, model, weights="default", image_size=None, batch_size=32, 
 
 def finetune(data_dir, model, out="runs/finetune", **options):
     """`zoo finetune`: the classifier task under its short name (same options, same run)."""
-    return train(data_dir, model=model, out=out, **options)
+    from zoo.tasks import train as train_kind
+
+    return train_kind(KIND, data_dir, model=model, out=out, **options)

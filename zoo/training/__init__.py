@@ -10,7 +10,7 @@ from zoo.training.callbacks import HistoryWriter, LRFinder, TensorBoardLogger, T
 from zoo.training.checkpoint import Checkpoint  # noqa: F401
 from zoo.training.fit import (  # noqa: F401
     CHECKPOINT_DIR, LOG_DIR, PRECISIONS, Defaults, FitResult, compile_model, fit, precision, recompile,
-    strategy_scope,
+    resolve_precision, resolve_steps_per_execution, strategy_scope,
 )
 from zoo.training.lr_find import LRFindResult, lr_find  # noqa: F401
 from zoo.training.optimizers import DiscriminativeAdam  # noqa: F401

@@ -22,6 +22,12 @@ def is_array(data):
 
 def num_batches(data, batch_size):
     """Batches in one pass over `data` (iterating it once if it cannot say)."""
+    known = known_num_batches(data, batch_size)
+    return known if known is not None else sum(1 for _ in data)
+
+
+def known_num_batches(data, batch_size):
+    """Batches in one pass over `data` if it can say without being iterated, else None."""
     if is_arrays(data):
         return int(np.ceil(len(data[0]) / batch_size))
     if is_array(data):
@@ -31,10 +37,9 @@ def num_batches(data, batch_size):
         count = int(cardinality())
         if count > 0:
             return count
-    length = getattr(data, "__len__", None)
-    if length is not None:
+    if getattr(data, "__len__", None) is not None:
         return len(data)
-    return sum(1 for _ in data)
+    return None
 
 
 def batches(data, batch_size):

@@ -95,21 +95,60 @@ def strategy_scope(strategy):
     return scope()
 
 
-PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
+
+
+def resolve_precision(policy="auto", float16=True):
+    """The policy `"auto"` means on this machine, or `policy` itself, checked.
+
+    `"auto"` is `mixed_bfloat16` where the hardware computes in bfloat16 (NVIDIA GPUs
+    of compute capability 8.0 and later, TPUs), `mixed_float16` on older NVIDIA GPUs
+    (Keras adds loss scaling; `float16=False` for models that cannot take it gets
+    float32 there), and `float32` on CPUs, where mixed precision is slower. The off
+    switch is `precision="float32"` (`--precision float32`).
+    """
+    policy = policy or "auto"
+    if policy not in PRECISIONS:
+        raise ValueError(f"`precision` must be one of {PRECISIONS}. Received: precision={policy!r}")
+    if policy != "auto":
+        return policy
+    from zoo.distribute import accelerator
+
+    kind, capability = accelerator()
+    if kind == "tpu" or (kind == "gpu" and capability is not None and capability >= (8, 0)):
+        return "mixed_bfloat16"
+    if kind == "gpu":
+        return "mixed_float16" if float16 else "float32"
+    return "float32"
+
+
+def resolve_steps_per_execution(value, batches_per_epoch=None):
+    """`"auto"`: 8 batches per compiled call on a GPU or TPU, where handing control back
+    to Python after every small step leaves the device idle, at most one epoch's
+    batches; 1 on a CPU, where it buys nothing and callbacks see every batch. The off
+    switch is `steps_per_execution=1`."""
+    if value != "auto":
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"`steps_per_execution` must be a positive int or 'auto'. "
+                             f"Received: steps_per_execution={value!r}")
+        return value
+    from zoo.distribute import accelerator
+
+    if accelerator()[0] == "cpu":
+        return 1
+    return max(1, min(8, batches_per_epoch or 8))
 
 
 @contextlib.contextmanager
-def precision(policy="float32"):
+def precision(policy="auto"):
     """Build models under a mixed-precision policy (the one switch for it).
 
     Layers take their dtype policy when they are created, so the model must be built
     inside this block; `fit` then compiles it as usual (Keras wraps the optimizer in a
     `LossScaleOptimizer` under `mixed_float16` by itself). zoo's heads keep a float32
-    softmax, so probabilities still sum to one.
+    softmax, so probabilities still sum to one. `"auto"`: see `resolve_precision`.
     """
-    policy = policy or "float32"
-    if policy not in PRECISIONS:
-        raise ValueError(f"`precision` must be one of {PRECISIONS}. Received: precision={policy!r}")
+    policy = resolve_precision(policy)
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy(policy)
     try:
@@ -182,7 +221,7 @@ def fit(
     batch_size=32,
     steps_per_epoch=None,
     shuffle=True,
-    steps_per_execution=1,
+    steps_per_execution="auto",
     jit_compile="auto",
     strategy=None,
     run_dir=None,
@@ -222,8 +261,10 @@ def fit(
         batch_size: int. Batch size for array data. Defaults to `32`.
         steps_per_epoch: int or None. Batches per epoch (None: one pass).
         shuffle: bool. Shuffle array data each epoch. Datasets shuffle themselves.
-        steps_per_execution: int. Batches per compiled call. Defaults to `1`.
-        jit_compile: `"auto"`, True or False: XLA compilation, as `keras.Model.compile`.
+        steps_per_execution: int or `"auto"` (8 on a GPU or TPU, 1 on a CPU; see
+            `resolve_steps_per_execution`). Batches per compiled call.
+        jit_compile: `"auto"`, True or False: XLA compilation, as `keras.Model.compile`
+            (`"auto"`: XLA wherever the model supports it, except TensorFlow on a CPU).
         strategy: a `tf.distribute` strategy or None; the model must have been built
             in `strategy_scope(strategy)` too.
         run_dir: path or None. Where `metrics.json`, `checkpoints/` and `logs/` go.
@@ -274,6 +315,10 @@ def fit(
     elif checkpoint is not None:
         checkpoint.saved_model = saved_model if saved_model is not None else checkpoint.saved_model
     initial_epoch = checkpoint.epochs_done if checkpoint is not None else 0
+    if strategy is not None:  # every worker asks, or one would wait for the others
+        from zoo.distribute import check_same_epoch
+
+        check_same_epoch(strategy, initial_epoch)
 
     metrics_file = run_dir / METRICS_FILE if run_dir and write_metrics else None
     own = [HistoryWriter(history, metrics_file, tags=tags, extra=metrics_extra)]
@@ -292,6 +337,8 @@ def fit(
     result = FitResult(history=history, checkpoint=checkpoint, monitor=monitor)
     with strategy_scope(strategy):
         if compile:
+            steps_per_execution = resolve_steps_per_execution(
+                steps_per_execution, steps_per_epoch or data_forms.known_num_batches(train, batch_size))
             compile_model(model, defaults, loss, metrics, optimizer, learning_rate, compile_args,
                           steps_per_execution, jit_compile)
         if initial_epoch < epochs:

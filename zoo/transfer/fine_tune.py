@@ -47,7 +47,7 @@ def fine_tune(
     tensorboard_images=None,
     best=True,
     early_stopping=None,
-    steps_per_execution=1,
+    steps_per_execution="auto",
     strategy=None,
     callbacks=(),
     verbose="auto",
