@@ -169,7 +169,7 @@ def main(argv=None):
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, one repeat: check that the script runs")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args(argv)
-    models = args.models.split(",")
+    models = [m for m in args.models.split(",") if m]
     repeats = 1 if args.smoke else args.repeats
     from zoo.console import start_backend
 

@@ -470,9 +470,6 @@ def decode_resize_bytes(contents, image_size, resize="squish"):
     return resize_uint8(decode_bytes(contents, image_size), image_size, resize)
 
 
-_LOCAL_DECODERS = {}
-
-
 def load_like_the_pipeline(path, size):
     """A file as uint8 `(H, W, 3)` of `size`, decoded exactly as the tf.data pipeline and
     the exported bytes signatures decode it — for ordinary JPEG/PNG files; the rest
@@ -488,13 +485,12 @@ def load_like_the_pipeline(path, size):
     if _needs_pillow(path):
         return load_rgb(path, size)  # Pillow's conversion, or its one-line error naming the file
     size = tuple(int(v) for v in size)
-    if size not in _LOCAL_DECODERS:
-        _LOCAL_DECODERS[size] = tf.function(lambda data: decode_resize_bytes(data, size),
-                                            input_signature=[tf.TensorSpec([], tf.string)])
     with open(path, "rb") as f:
         contents = f.read()
     try:
-        return _LOCAL_DECODERS[size](tf.constant(contents)).numpy()
+        # Eagerly: the same ops and pixels as the graph, ~10 ms a photo either way, but
+        # tracing it as a tf.function first cost `zoo classify photo.jpg` a second.
+        return decode_resize_bytes(tf.constant(contents), size).numpy()
     except tf.errors.InvalidArgumentError:
         return load_rgb(path, size)  # a damaged file: Pillow says what is wrong with it
 
