@@ -76,7 +76,6 @@ def run_process(command):
 def cli_wall_time(name, repeats, folder):
     """`zoo classify` against the minimal Keras script, cold processes, alternating."""
     import keras
-    import numpy as np
     from PIL import Image
 
     from benchmarks.data import load_photo
