@@ -34,6 +34,7 @@ only enters whatever scope it is given (`strategy_scope`).
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import re
@@ -84,10 +85,13 @@ def strategy(name="none"):
     raise OptionError(f"--distribute runs on the TensorFlow and JAX backends. Received: backend={backend!r}")
 
 
+@functools.lru_cache(maxsize=None)
 def accelerator():
     """What the current Keras backend computes on: `("gpu", (major, minor))` for an
     NVIDIA GPU and its compute capability (None when the backend does not say),
-    `("tpu", None)`, or `("cpu", None)`. Used for the fast training defaults."""
+    `("tpu", None)`, or `("cpu", None)`. Used for the fast training defaults; asked
+    once per process (every `fit` asks), and without starting TensorFlow's runtime, so
+    logical devices can still be configured afterwards."""
     import keras
 
     backend = keras.backend.backend()
@@ -102,7 +106,7 @@ def accelerator():
         if backend == "tensorflow":
             import tensorflow as tf
 
-            if tf.config.list_logical_devices("TPU"):
+            if tf.config.list_physical_devices("TPU"):
                 return "tpu", None
             gpus = tf.config.list_physical_devices("GPU")
             if gpus:
