@@ -113,7 +113,7 @@ def zoo_frozen_phase(folder, weights_file, epochs, out, test_folder, image_size=
         right += int(np.sum(predicted == np.asarray(labels)))
         total += len(predicted)
     history = run.metrics["history"]
-    return {"seconds": seconds, "phase1_seconds": run.metrics["seconds"]["phase1"],
+    return {"seconds": seconds, "phase1_seconds": run.metrics["phase_seconds"]["phase1"],
             "head_epoch_seconds_median": statistics.median(h["seconds"] for h in history),
             "best_epoch": run.metrics["best_epoch"], "val_accuracy": run.metrics["val_accuracy"],
             "test_accuracy": right / total}

@@ -98,14 +98,13 @@ def zoo_train(name, batch, size, steps, warmup, num_classes=1000):
     """Images per second through `zoo.training.fit` (after a warm-up call compiles it)."""
     import keras
 
-    from zoo.training import Defaults, fit
+    from zoo.training import Defaults, Tracking, fit
 
     model = build(name, size, num_classes)
     x, y = synthetic(batch, size, max(steps, warmup), num_classes)
-    common = dict(batch_size=batch, defaults=Defaults.classifier(), checkpoint=None, best=False, tensorboard=False,
-                  verbose=0, shuffle=False)
-    fit(model, (x[:batch * warmup], y[:batch * warmup]), optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
-        **common)
+    common = dict(batch_size=batch, tracking=Tracking.off(), verbose=0, shuffle=False)
+    fit(model, (x[:batch * warmup], y[:batch * warmup]),
+        defaults=Defaults.classifier().replace(optimizer=keras.optimizers.SGD(0.01, momentum=0.9)), **common)
     start = time.perf_counter()
     fit(model, (x[:batch * steps], y[:batch * steps]), compile=False, **common)
     return batch * steps / (time.perf_counter() - start), model

@@ -168,14 +168,15 @@ def test_the_exported_generator_serves_latents_to_uint8_images_over_rest_and_grp
 JAX_SCRIPT = r"""
 import json, sys
 import keras, zoo, zoo.data
-from zoo.training import Defaults, fit
+from zoo.training import Defaults, Tracking, fit
 
 images = zoo.data.image_arrays("digits").train[:256]
 def train(epochs, resume):
     gan = zoo.create("dcgan", width=8, latent_dim=8, seed=0)
-    result = fit(gan, images, epochs=epochs, batch_size=64, compile_args={"optimizer": gan.optimizers()},
-                 defaults=Defaults(loss=None, monitor=None, train_monitor=None), best=False, restore_best=False,
-                 run_dir=sys.argv[1], resume=resume, verbose=0, tensorboard=False)
+    result = fit(gan, images, epochs=epochs, batch_size=64,
+                 defaults=Defaults.own_loss(compile_args={"optimizer": gan.optimizers()}),
+                 tracking=Tracking(run_dir=sys.argv[1], resume=resume, best=False, restore_best=False,
+                                   tensorboard=False), verbose=0)
     return gan, result
 gan, _ = train(2, False)
 resumed, result = train(3, True)

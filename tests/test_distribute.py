@@ -19,7 +19,7 @@ TRAIN_BOTH_WAYS = textwrap.dedent("""
     import numpy as np
     import keras
     from zoo.distribute import replicas, strategy
-    from zoo.training import Defaults, fit, strategy_scope
+    from zoo.training import Defaults, Settings, Tracking, fit, strategy_scope
 
     def train(chosen, dataset=False):
         rng = np.random.default_rng(0)
@@ -33,8 +33,9 @@ TRAIN_BOTH_WAYS = textwrap.dedent("""
             keras.utils.set_random_seed(0)
             model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, activation="relu"),
                                       keras.layers.Dense(2, activation="softmax")])
-        result = fit(model, data, epochs=3, batch_size=32, shuffle=False, optimizer="sgd", learning_rate=0.1,
-                     defaults=Defaults.classifier(), checkpoint=None, best=False, verbose=0, strategy=chosen)
+        result = fit(model, data, epochs=3, batch_size=32, shuffle=False,
+                     defaults=Defaults.classifier(0.1).replace(optimizer="sgd"), tracking=Tracking.off(), verbose=0,
+                     settings=Settings(strategy=chosen))
         return np.concatenate([np.asarray(w).reshape(-1) for w in model.get_weights()]), result.history
 
     one, history_one = train(None)

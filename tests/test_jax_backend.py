@@ -17,35 +17,36 @@ sys.modules["tensorflow"] = None  # as on a machine without TensorFlow: importin
 import numpy as np
 import keras, zoo
 from zoo.recipes.digits import load_digits_28, train_test_split_digits
-from zoo.transfer import replace_head, fine_tune, lr_find
+from zoo.transfer import cached_features, replace_head, fine_tune
+from zoo.training import Defaults, Tracking, fit, lr_find
 x, y = load_digits_28()
 x_train, x_test, y_train, y_test = train_test_split_digits(x, y)
 labels = [r["predictions"][0]["label"] for r in zoo.classify(list(x_test[:20]), model="lenet5", top=1)]
 model = replace_head(zoo.create("lenet5", weights="digits04", include_top=False), 10)
 result = fine_tune(model, (x_train[:300], y_train[:300]), (x_test, y_test), epochs=2, freeze_epochs=2,
-                   base_lr=1e-2, verbose=0, checkpoint_dir=sys.argv[1])
-suggestion = lr_find(model, (x_train, y_train), num_steps=20).suggestion
-from zoo.training import Defaults, fit
+                   base_lr=1e-2, verbose=0, tracking=Tracking(run_dir=sys.argv[1], tensorboard=False))
+suggestion = lr_find(model, (x_train, y_train), num_steps=20, features=cached_features(model)).suggestion
 scratch = zoo.create("lenet5", weights=None)
 run = sys.argv[1] + "/run"
 fit(scratch, (x_train[:200], y_train[:200]), (x_test[:60], y_test[:60]), epochs=2, defaults=Defaults.classifier(),
-    run_dir=run, verbose=0, restore_best=False)
+    tracking=Tracking(run_dir=run, restore_best=False), verbose=0)
 resumed = fit(scratch, (x_train[:200], y_train[:200]), (x_test[:60], y_test[:60]), epochs=3,
-              defaults=Defaults.classifier(), run_dir=run, resume=True, verbose=0)
+              defaults=Defaults.classifier(), tracking=Tracking(run_dir=run, resume=True), verbose=0)
 # The fast defaults on JAX (told it is on a GPU): bfloat16, 8 steps per XLA-compiled call.
 import zoo.distribute
 from zoo.training import precision
 zoo.distribute.accelerator = lambda: ("gpu", (9, 0))
 with precision("auto"):
     fast = zoo.create("lenet5", weights=None)
-fit(fast, (x_train[:256], y_train[:256]), epochs=1, defaults=Defaults.classifier(), checkpoint=None, verbose=0)
+fit(fast, (x_train[:256], y_train[:256]), epochs=1, defaults=Defaults.classifier(), tracking=Tracking(checkpoint=None),
+    verbose=0)
 fast_config = [fast.get_layer("c1").dtype_policy.name, fast.steps_per_execution, bool(fast.jit_compile)]
 import pathlib
 print(json.dumps({
     "backend": keras.backend.backend(),
     "tensorflow_imported": sys.modules.get("tensorflow") is not None,
     "classify_accuracy": float(np.mean(np.array(labels) == y_test[:20].astype(str))),
-    "val_accuracy": result["history"][-1]["val_accuracy"],
+    "val_accuracy": result.history[-1]["val_accuracy"],
     "suggestion": suggestion,
     "resumed_epochs": [h["epoch"] for h in resumed.history],
     "event_files": len(list(pathlib.Path(run, "logs").rglob("events.out.tfevents.*"))),

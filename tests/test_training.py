@@ -15,7 +15,7 @@ import pytest
 
 import zoo
 from helpers.digit_folders import write_folder
-from zoo.training import Checkpoint, Defaults, fit
+from zoo.training import Checkpoint, Defaults, Tracking, fit
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)}
@@ -65,11 +65,10 @@ def test_resume_restores_every_optimizer_and_refuses_a_checkpoint_that_does_not_
         gan.build((None, LATENT))
         return gan
 
-    args = dict(batch_size=64, shuffle=False, run_dir=tmp_path, tensorboard=False, verbose=0,
-                defaults=Defaults(loss=None, monitor=None, train_monitor=None))
+    args = dict(batch_size=64, shuffle=False, tracking=Tracking(run_dir=tmp_path, tensorboard=False), verbose=0)
     gan = make()
-    fit(gan, real_points(256), epochs=1, compile_args={"d_optimizer": keras.optimizers.Adam(1e-3),
-                                                       "g_optimizer": keras.optimizers.Adam(1e-3)}, **args)
+    fit(gan, real_points(256), epochs=1, defaults=Defaults.own_loss(compile_args={
+        "d_optimizer": keras.optimizers.Adam(1e-3), "g_optimizer": keras.optimizers.Adam(1e-3)}), **args)
     saved = [np.array(v) for v in gan.d_optimizer.variables]
     fresh = make()
     fresh.compile(d_optimizer=keras.optimizers.Adam(1e-3), g_optimizer=keras.optimizers.Adam(1e-3))
@@ -104,7 +103,7 @@ def test_checkpoint_writes_the_frozen_base_once_and_only_the_head_each_epoch(tmp
             times.append([os.stat(p).st_mtime_ns for p in frozen])
 
     fit(model, (x_train, y_train), (x_train, y_train), epochs=3, defaults=Defaults.classifier(),
-        run_dir=tmp_path, tensorboard=False, verbose=0, callbacks=[Watch()])
+        tracking=Tracking(run_dir=tmp_path, tensorboard=False), verbose=0, callbacks=[Watch()])
     frozen = list((tmp_path / "checkpoints").glob("frozen-*.npz"))
     assert len(frozen) == 1
     assert times[0] == times[1] == times[2], "the frozen base was written again"
@@ -283,8 +282,9 @@ def _lr_find_before_zoo_training(trainer, x, y, start_lr=1e-7, end_lr=10.0, num_
 
 
 def test_lr_find_through_fit_agrees_with_the_old_loop_on_digits(digits):
-    from zoo.transfer import freeze, lr_find, replace_head
-    from zoo.transfer.features import compute_features, feature_extractor, head_model
+    from zoo.training import compute_features, lr_find
+    from zoo.transfer import cached_features, freeze, replace_head
+    from zoo.transfer.features import feature_extractor, head_model
 
     x_train, _, y_train, _ = digits
     keep = y_train >= 5
@@ -293,7 +293,7 @@ def test_lr_find_through_fit_agrees_with_the_old_loop_on_digits(digits):
     model = replace_head(zoo.create("lenet5", weights="digits04", include_top=False), 5)
     freeze(model)
     initial = [np.array(w) for w in model.weights]
-    new = lr_find(model, (x, y), num_steps=60).suggestion
+    new = lr_find(model, (x, y), num_steps=60, features=cached_features(model)).suggestion
     for w, value in zip(model.weights, initial):
         np.testing.assert_array_equal(np.asarray(w), value)  # weights restored
     features = compute_features(feature_extractor(model), (x, y))
@@ -304,7 +304,7 @@ def test_lr_find_through_fit_agrees_with_the_old_loop_on_digits(digits):
 def test_fast_defaults_follow_the_hardware(monkeypatch):
     import zoo.distribute
     from zoo.training import resolve_precision
-    from zoo.training.fit import resolve_steps_per_execution
+    from zoo.training import resolve_steps_per_execution
 
     for found, policy, spe in [(("cpu", None), "float32", 1), (("gpu", (9, 0)), "mixed_bfloat16", 8),
                                (("gpu", (8, 0)), "mixed_bfloat16", 8), (("gpu", (7, 5)), "mixed_float16", 8),
@@ -333,7 +333,7 @@ def test_fast_defaults_apply_and_train_as_well_as_float32(tmp_path, digits, monk
         with precision("auto"):
             model = zoo.create("lenet5", weights=None)
         fit(model, (x_train[:600], y_train[:600]), epochs=4, batch_size=32, defaults=Defaults.classifier(3e-3),
-            checkpoint=None, verbose=0)
+            tracking=Tracking(checkpoint=None), verbose=0)
         probabilities = np.asarray(model.predict(x_test, verbose=0))
         accuracies[name] = float(np.mean(probabilities.argmax(-1) == y_test))
         if name == "auto":
@@ -441,13 +441,14 @@ def test_lr_auto_runs_lr_find_first_and_records_the_rate(tmp_path, digits):
 
 
 def test_lr_find_markers_sit_inside_the_sweep(digits):
-    from zoo.transfer import freeze, lr_find, replace_head
+    from zoo.training import lr_find
+    from zoo.transfer import cached_features, freeze, replace_head
 
     x_train, _, y_train, _ = digits
     keras.utils.set_random_seed(0)
     model = replace_head(zoo.create("lenet5", weights="digits04", include_top=False), 10)
     freeze(model)
-    result = lr_find(model, (x_train[:400], y_train[:400]), num_steps=80)
+    result = lr_find(model, (x_train[:400], y_train[:400]), num_steps=80, features=cached_features(model))
     assert result.suggestions["steep"] > result.lrs[len(result.lrs) // 10 - 1]
     assert result.suggestions["minimum"] == pytest.approx(result.lrs[int(np.argmin(result.losses))] / 10)
 
@@ -459,8 +460,8 @@ def test_history_records_the_epochs_mean_learning_rate_not_where_the_schedule_en
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
     x, y = np.random.default_rng(0).random((320, 4)).astype("float32"), np.arange(320) % 3
     schedule = OneCycle(1e-2, 10)
-    result = fit(model, (x, y), epochs=1, batch_size=32, defaults=Defaults.classifier(), learning_rate=schedule,
-                 checkpoint=None, verbose=0)
+    result = fit(model, (x, y), epochs=1, batch_size=32, defaults=Defaults.classifier(schedule),
+                 tracking=Tracking(checkpoint=None), verbose=0)
     expected = np.mean([float(schedule(step)) for step in range(10)])
     assert result.history[0]["lr"] == pytest.approx(expected, rel=1e-3)
     assert result.history[0]["lr"] > 100 * float(schedule(10))  # the end value is ~1e-6

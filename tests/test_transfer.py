@@ -7,7 +7,8 @@ import keras
 
 import zoo
 from zoo.recipes.digits import load_digits_28, train_test_split_digits
-from zoo.transfer import fine_tune, fit_one_cycle, freeze, lr_find, replace_head, unfreeze
+from zoo.training import lr_find
+from zoo.transfer import cached_features, fine_tune, fit_one_cycle, freeze, replace_head, unfreeze
 from zoo.transfer.fine_tune import layer_change, snapshot
 from zoo.transfer.freeze import base_layers, is_batch_norm
 
@@ -67,7 +68,7 @@ def test_frozen_phase_leaves_base_and_batchnorm_statistics_bit_identical(cache_f
     head_before = [np.array(w) for w in model.get_layer("head_predictions").weights]
     result = fine_tune(model, (x, y), epochs=0, freeze_epochs=2, base_lr=1e-2, batch_size=8,
                        cache_features=cache_features, verbose=0)
-    assert result["cached_features"] is cache_features
+    assert result.info["cached_features"] is cache_features
     after = base_state(model)
     assert before.keys() == after.keys()
     assert any("moving_mean" in name for name in after)
@@ -180,7 +181,7 @@ def test_lr_find_sweeps_suggests_restores_and_plots(digits_5_to_9, tmp_path):
     model = replace_head(zoo.create("lenet5", weights="digits04", include_top=False), 5)
     freeze(model)
     before = [np.array(w) for w in model.weights]
-    result = lr_find(model, (x_pool, y_pool), num_steps=60, plot=tmp_path / "lr.png")
+    result = lr_find(model, (x_pool, y_pool), num_steps=60, plot=tmp_path / "lr.png", features=cached_features(model))
     assert len(result.lrs) == len(result.losses) >= 20
     assert all(a < b for a, b in zip(result.lrs, result.lrs[1:]))
     assert 1e-6 < result.suggestion < 1.0

@@ -1,11 +1,11 @@
 """Training on more than one device or machine: `--distribute mirrored|multiworker`.
 
     >>> from zoo.distribute import strategy
-    >>> from zoo.training import fit, strategy_scope
-    >>> chosen = strategy("mirrored")          # every local GPU (or CPU device)
-    >>> with strategy_scope(chosen):
+    >>> from zoo.training import Settings, fit
+    >>> settings = Settings(strategy=strategy("mirrored"))   # every local GPU (or CPU device)
+    >>> with settings.building():
     ...     model = build()
-    >>> fit(model, data, strategy=chosen)      # the batch size given is the global batch
+    >>> fit(model, data, settings=settings)    # the batch size given is the global batch
 
 Each backend's own engine, never a home-made one:
 - TensorFlow: `tf.distribute.MirroredStrategy` over the local devices, and

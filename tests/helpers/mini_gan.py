@@ -96,17 +96,17 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=4)
     args = parser.parse_args(argv)
 
-    from zoo.training import Defaults, fit
+    from zoo.training import Defaults, Tracking, fit
 
     keras.utils.set_random_seed(0)
     gan = MiniGAN()
     gan.build((None, LATENT))
     result = fit(
-        gan, real_points(), epochs=args.epochs, batch_size=16, shuffle=False, run_dir=args.run_dir,
-        resume=args.resume, defaults=Defaults(loss=None, monitor=None, train_monitor="g_loss"),
-        compile_args={"d_optimizer": keras.optimizers.Adam(1e-3), "g_optimizer": keras.optimizers.Adam(1e-3)},
+        gan, real_points(), epochs=args.epochs, batch_size=16, shuffle=False,
+        defaults=Defaults.own_loss(train_monitor="g_loss", compile_args={
+            "d_optimizer": keras.optimizers.Adam(1e-3), "g_optimizer": keras.optimizers.Adam(1e-3)}),
+        tracking=Tracking(run_dir=args.run_dir, resume=args.resume, restore_best=False, tensorboard=False),
         callbacks=[Pause(args.pause_at)] if args.pause_at else [], verbose=2,
-        restore_best=False, tensorboard=False,
     )
     weights = {f"w{i}": np.asarray(v) for i, v in enumerate(gan.weights)}
     np.savez(os.path.join(args.run_dir, "final.npz"), **weights)

@@ -60,7 +60,7 @@ def _train_on_digits(build, classes, epochs, seed, verbose):
     the model and its accuracy on the held-out split's `classes`."""
     import keras
 
-    from zoo.training import Defaults, fit
+    from zoo.training import Defaults, Tracking, fit
 
     keras.utils.set_random_seed(seed)
     images, labels = load_digits_28()
@@ -71,7 +71,7 @@ def _train_on_digits(build, classes, epochs, seed, verbose):
     # The shared training path, with the classifier's defaults; no validation data, so
     # the shipped weights are the last epoch's (nothing is chosen on the held-out split).
     fit(model, (x_train, y_train), epochs=epochs, batch_size=64, defaults=Defaults.classifier(2e-3),
-        checkpoint=None, best=False, verbose=verbose)
+        tracking=Tracking.off(), verbose=verbose)
     predicted = np.argmax(np.asarray(model.predict(x_test[keep_test], verbose=0)), axis=-1)
     accuracy = float(np.mean(predicted == y_test[keep_test]))
     return model, accuracy

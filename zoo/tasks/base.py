@@ -3,8 +3,6 @@ without importing TensorFlow or Keras) and the common option set of a training r
 
 from __future__ import annotations
 
-import contextlib
-
 from dataclasses import dataclass
 
 
@@ -54,20 +52,59 @@ RUN_OPTIONS = (
 RUN_DEFAULTS = {"seed": 0, "precision": "auto", "early_stopping": None}
 
 
-def start_run(kind, out, options, *, defaults, settings, required=(), resume=False, overwrite=False,
-              float16=True):
-    """Check the run directory and settle a run's settings; returns `(config, resuming)`.
+@dataclass
+class RunStart:
+    """A run that `start_run` has checked and settled: where it goes, its settings, and
+    whether it resumes. A task builds its model in `settings.building()`, trains with
+    `fit(..., settings=run.settings, tracking=run.tracking())` and ends with `finish_run`.
 
-    A new run takes `defaults` for every option left out (None) and must name each of
-    `required`; a resumed run takes the settings it was started with, and an option
-    given must equal the run's (`zoo.runs.check_resume` names the first that differs).
-    The random seed is set here, so every kind starts the same way. A precision of
-    `"auto"` is settled here for this machine (`zoo.training.resolve_precision`;
-    `float16=False` for a kind that cannot train in float16), and run.json records
-    the policy the run trained in.
+    Attributes:
+        out: Path. The run directory.
+        config: dict. Every setting of the run (what run.json records).
+        resuming: bool. Whether it continues an interrupted run.
+        settings: `zoo.training.Settings`. Precision and strategy, settled.
+        tensorboard: bool. Whether the run writes TensorBoard logs.
+    """
+
+    out: object
+    config: dict
+    resuming: bool
+    settings: object
+    tensorboard: bool = True
+
+    def tracking(self, **changes):
+        """The run's `zoo.training.Tracking`: its directory, resume, TensorBoard and
+        early stopping, with `changes`."""
+        from zoo.training import Tracking
+
+        return Tracking(run_dir=self.out, resume=self.resuming, tensorboard=self.tensorboard,
+                        early_stopping=self.config.get("early_stopping"), **changes)
+
+    def write_config(self, kind, **more):
+        """Write run.json (a new run only: a resumed run keeps the one it started with)."""
+        from zoo import runs
+
+        self.config.update(more)
+        if not self.resuming:
+            runs.write_config(self.out, kind, self.config)
+
+
+def start_run(kind, out, options, *, defaults, keys, required=(), resume=False, overwrite=False, float16=True,
+              distribute="none", tensorboard=True):
+    """Check the run directory and settle a run's settings; returns a `RunStart`.
+
+    A new run takes `defaults` (a dict, or a callable `(options) -> dict` for defaults
+    that depend on what was given) for every option left out (None) and must name
+    each of `required`; a resumed run takes the settings it was started with, and an
+    option given must equal the run's (`zoo.runs.check_resume` names the first that
+    differs). An option given as `"auto"` that the run settled when it started (and
+    recorded as `KEY_auto`) agrees with the value it settled on. The random seed is set
+    here, so every kind starts the same way. A precision of `"auto"` is settled here
+    for this machine (`float16=False` for a kind that cannot train in float16), and
+    the strategy `distribute` names is made (`zoo.training.Settings.for_run`).
 
     Raises:
-        TypeError: an option that is not one of `settings`.
+        TypeError: an option that is not one of `keys`.
         zoo.errors.ZooError: a missing required option, a bad precision, or a run
             directory that cannot be used as asked.
     """
@@ -75,17 +112,20 @@ def start_run(kind, out, options, *, defaults, settings, required=(), resume=Fal
 
     from zoo import runs
     from zoo.errors import OptionError, ZooError
-    from zoo.training import PRECISIONS, resolve_precision
+    from zoo.training import PRECISIONS, Settings, resolve_precision
 
-    unknown = set(options) - set(settings)
+    unknown = set(options) - set(keys)
     if unknown:
         raise TypeError(f"Unknown option(s) for the {kind} task: {sorted(unknown)}")
     options = settle_precision(options, float16)
     resuming = runs.prepare(out, resume=resume, overwrite=overwrite)
     if resuming:
-        config = runs.check_resume(runs.read_config(out), {k: options.get(k) for k in settings})
+        saved = runs.read_config(out)
+        given = {k: (None if options.get(k) == "auto" and saved.get(f"{k}_auto") else options.get(k)) for k in keys}
+        config = runs.check_resume(saved, given)
     else:
-        config = {**defaults, **{k: v for k, v in options.items() if v is not None}}
+        chosen = defaults(options) if callable(defaults) else defaults
+        config = {**chosen, **{k: v for k, v in options.items() if v is not None}}
         missing = [k for k in required if config.get(k) is None]
         if missing:
             raise ZooError(f"The {kind} task needs {', '.join(missing)}.")
@@ -94,7 +134,10 @@ def start_run(kind, out, options, *, defaults, settings, required=(), resume=Fal
                           f"Received: precision={config['precision']!r}")
     config["precision"] = resolve_precision(config.get("precision"), float16)
     keras.utils.set_random_seed(config.get("seed") or 0)
-    return config, resuming
+    settings = Settings.for_run(config, distribute, float16=float16)
+    from pathlib import Path
+
+    return RunStart(Path(out), config, resuming, settings, tensorboard=tensorboard)
 
 
 def settle_precision(options, float16=True):
@@ -107,22 +150,10 @@ def settle_precision(options, float16=True):
     return {**options, "precision": resolve_precision("auto", float16)}
 
 
-@contextlib.contextmanager
-def building(config, distribute="none"):
-    """Where a task builds its model: under the run's precision policy and in the
-    distribution's scope (`zoo.distribute`). Yields the strategy to hand to `fit`, so
-    every kind of model trains distributed through the one training path."""
-    from zoo.distribute import strategy as make_strategy
-    from zoo.training import precision, strategy_scope
-
-    chosen = make_strategy(distribute)
-    with precision(config.get("precision", "auto")), strategy_scope(chosen):
-        yield chosen
-
-
-def finish_run(out, model, result, extra=None, verbose=1, saved_model=None, plot_metrics=("loss",)):
+def finish_run(out, model, result, extra=None, verbose=1, saved_model=None, plot_metrics=("loss",), evaluate=None):
     """Write a finished run: `model.keras` (the best epoch's weights, the last epoch's
-    beside it when they differ), `metrics.json`, `curves.png`; drop the checkpoints.
+    beside it when they differ), `metrics.json`, `curves.png`, the settings it trained
+    with into run.json; drop the checkpoints.
 
     Args:
         out: path. The run directory.
@@ -132,6 +163,8 @@ def finish_run(out, model, result, extra=None, verbose=1, saved_model=None, plot
         saved_model: keras.Model or None. What goes into model.keras when it is not
             `model` itself (a GAN's generator, an autoencoder without its noise).
         plot_metrics: tuple of str. The history keys `curves.png` plots, a panel each.
+        evaluate: callable `(model) -> dict` or None: the task's final scores of the
+            model as it is saved (the best epoch's), added to metrics.json.
     """
     import sys
     from pathlib import Path
@@ -158,15 +191,21 @@ def finish_run(out, model, result, extra=None, verbose=1, saved_model=None, plot
         "model_weights": (f"best epoch {best_epoch} of {last_epoch} by {result.monitor}; "
                           f"the last epoch's are in {runs.LAST_WEIGHTS_FILE}") if result.restored_best
         else f"last epoch ({last_epoch})",
+        **result.info,
+        **(evaluate(saved_model or model) if evaluate is not None else {}),
         **(extra or {}),
     }
     runs.save_model(saved_model or model, out / runs.MODEL_FILE)
     io.write_json(out / runs.METRICS_FILE, metrics)
+    if result.settings is not None:
+        io.write_json(out / runs.RUN_FILE, {**runs.read_config(out), "settings": result.settings.record()})
     plot_history(result.history, out / "curves.png", best_epoch=best_epoch if result.restored_best else None,
                  metrics=plot_metrics)
     if checkpoint is not None:
         checkpoint.clear()
     if verbose:
+        final = metrics.get("val_accuracy")
+        shown = f"validation accuracy {final:.4f}; " if final is not None else ""
         chosen = f"model from epoch {best_epoch} (best {result.monitor}); " if result.restored_best else ""
-        print(f"{chosen}run written to {out}", file=sys.stderr)
+        print(f"{shown}{chosen}run written to {out}", file=sys.stderr)
     return metrics

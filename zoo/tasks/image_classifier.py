@@ -14,7 +14,6 @@ the run directory (`zoo.runs`) with metrics, plots and TensorBoard logs.
 from __future__ import annotations
 
 import heapq
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from zoo import io, runs
 from zoo.errors import OptionError, ZooError
 from zoo.tasks.base import RUN_OPTIONS, Option
 
-KIND = "classifier"
+KIND = "image-classification"
 DESCRIPTION = "fine-tune a registry image model on a folder of images (one sub-folder per class)"
 MODEL_TASK = "image-classification"
 DEFAULT_LR = 1e-3
@@ -116,14 +115,13 @@ def _weights(value):
     return None if value in (None, "none", "None") else value
 
 
-def prepare(data_dir, model, weights, image_size, batch_size, seed, augment, verbose, precision="float32",
-            head_dropout=0.2, strategy=None):
+def prepare(data_dir, model, weights, image_size, batch_size, seed, augment, verbose, settings=None,
+            head_dropout=0.2):
     """The data and the model with its new head: `(spec, size, data, net)`; the model is
-    built in `strategy`'s scope (a `zoo.distribute.strategy`, or None)."""
+    built under `settings` (a `zoo.training.Settings`: precision and strategy)."""
     import zoo.data
     from zoo import models
-    from zoo.training import precision as precision_policy
-    from zoo.training import strategy_scope
+    from zoo.training import Settings
     from zoo.transfer import replace_head
 
     spec = models.get_spec(model)
@@ -134,10 +132,20 @@ def prepare(data_dir, model, weights, image_size, batch_size, seed, augment, ver
     data = zoo.data.image_folder(data_dir, image_size=size, batch_size=batch_size, seed=seed,
                                  augment=augment, verbose=bool(verbose))
     # image_folder has printed what it found and skipped (once); skipped.txt keeps it.
-    with precision_policy(precision), strategy_scope(strategy):
+    with (settings or Settings(precision="float32")).building():
         base = models.create(spec.name, weights=_weights(weights), include_top=False, input_shape=(*size, 3))
         net = replace_head(base, len(data.classes), dropout=head_dropout)
     return spec, size, data, net
+
+
+def run_defaults(given):
+    """A new run's defaults for what was `given`: from scratch (`--weights none`, or a
+    model with no published weights) a frozen phase would fit a head to random
+    features, and lower rates for earlier layers would keep them near random — so it
+    all trains alike, unless asked otherwise."""
+    if given.get("model") is not None and from_scratch(given["model"], given.get("weights") or "default"):
+        return {**DEFAULTS, **SCRATCH_DEFAULTS}
+    return DEFAULTS
 
 
 def train(data_dir=None, out="runs/classifier", resume=False, overwrite=False, verbose="auto", no_tensorboard=False,
@@ -167,57 +175,32 @@ def train(data_dir=None, out="runs/classifier", resume=False, overwrite=False, v
     Returns:
         `ClassifierRun` of the finished run.
     """
-    import keras
-
-    from zoo.tasks.base import settle_precision
-    from zoo.training import PRECISIONS, resolve_precision
+    from zoo.tasks.base import finish_run, start_run
     from zoo.transfer import fine_tune
 
-    unknown = set(options) - set(RUN_SETTINGS)
-    if unknown:
-        raise TypeError(f"Unknown option(s) for the {KIND} task: {sorted(unknown)}")
-    given = settle_precision({"data_dir": None if data_dir is None else str(data_dir), **options})
+    given = {"data_dir": None if data_dir is None else str(data_dir), **options}
     if given.get("weights") is not None and not isinstance(given["weights"], str):
         given["weights"] = str(given["weights"])
     if isinstance(given.get("image_size"), int):
         given["image_size"] = [given["image_size"]] * 2  # as run.json records it
-    out = Path(out)
-    resuming = runs.prepare(out, resume=resume, overwrite=overwrite)
-    if resuming:
-        saved = runs.read_config(out)
-        if given.get("lr") == "auto" and saved.get("lr_auto"):
-            given["lr"] = None  # the run found its rate when it started: the same "auto"
-        config = runs.check_resume(saved, {k: given.get(k) for k in RUN_SETTINGS})
-    else:
-        config = {**DEFAULTS, **{k: v for k, v in given.items() if v is not None}}
-        missing = [k for k in ("data_dir", "model", "epochs") if config.get(k) is None]
-        if missing:
-            raise ZooError(f"The {KIND} task needs {', '.join(missing)}.")
-        if from_scratch(config["model"], config["weights"]):
-            # No pretrained base: a frozen phase would fit a head to random features, and
-            # lower rates for earlier layers would keep them near random. Train it all
-            # alike, unless asked otherwise.
-            config.update({k: v for k, v in SCRATCH_DEFAULTS.items() if given.get(k) is None})
-    if config["precision"] not in PRECISIONS:
-        raise OptionError(f"`precision` must be one of {', '.join(PRECISIONS)}. "
-                          f"Received: precision={config['precision']!r}")
-    config["precision"] = resolve_precision(config["precision"])
-    keras.utils.set_random_seed(config["seed"])
-    from zoo.distribute import strategy as make_strategy
-
-    strategy = make_strategy(distribute)
+    started = start_run(KIND, out, given, defaults=run_defaults, keys=RUN_SETTINGS,
+                        required=("data_dir", "model", "epochs"), resume=resume, overwrite=overwrite,
+                        distribute=distribute, tensorboard=not no_tensorboard)
+    config, resuming, out = started.config, started.resuming, started.out
     spec, size, data, net = prepare(config["data_dir"], config["model"], None if resuming else config["weights"],
                                     config["image_size"], config["batch_size"], config["seed"], config["augment"],
-                                    verbose, precision=config["precision"], strategy=strategy,
+                                    verbose, settings=started.settings,
                                     head_dropout=config.get("head_dropout", DEFAULTS["head_dropout"]))
     if config["lr"] == "auto":
-        config.update(lr=find_head_lr(net, data, config["batch_size"], out, verbose), lr_auto=True)
+        config.update(lr=sweep_head(net, data, config["batch_size"], plot=out / "lr_find.png").suggestion,
+                      lr_auto=True)
+        if verbose:
+            print(f"lr auto: {config['lr']:.2e} (lr-find's valley; plot: {out / 'lr_find.png'})", flush=True)
     elif not isinstance(config["lr"], (int, float)) or config["lr"] <= 0:
         raise OptionError(f"`lr` must be a positive number or 'auto'. Received: lr={config['lr']!r}")
+    started.write_config(KIND, model=spec.name, image_size=list(size), num_train=data.report.num_train,
+                         num_val=data.report.num_val)
     if not resuming:
-        config.update(model=spec.name, image_size=list(size), num_train=data.report.num_train,
-                      num_val=data.report.num_val)
-        runs.write_config(out, KIND, config)
         io.write_json(out / runs.CLASSES_FILE, list(data.classes))
     if data.report.skipped:
         io.write_text(out / "skipped.txt", str(data.report) + "\n")
@@ -225,72 +208,43 @@ def train(data_dir=None, out="runs/classifier", resume=False, overwrite=False, v
     result = fine_tune(
         net, data.train, data.val, epochs=config["epochs"], freeze_epochs=config["freeze_epochs"],
         base_lr=config["lr"], lr_mult=config["lr_mult"], batch_size=config["batch_size"],
-        cache_features=not config["augment"], run_dir=out, resume=resuming,
+        cache_features=not config["augment"],
         # From scratch, BatchNorm has no statistics worth keeping: it trains with the rest.
         train_bn=from_scratch(config["model"], config["weights"]),
-        tensorboard=not no_tensorboard, early_stopping=config["early_stopping"], callbacks=callbacks,
-        verbose=verbose,
-        strategy=strategy,
+        settings=started.settings, tracking=started.tracking(), callbacks=callbacks, verbose=verbose,
     )
-    return finish(out, net, data, result, verbose=verbose, tensorboard=not no_tensorboard)
+
+    def scores(model):
+        return {**(evaluation(model, data, out, tensorboard=not no_tensorboard, epoch=result.last_epoch)
+                   if data.val is not None else {}),
+                "skipped": [{"path": str(s.path), "reason": s.reason} for s in data.report.skipped]}
+
+    finish_run(out, net, result, evaluate=scores, verbose=verbose)
+    return load_run(out)
 
 
-def find_head_lr(net, data, batch_size, out, verbose):
-    """`--lr auto`: the learning-rate sweep on the new head (base frozen, cached
-    features), its plot kept in the run as lr_find.png; returns the suggestion."""
-    from zoo.transfer import freeze
-    from zoo.transfer import lr_find as sweep
+def sweep_head(net, data, batch_size, plot=None, num_steps=100):
+    """The learning-rate sweep for a new head (`zoo.training.lr_find`, base frozen,
+    on cached features): `zoo lr-find` and `--lr auto`."""
+    from zoo.training import lr_find as sweep
+    from zoo.transfer import cached_features, freeze
 
     freeze(net)
-    result = sweep(net, data.train, batch_size=batch_size, cache_features=True, plot=out / "lr_find.png")
-    if verbose:
-        print(f"lr auto: {result.suggestion:.2e} (lr-find's valley; plot: {out / 'lr_find.png'})", flush=True)
-    return float(result.suggestion)
+    return sweep(net, data.train, batch_size=batch_size, num_steps=num_steps, features=cached_features(net),
+                 plot=plot)
 
 
-def finish(out, net, data, result, verbose=1, tensorboard=True):
-    """Write the finished run: model (best epoch), last weights, metrics, plots; drop
-    the checkpoints."""
-    from zoo.plots import image_array, plot_history
-
-    checkpoint = result["checkpoint"]
-    if result["restored_best"]:
-        # model.keras gets the best epoch; the last one stays available beside it.
-        checkpoint.restore(net, which="last")
-        runs.save_weights(net, out / runs.LAST_WEIGHTS_FILE)
-        checkpoint.restore_best(net)
-    evaluation = (evaluate(net, data.val, data.classes, out, files=data.report.val_files)
-                  if data.val is not None else {})
-    best_epoch, last_epoch = result["best_epoch"], result["last_epoch"]
-    metrics = {
-        "history": result["history"],
-        "cached_features": result["cached_features"],
-        "seconds": result["seconds"],
-        "monitor": result["monitor"],
-        "best_epoch": best_epoch,
-        "best_value": result["best_value"],
-        "last_epoch": last_epoch,
-        "model_weights": (f"best epoch {best_epoch} of {last_epoch} by {result['monitor']}; "
-                          f"the last epoch's are in {runs.LAST_WEIGHTS_FILE}") if result["restored_best"]
-        else f"last epoch ({last_epoch})",
-        **evaluation,
-        "skipped": [{"path": str(s.path), "reason": s.reason} for s in data.report.skipped],
-    }
-    runs.save_model(net, out / runs.MODEL_FILE)
-    io.write_json(out / runs.METRICS_FILE, metrics)
-    plot_history(result["history"], out / "curves.png", best_epoch=best_epoch if result["restored_best"] else None)
-    if tensorboard and (out / "confusion_matrix.png").is_file():
+def evaluation(model, data, out, tensorboard=True, epoch=0):
+    """The run's final scores on its validation images (`evaluate`), and the confusion
+    matrix as a TensorBoard image beside the epoch curves."""
+    result = evaluate(model, data.val, data.classes, out, files=data.report.val_files)
+    if tensorboard and (Path(out) / "confusion_matrix.png").is_file():
+        from zoo.plots import image_array
         from zoo.training import TensorBoardLogger
 
-        TensorBoardLogger(out / runs.LOGS).write_images(
-            last_epoch, {"confusion_matrix": image_array(out / "confusion_matrix.png")})
-    checkpoint.clear()
-    if verbose:
-        final = evaluation.get("val_accuracy")
-        shown = f"validation accuracy {final:.4f}; " if final is not None else ""
-        chosen = f"model from epoch {best_epoch} (best {result['monitor']}); " if result["restored_best"] else ""
-        print(f"{shown}{chosen}run written to {out}", file=sys.stderr)
-    return load_run(out)
+        TensorBoardLogger(Path(out) / runs.LOGS).write_images(
+            epoch, {"confusion_matrix": image_array(Path(out) / "confusion_matrix.png")})
+    return result
 
 
 def evaluate(model, val, classes, out=None, top_losses=9, files=None):
@@ -366,13 +320,9 @@ def lr_find(data_dir, model, weights="default", image_size=None, batch_size=32, 
     """`zoo lr-find`: the learning-rate sweep for a new head on `data_dir` (base frozen)."""
     import keras
 
-    from zoo.transfer import freeze
-    from zoo.transfer import lr_find as sweep
-
     keras.utils.set_random_seed(seed)
     _, _, data, net = prepare(data_dir, model, weights, image_size, batch_size, seed, False, verbose)
-    freeze(net)
-    return sweep(net, data.train, batch_size=batch_size, num_steps=num_steps, cache_features=True, plot=plot)
+    return sweep_head(net, data, batch_size, plot=plot, num_steps=num_steps)
 
 
 def finetune(data_dir, model, out="runs/finetune", **options):

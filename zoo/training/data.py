@@ -91,3 +91,13 @@ def augmented(data):
     if data is None or is_arrays(data):
         return False
     return bool(getattr(data, "augmented", True))
+
+
+def compute_features(extractor, data, batch_size=32):
+    """Run `extractor` (a frozen part of a model) once over `data`; returns
+    `(features, labels)` arrays, to train what follows it on."""
+    features, labels = [], []
+    for x, y in batches(data, batch_size):
+        features.append(np.asarray(extractor.predict_on_batch(np.asarray(x))))
+        labels.append(np.asarray(y))
+    return np.concatenate(features), np.concatenate(labels)

@@ -2,28 +2,33 @@
 
 Every kind of model trains through it — a classifier's head on cached features, a
 fine-tuned base, a GAN with its own `train_step` and two optimizers, the learning-rate
-finder. The task supplies its defaults (loss, metrics, optimizer, the metric that picks
-the best epoch: keras-hub's `compile(loss="auto")` idea); `fit` owns compiling, the
-distribution-strategy scope, `steps_per_execution`, XLA, and the callbacks every run
-gets: history / metrics.json, checkpoint + resume, best epoch, TensorBoard, early
-stopping.
+finder, a painted image. Three objects say everything besides the data:
 
-    from zoo.training import Defaults, fit
+- `Defaults`: what to train for (loss, metrics, optimizer, learning rate, the metric
+  that picks the best epoch): a task's defaults, keras-hub's `compile(loss="auto")` idea;
+- `Settings` (`zoo.training.settings`): how it runs on this machine (precision,
+  distribution strategy, steps per compiled call, XLA);
+- `Tracking`: what the run records (its directory, checkpoint + resume, best epoch,
+  history / metrics.json, TensorBoard, early stopping, a time budget) — the callbacks
+  every run gets, built by one factory, `run_callbacks`.
+
+    from zoo.training import Defaults, Tracking, fit
     result = fit(model, (x, y), val=(xv, yv), epochs=5, defaults=Defaults.classifier(),
-                 run_dir="runs/a")          # runs/a/metrics.json, checkpoints/, logs/
+                 tracking=Tracking(run_dir="runs/a"))   # runs/a/metrics.json, checkpoints/, logs/
 """
 
 from __future__ import annotations
 
-import contextlib
-from dataclasses import dataclass
+import dataclasses
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import keras
 
 from zoo.training import data as data_forms
-from zoo.training.callbacks import METRICS_FILE, HistoryWriter, RunProgress, TensorBoardLogger
+from zoo.training.callbacks import METRICS_FILE, HistoryWriter, RunProgress, TensorBoardLogger, TimeLimit
 from zoo.training.checkpoint import Checkpoint
+from zoo.training.settings import Settings
 
 CHECKPOINT_DIR = "checkpoints"
 LOG_DIR = "logs"
@@ -33,31 +38,44 @@ OPTIMIZERS = {"adam": keras.optimizers.Adam, "adamw": keras.optimizers.AdamW, "s
 
 @dataclass(frozen=True)
 class Defaults:
-    """A task's training defaults: what `"auto"` means for `fit`'s arguments.
+    """What a model trains for: a task's defaults, each replaceable (`defaults.replace(...)`).
 
     Attributes:
         loss: a Keras loss (name or object), or None for a model that computes its own
             (a custom `train_step` or `compute_loss`).
         metrics: tuple of Keras metrics.
-        optimizer: str. A name in `OPTIMIZERS`. Defaults to `"adam"`.
-        learning_rate: float. Defaults to `1e-3`.
+        optimizer: a name in `OPTIMIZERS` or a Keras optimizer. Defaults to `"adam"`.
+        learning_rate: float or a schedule. Defaults to `1e-3`.
+        compile_args: dict or None. Passed to the model's own `compile` instead of the
+            above (a GAN's `compile(d_optimizer=..., g_optimizer=...)`).
         monitor: str or None. The log key that picks the best epoch when there is
             validation data (`"val_accuracy"`), and its `mode` (`"max"` or `"min"`).
         train_monitor: str or None. What picks the best epoch without validation data.
+        tie_monitor: str or None. What breaks a tie of `monitor` (lower is better).
     """
 
     loss: object = None
     metrics: tuple = ()
-    optimizer: str = "adam"
-    learning_rate: float = 1e-3
+    optimizer: object = "adam"
+    learning_rate: object = 1e-3
+    compile_args: dict | None = None
     monitor: str | None = "val_loss"
     mode: str = "min"
     train_monitor: str | None = None
     train_mode: str = "min"
     tie_monitor: str | None = None
 
-    def make_optimizer(self, learning_rate=None):
-        return OPTIMIZERS[self.optimizer](learning_rate=self.learning_rate if learning_rate is None else learning_rate)
+    def replace(self, **changes):
+        return dataclasses.replace(self, **changes)
+
+    def make_optimizer(self):
+        if isinstance(self.optimizer, str):
+            return OPTIMIZERS[self.optimizer](learning_rate=self.learning_rate)
+        return self.optimizer
+
+    def monitor_for(self, has_val):
+        """`(monitor, mode)` that picks the best epoch, with or without validation data."""
+        return (self.monitor, self.mode) if has_val else (self.train_monitor, self.train_mode)
 
     @classmethod
     def classifier(cls, learning_rate=1e-3):
@@ -66,12 +84,100 @@ class Defaults:
                    monitor="val_accuracy", mode="max", train_monitor="loss", train_mode="min",
                    tie_monitor="val_loss")
 
+    @classmethod
+    def own_loss(cls, monitor=None, train_monitor=None, **changes):
+        """A model that computes its own loss (a GAN, an autoencoder, a painted image)."""
+        return cls(loss=None, monitor=monitor, train_monitor=train_monitor, **changes)
+
+
+@dataclass(frozen=True)
+class Tracking:
+    """What a run records while it trains; `run_callbacks` turns it into callbacks.
+
+    Attributes:
+        run_dir: path or None. Where `metrics.json`, `checkpoints/` and `logs/` go.
+        checkpoint: `"auto"` (a `Checkpoint` in `run_dir/checkpoints`, in memory
+            without a run_dir), a `Checkpoint` shared across calls, or None for none.
+        resume: bool. Continue from the checkpoint's last finished epoch.
+        best: bool. Track the best epoch by the defaults' monitor (or `monitor`).
+        monitor: `"auto"` (the task's) or a log key.
+        restore_best: bool. End holding the best epoch's weights (the last epoch's stay
+            in the checkpoint).
+        early_stopping: int or None. Patience in epochs.
+        minutes: float or None. A training-time budget over the whole run
+            (`TimeLimit`); `anneal_from` decays a plain learning rate to zero by then.
+        tensorboard: bool or a `TensorBoardLogger`. Log to `run_dir/logs`.
+        tensorboard_images: callable `(epoch) -> {tag: uint8 image}` or None.
+        saved_model: keras.Model or None. What the checkpoint saves and restores, when
+            the model trained is only part of it (a head on cached features).
+        history: list or None. Per-epoch records, shared across the calls of one run.
+        tags: dict. Keys added to every history record (`{"phase": 1}`).
+        write_metrics: bool. Write `run_dir/metrics.json` when training ends (a run in
+            several phases writes it once, at the end).
+        metrics_extra: callable returning more keys for metrics.json, or None.
+        total_epochs: int or None. The run's epoch count for the progress header.
+    """
+
+    run_dir: object = None
+    checkpoint: object = "auto"
+    resume: bool = False
+    best: bool = True
+    monitor: str | None = "auto"
+    restore_best: bool = True
+    early_stopping: int | None = None
+    minutes: float | None = None
+    anneal_from: float | None = None
+    tensorboard: object = True
+    tensorboard_images: object = None
+    saved_model: object = None
+    history: list | None = None
+    tags: dict = field(default_factory=dict)
+    write_metrics: bool = True
+    metrics_extra: object = None
+    total_epochs: int | None = None
+
+    @classmethod
+    def off(cls, **changes):
+        """Nothing recorded: no checkpoint, no best epoch, no logs (a sweep, a baseline)."""
+        return cls(checkpoint=None, best=False, restore_best=False, tensorboard=False, **changes)
+
+    def replace(self, **changes):
+        return dataclasses.replace(self, **changes)
+
+    def monitor_for(self, defaults, has_val):
+        """`(monitor, mode)`: the log key that picks the best epoch (None: no best epoch)."""
+        if self.monitor == "auto":
+            monitor, mode = defaults.monitor_for(has_val)
+        else:
+            monitor = self.monitor
+            mode = "max" if monitor and ("acc" in monitor or "auc" in monitor) else "min"
+        return (monitor if self.best else None), mode
+
+    def shared(self, defaults, has_val):
+        """This tracking with its checkpoint and history made, for a run that fits in
+        several calls (phases) sharing them: the checkpoint knows the epochs done
+        before the first call."""
+        if self.checkpoint != "auto" and self.history is not None:
+            return self
+        history = self.history if self.history is not None else []
+        checkpoint = self.checkpoint
+        if checkpoint == "auto":
+            monitor, mode = self.monitor_for(defaults, has_val)
+            directory = Path(self.run_dir) / CHECKPOINT_DIR if self.run_dir else None
+            checkpoint = Checkpoint(directory, monitor=monitor, mode=mode, model=self.saved_model, history=history,
+                                    resume=self.resume)
+            if has_val and monitor == defaults.monitor:
+                checkpoint.tie_monitor = defaults.tie_monitor
+        return self.replace(checkpoint=checkpoint, history=history)
+
 
 @dataclass
 class FitResult:
-    """What `fit` did: the per-epoch `history` (the whole run's, across calls), the best
-    epoch and its value, whether the model now holds the best epoch's weights, and the
-    `Checkpoint` (to restore the best epoch later, or clear it)."""
+    """What a run's training did: the per-epoch `history` (the whole run's, across
+    calls), the best epoch and its value, whether the model now holds the best epoch's
+    weights, the `Checkpoint` (to restore the best epoch later, or clear it), the
+    `settings` it ran with (resolved), and `info` a training policy adds (a two-phase
+    fine-tune's seconds per phase, whether it cached features)."""
 
     history: list
     best_epoch: int | None = None
@@ -80,81 +186,58 @@ class FitResult:
     restored_best: bool = False
     checkpoint: Checkpoint | None = None
     stopped_early: bool = False
+    settings: Settings | None = None
+    info: dict = field(default_factory=dict)
+
+    @property
+    def last_epoch(self):
+        if self.checkpoint is not None and self.checkpoint.state:
+            return self.checkpoint.epochs_done
+        return self.history[-1]["epoch"] if self.history else 0
 
 
-def strategy_scope(strategy):
-    """The scope models are built and compiled in: a `tf.distribute` strategy's, or none.
+@dataclass
+class RunCallbacks:
+    """`run_callbacks`' result: the callbacks in order, and the ones `fit` asks after."""
 
-    The hook every task goes through, so that distribution is added in one place.
-    """
-    if strategy is None:
-        return contextlib.nullcontext()
-    scope = getattr(strategy, "scope", None)
-    if scope is None:
-        raise ValueError(f"`strategy` must have a `scope()` (a tf.distribute strategy). Received: strategy={strategy!r}")
-    return scope()
-
-
-PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
+    callbacks: list
+    history: list
+    checkpoint: Checkpoint | None
+    monitor: str | None
+    stopper: object = None
+    time_limit: object = None
 
 
-def resolve_precision(policy="auto", float16=True):
-    """The policy `"auto"` means on this machine, or `policy` itself, checked.
+def run_callbacks(tracking, defaults, has_val, epochs, verbose):
+    """The callbacks every run gets, from `tracking`: history (and metrics.json),
+    checkpoint + resume + best epoch, TensorBoard, the progress header, early stopping
+    and the time budget — the one factory for them."""
+    run_dir = Path(tracking.run_dir) if tracking.run_dir else None
+    monitor, mode = tracking.monitor_for(defaults, has_val)
+    was_made = tracking.checkpoint == "auto"
+    tracking = tracking.shared(defaults, has_val)
+    history, checkpoint = tracking.history, tracking.checkpoint
+    if checkpoint is not None and not was_made and tracking.saved_model is not None:
+        checkpoint.saved_model = tracking.saved_model
 
-    `"auto"` is `mixed_bfloat16` where the hardware computes in bfloat16 (NVIDIA GPUs
-    of compute capability 8.0 and later, TPUs), `mixed_float16` on older NVIDIA GPUs
-    (Keras adds loss scaling; `float16=False` for models that cannot take it gets
-    float32 there), and `float32` on CPUs, where mixed precision is slower. The off
-    switch is `precision="float32"` (`--precision float32`).
-    """
-    policy = policy or "auto"
-    if policy not in PRECISIONS:
-        raise ValueError(f"`precision` must be one of {PRECISIONS}. Received: precision={policy!r}")
-    if policy != "auto":
-        return policy
-    from zoo.distribute import accelerator
-
-    kind, capability = accelerator()
-    if kind == "tpu" or (kind == "gpu" and capability is not None and capability >= (8, 0)):
-        return "mixed_bfloat16"
-    if kind == "gpu":
-        return "mixed_float16" if float16 else "float32"
-    return "float32"
-
-
-def resolve_steps_per_execution(value, batches_per_epoch=None):
-    """`"auto"`: 8 batches per compiled call on a GPU or TPU, where handing control back
-    to Python after every small step leaves the device idle, at most one epoch's
-    batches; 1 on a CPU, where it buys nothing and callbacks see every batch. The off
-    switch is `steps_per_execution=1`."""
-    if value != "auto":
-        if not isinstance(value, int) or value < 1:
-            raise ValueError(f"`steps_per_execution` must be a positive int or 'auto'. "
-                             f"Received: steps_per_execution={value!r}")
-        return value
-    from zoo.distribute import accelerator
-
-    if accelerator()[0] == "cpu":
-        return 1
-    return max(1, min(8, batches_per_epoch or 8))
-
-
-@contextlib.contextmanager
-def precision(policy="auto"):
-    """Build models under a mixed-precision policy (the one switch for it).
-
-    Layers take their dtype policy when they are created, so the model must be built
-    inside this block; `fit` then compiles it as usual (Keras wraps the optimizer in a
-    `LossScaleOptimizer` under `mixed_float16` by itself). zoo's heads keep a float32
-    softmax, so probabilities still sum to one. `"auto"`: see `resolve_precision`.
-    """
-    policy = resolve_precision(policy)
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(policy)
-    try:
-        yield
-    finally:
-        keras.config.set_dtype_policy(previous)
+    metrics_file = run_dir / METRICS_FILE if run_dir and tracking.write_metrics else None
+    callbacks = [HistoryWriter(history, metrics_file, tags=tracking.tags, extra=tracking.metrics_extra)]
+    if checkpoint is not None:
+        callbacks.append(checkpoint)
+    if tracking.tensorboard and run_dir is not None:
+        callbacks.append(tracking.tensorboard if isinstance(tracking.tensorboard, TensorBoardLogger)
+                         else TensorBoardLogger(run_dir / LOG_DIR, images=tracking.tensorboard_images))
+    if verbose:
+        callbacks.append(RunProgress(tracking.total_epochs or epochs))
+    stopper = time_limit = None
+    if tracking.early_stopping:
+        stopper = keras.callbacks.EarlyStopping(monitor=monitor or "loss", mode=mode,
+                                                patience=int(tracking.early_stopping))
+        callbacks.append(stopper)
+    if tracking.minutes:
+        time_limit = TimeLimit(tracking.minutes, history, anneal_from=tracking.anneal_from)
+        callbacks.append(time_limit)
+    return RunCallbacks(callbacks, history, checkpoint, monitor, stopper, time_limit)
 
 
 def progress_verbosity(verbose):
@@ -180,183 +263,77 @@ def recompile(model):
     return model
 
 
-def compile_model(model, defaults=None, loss="auto", metrics="auto", optimizer="auto", learning_rate=None,
-                  compile_args=None, steps_per_execution=1, jit_compile="auto"):
-    """Compile `model` with the task's defaults wherever an argument is `"auto"`.
-
-    `compile_args` goes to the model's own `compile` as it is (a GAN's
-    `compile(d_optimizer=..., g_optimizer=...)`).
-    """
+def compile_model(model, defaults=None, steps_per_execution=1, jit_compile="auto"):
+    """Compile `model` for `defaults` (`compile_args` go to the model's own `compile`)."""
     defaults = defaults or Defaults()
-    if compile_args is not None:
-        model.compile(**{"steps_per_execution": steps_per_execution, **compile_args})
+    if defaults.compile_args is not None:
+        model.compile(**{"steps_per_execution": steps_per_execution, **defaults.compile_args})
         return model
-    if optimizer == "auto":
-        optimizer = defaults.make_optimizer(learning_rate)
-    elif isinstance(optimizer, str):
-        optimizer = OPTIMIZERS[optimizer](learning_rate=learning_rate or defaults.learning_rate)
-    model.compile(
-        optimizer=optimizer,
-        loss=defaults.loss if loss == "auto" else loss,
-        metrics=list(defaults.metrics) if metrics == "auto" else metrics,
-        steps_per_execution=steps_per_execution,
-        jit_compile=jit_compile,
-    )
+    model.compile(optimizer=defaults.make_optimizer(), loss=defaults.loss, metrics=list(defaults.metrics),
+                  steps_per_execution=steps_per_execution, jit_compile=jit_compile)
     return model
 
 
-def fit(
-    model,
-    train,
-    val=None,
-    *,
-    epochs=1,
-    defaults=None,
-    loss="auto",
-    metrics="auto",
-    optimizer="auto",
-    learning_rate=None,
-    compile_args=None,
-    compile=True,
-    batch_size=32,
-    steps_per_epoch=None,
-    shuffle=True,
-    steps_per_execution="auto",
-    jit_compile="auto",
-    strategy=None,
-    run_dir=None,
-    checkpoint="auto",
-    resume=False,
-    tensorboard=True,
-    tensorboard_images=None,
-    best=True,
-    monitor="auto",
-    early_stopping=None,
-    restore_best=True,
-    saved_model=None,
-    history=None,
-    tags=None,
-    metrics_extra=None,
-    write_metrics=True,
-    total_epochs=None,
-    callbacks=(),
-    verbose=1,
-):
-    """Compile and train `model`; the run's files go under `run_dir`.
+def fit(model, train, val=None, *, epochs=1, defaults=None, settings=None, tracking=None, batch_size=32,
+        steps_per_epoch=None, shuffle=True, compile=True, callbacks=(), verbose=1):
+    """Compile and train `model`; the run's files go under `tracking.run_dir`.
 
     Args:
-        model: keras.Model. Trained in place.
+        model: keras.Model. Trained in place (built under `settings.building()`).
         train: `(x, y)` arrays, a `tf.data.Dataset` of batches, or an iterable of them.
         val: validation data in the same forms, or None.
         epochs: int. The epoch to stop at, counted over the whole run (a resumed or
             second-phase call continues the count). Defaults to `1`.
-        defaults: `Defaults`. The task's loss, metrics, optimizer and best-epoch metric.
-        loss, metrics, optimizer: `"auto"` (the task's), or what `keras.Model.compile`
-            takes. `optimizer` may also be a name in `OPTIMIZERS`.
-        learning_rate: float, a schedule, or None (the task's).
-        compile_args: dict or None. Passed to the model's own `compile` instead (for
-            models whose `compile` takes other arguments, such as a GAN's).
-        compile: bool. Compile before training. False keeps the model's compiled
-            state (used when a caller fits the same compiled model again).
-        batch_size: int. Batch size for array data. Defaults to `32`.
+        defaults: `Defaults`. Loss, metrics, optimizer, rate and best-epoch metric.
+        settings: `Settings` or None (float32 on one device... whatever "auto" means
+            here). Its strategy must be the one the model was built under.
+        tracking: `Tracking` or None (a checkpoint in memory, best epoch restored).
+        batch_size: int. Batch size for array data (for a strategy: the global batch).
         steps_per_epoch: int or None. Batches per epoch (None: one pass).
         shuffle: bool. Shuffle array data each epoch. Datasets shuffle themselves.
-        steps_per_execution: int or `"auto"` (8 on a GPU or TPU, 1 on a CPU; see
-            `resolve_steps_per_execution`). Batches per compiled call.
-        jit_compile: `"auto"`, True or False: XLA compilation, as `keras.Model.compile`
-            (`"auto"`: XLA wherever the model supports it, except TensorFlow on a CPU).
-        strategy: a `tf.distribute` strategy or None; the model must have been built
-            in `strategy_scope(strategy)` too.
-        run_dir: path or None. Where `metrics.json`, `checkpoints/` and `logs/` go.
-        checkpoint: `"auto"` (a `Checkpoint` in `run_dir/checkpoints` when there is a
-            run_dir, in memory otherwise), a `Checkpoint` to share across calls, or
-            None for none.
-        resume: bool. Continue from the checkpoint's last finished epoch.
-        tensorboard: bool or a `TensorBoardLogger`. Log to `run_dir/logs`.
-        tensorboard_images: callable `(epoch) -> {tag: uint8 image}` or None.
-        best: bool. Track the best epoch by `monitor`. Defaults to `True`.
-        monitor: `"auto"` (the task's, `val_` when there is validation data) or a log key.
-        early_stopping: int or None. Stop after this many epochs without improvement.
-        restore_best: bool. When training ends, load the best epoch's weights into the
-            model (the last epoch's stay in the checkpoint). Defaults to `True`.
-        saved_model: keras.Model or None. The model the checkpoint saves and restores,
-            when `model` is only part of it (a head trained on cached features).
-        history: list or None. Records to append to (shared across calls of one run).
-        tags: dict or None. Keys added to every history record (e.g. `{"phase": 1}`).
-        metrics_extra: callable returning more keys for metrics.json, or None.
-        total_epochs: int or None. The run's epoch count for the progress header, when
-            this call is one phase of it. Defaults to `epochs`.
-        write_metrics: bool. Write `run_dir/metrics.json` when training ends. A task
-            that fits in several phases passes False and writes it once at the end.
+        compile: bool. Compile before training; False keeps the model's compiled state.
         callbacks: more Keras callbacks.
-        verbose: `"auto"`, 0, 1 or 2: Keras' progress output; `"auto"` is the bar on a
-            terminal and one line per epoch otherwise.
+        verbose: `"auto"`, 0, 1 or 2 (`"auto"`: the bar on a terminal, a line per epoch
+            otherwise).
 
     Returns:
         `FitResult`.
     """
     defaults = defaults or Defaults()
+    tracking = tracking or Tracking()
     verbose = progress_verbosity(verbose)
-    run_dir = Path(run_dir) if run_dir else None
-    history = history if history is not None else []
-    if monitor == "auto":
-        monitor, mode = (defaults.monitor, defaults.mode) if val is not None else (defaults.train_monitor, defaults.train_mode)
-    else:
-        mode = "max" if monitor and ("acc" in monitor or "auc" in monitor) else "min"
-    if not best:
-        monitor = None
-
-    if checkpoint == "auto":
-        directory = run_dir / CHECKPOINT_DIR if run_dir else None
-        checkpoint = Checkpoint(directory, monitor=monitor, mode=mode, model=saved_model, history=history,
-                                resume=resume)
-        if val is not None and monitor == defaults.monitor:
-            checkpoint.tie_monitor = defaults.tie_monitor
-    elif checkpoint is not None:
-        checkpoint.saved_model = saved_model if saved_model is not None else checkpoint.saved_model
+    settings = (settings or Settings()).resolved(
+        steps_per_epoch or data_forms.known_num_batches(train, batch_size))
+    own = run_callbacks(tracking, defaults, val is not None, epochs, verbose)
+    checkpoint = own.checkpoint
     initial_epoch = checkpoint.epochs_done if checkpoint is not None else 0
-    if strategy is not None:  # every worker asks, or one would wait for the others
+    if settings.strategy is not None:  # every worker asks, or one would wait for the others
         from zoo.distribute import check_same_epoch
 
-        check_same_epoch(strategy, initial_epoch)
+        check_same_epoch(settings.strategy, initial_epoch)
 
-    metrics_file = run_dir / METRICS_FILE if run_dir and write_metrics else None
-    own = [HistoryWriter(history, metrics_file, tags=tags, extra=metrics_extra)]
-    if checkpoint is not None:
-        own.append(checkpoint)
-    if tensorboard and run_dir is not None:
-        own.append(tensorboard if isinstance(tensorboard, TensorBoardLogger)
-                   else TensorBoardLogger(run_dir / LOG_DIR, images=tensorboard_images))
-    if verbose:
-        own.append(RunProgress(total_epochs or epochs))
-    stopper = None
-    if early_stopping:
-        stopper = keras.callbacks.EarlyStopping(monitor=monitor or "loss", mode=mode, patience=int(early_stopping))
-        own.append(stopper)
-
-    result = FitResult(history=history, checkpoint=checkpoint, monitor=monitor)
-    with strategy_scope(strategy):
+    result = FitResult(history=own.history, checkpoint=checkpoint, monitor=own.monitor, settings=settings)
+    target = tracking.saved_model if tracking.saved_model is not None else model
+    with settings.scope():
         if compile:
-            steps_per_execution = resolve_steps_per_execution(
-                steps_per_execution, steps_per_epoch or data_forms.known_num_batches(train, batch_size))
-            compile_model(model, defaults, loss, metrics, optimizer, learning_rate, compile_args,
-                          steps_per_execution, jit_compile)
+            compile_model(model, defaults, settings.steps_per_execution, settings.jit_compile)
         if initial_epoch < epochs:
             model.fit(
                 **data_forms.keras_fit_args(train, batch_size, shuffle), validation_data=data_forms.validation(val),
                 epochs=epochs, initial_epoch=initial_epoch, steps_per_epoch=steps_per_epoch,
-                callbacks=[*own, *callbacks], verbose=verbose,
+                callbacks=[*own.callbacks, *callbacks], verbose=verbose,
             )
         elif checkpoint is not None and checkpoint.state:
             # Nothing left to train in this call: the checkpoint still holds its state.
-            checkpoint.restore(saved_model if saved_model is not None else model, which="last")
-    if stopper is not None:
-        result.stopped_early = bool(stopper.stopped_epoch)
+            checkpoint.restore(target, which="last")
+    if own.stopper is not None:
+        result.stopped_early = bool(own.stopper.stopped_epoch)
+    if own.time_limit is not None and own.time_limit.stopped_epoch:
+        result.info["time_limit_epoch"] = own.time_limit.stopped_epoch
     if checkpoint is not None and checkpoint.state:
         result.best_epoch = checkpoint.best_epoch
         result.best_value = checkpoint.state.get("best_value")
-        last = checkpoint.epochs_done
-        if restore_best and result.best_epoch is not None and result.best_epoch != last:
-            checkpoint.restore_best(saved_model if saved_model is not None else model)
+        if tracking.restore_best and result.best_epoch is not None and result.best_epoch != checkpoint.epochs_done:
+            checkpoint.restore_best(target)
             result.restored_best = True
     return result

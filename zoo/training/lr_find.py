@@ -1,7 +1,9 @@
 """The learning-rate range test (Smith, 2015; fastai's `lr_find`), run through `fit`.
 
 `LRFinder` (a callback) raises the rate every step and records the loss; `lr_find`
-runs it through `zoo.training.fit` like any other training, then suggests a rate.
+runs it through `zoo.training.fit` like any other training, then suggests a rate. The
+one learning-rate finder in zoo: `zoo lr-find` and `--lr auto` are this sweep over a new
+head on cached features (`features=zoo.transfer.cached_features(model)`).
 The suggestion is fastai's "valley": two thirds of the way down the longest stretch
 where the loss keeps falling.
 """
@@ -15,7 +17,8 @@ import numpy as np
 
 from zoo.training import data as data_forms
 from zoo.training.callbacks import LRFinder
-from zoo.training.fit import Defaults, fit
+from zoo.training.data import compute_features
+from zoo.training.fit import Defaults, Tracking, fit
 
 
 @dataclass
@@ -66,7 +69,7 @@ def suggest(lrs, losses):
 
 
 def lr_find(model, train, start_lr=1e-7, end_lr=10.0, num_steps=100, batch_size=32, diverge=4.0,
-            defaults=None, plot=None, seed=0):
+            defaults=None, features=None, plot=None, seed=0):
     """Sweep the learning rate over `model` as it is set (frozen or not) and suggest one.
 
     The sweep is `fit` with an `LRFinder` callback and one batch per epoch; the weights
@@ -80,7 +83,13 @@ def lr_find(model, train, start_lr=1e-7, end_lr=10.0, num_steps=100, batch_size=
         batch_size: int. Batch size for array data.
         diverge: float. Stop when the smoothed loss exceeds `diverge` x its minimum.
         defaults: `zoo.training.Defaults` (the loss to sweep). Defaults to a classifier's.
+        features: None, or `(extractor, trainer)`: two models splitting `model` where
+            everything before is frozen. The extractor runs once over `train` and the
+            sweep trains only `trainer` on its outputs — the same sweep at a fraction of
+            the compute (`zoo.transfer.cached_features(model)` gives the pair, or None
+            when the base still trains).
         plot: path or None. Where to save the loss-vs-rate plot (PNG).
+        seed: int. The order the batches are drawn in.
 
     Returns:
         `LRFindResult` with `lrs`, `losses` (smoothed), `suggestion` (the valley) and
@@ -88,11 +97,14 @@ def lr_find(model, train, start_lr=1e-7, end_lr=10.0, num_steps=100, batch_size=
         (fastai's habit: the minimum itself is already too high); `steep`, the rate of
         steepest descent.
     """
-    defaults = defaults or Defaults.classifier()
+    defaults = (defaults or Defaults.classifier()).replace(
+        optimizer=keras.optimizers.Adam(learning_rate=start_lr), metrics=())
+    if features is not None:
+        extractor, model = features
+        train = compute_features(extractor, train, batch_size)
     finder = LRFinder(start_lr, end_lr, num_steps, diverge)
     fit(model, data_forms.forever(train, batch_size, seed=seed), epochs=num_steps, steps_per_epoch=1,
-        defaults=defaults, optimizer=keras.optimizers.Adam(learning_rate=start_lr), metrics=[],
-        checkpoint=None, tensorboard=False, best=False, callbacks=[finder], verbose=0)
+        defaults=defaults, tracking=Tracking.off(), callbacks=[finder], verbose=0)
     suggestion, suggestions, lrs, losses = suggest(finder.lrs, finder.losses)
     result = LRFindResult(list(map(float, lrs)), list(map(float, losses)), suggestion, suggestions)
     if plot:

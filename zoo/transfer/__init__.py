@@ -1,15 +1,16 @@
 """Transfer learning shared by every image model: the policy, not the loop.
 
 Heads (`replace_head`), freezing (`freeze`, `unfreeze`, BatchNorm kept in inference
-mode), layer groups (`layerwise_multipliers`), cached features, two-phase `fine_tune`,
-`lr_find` on cached features, and TF Hub modules as Keras 3 layers (`hub_layer`: the
-TensorFlow-backend code is `zoo.hub`, imported when called). Training itself goes through `zoo.training.fit`.
+mode), layer groups (`layerwise_multipliers`), cached features (`cached_features`, for
+`zoo.training.lr_find(..., features=...)` and the frozen phase), two-phase `fine_tune`,
+and TF Hub modules as Keras 3 layers (`hub_layer`: the TensorFlow-backend code is
+`zoo.hub`, imported when called). Training itself goes through `zoo.training.fit`.
 """
 
 from zoo.transfer.head import replace_head  # noqa: F401
+from zoo.transfer.features import cached_features  # noqa: F401,E402
 from zoo.transfer.fine_tune import fine_tune, fit_one_cycle  # noqa: F401,E402
 from zoo.transfer.freeze import freeze, layerwise_multipliers, unfreeze  # noqa: F401,E402
-from zoo.transfer.lr_find import lr_find  # noqa: F401,E402
 
 
 def hub_layer(handle, trainable=False, output_key=None, arguments=None, name=None):

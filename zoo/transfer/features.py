@@ -4,9 +4,6 @@ once and train the head on them — the same model, a fraction of the compute.
 
 from __future__ import annotations
 
-import numpy as np
-
-from zoo.training.data import batches
 from zoo.transfer.freeze import head_layers
 
 
@@ -45,17 +42,15 @@ def head_model(model):
     return keras.Model(inputs, x, name=f"{model.name}_head")
 
 
-def compute_features(extractor, data, batch_size=32):
-    """Run the frozen base once over `data`; returns `(features, labels)` arrays."""
-    features, labels = [], []
-    for x, y in batches(data, batch_size):
-        features.append(np.asarray(extractor.predict_on_batch(np.asarray(x))))
-        labels.append(np.asarray(y))
-    return np.concatenate(features), np.concatenate(labels)
-
-
 def frozen_base(model):
     """Whether `model` has a head and its base has nothing left to train."""
     from zoo.transfer.freeze import base_layers
 
     return bool(head_layers(model)) and not any(layer.trainable_weights for layer in base_layers(model))
+
+
+def cached_features(model):
+    """`(feature_extractor, head_model)` for training the head on features computed
+    once (`zoo.training.lr_find(..., features=...)`), or None when the base still
+    trains and its features would change every step."""
+    return (feature_extractor(model), head_model(model)) if frozen_base(model) else None
