@@ -2,10 +2,8 @@
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -13,6 +11,7 @@ from PIL import Image
 
 import zoo
 from helpers.digit_folders import write_folder
+from helpers.processes import kill_when
 
 ZOO = [sys.executable, "-m", "zoo"]
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
@@ -113,18 +112,8 @@ def test_kill_9_during_epoch_3_then_resume_runs_only_epochs_3_to_5(tmp_path, dig
     # 96 px LeNet from scratch: epochs long enough (~1-2 s) to be killed in the middle of.
     args = ["finetune", data, "--model", "lenet5", "--weights", "none", "--image-size", 96,
             "--epochs", 4, "--freeze-epochs", 1, "--batch-size", 8, "--out", out]
-    process = subprocess.Popen([*ZOO, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True, env=ENV)
+    kill_when([*ZOO, *args], lambda line: line.startswith("Epoch 3/"), env=ENV)  # killed in epoch 3
     state = out / "checkpoints" / "state.json"
-    deadline = time.time() + 300
-    while time.time() < deadline and process.poll() is None:
-        if state.is_file() and json.loads(state.read_text())["epochs_done"] == 2:
-            break
-        time.sleep(0.02)
-    time.sleep(0.3)  # into epoch 3
-    assert process.poll() is None, "the run ended before it could be killed"
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait()
     assert json.loads(state.read_text())["epochs_done"] == 2
     assert not (out / "metrics.json").exists()
 

@@ -13,6 +13,7 @@ from PIL import Image
 import zoo
 from zoo import runs, tasks
 from zoo.recipes.digits import load_digits_28
+from helpers.processes import kill_when
 
 
 def digits_folder(root):
@@ -154,28 +155,15 @@ KILL_CASES = {
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", sorted(KILL_CASES))
 def test_kill_9_during_an_epoch_and_resume_from_the_last_finished_one(kind, tmp_path):
-    import os
-    import signal
     import subprocess
     import sys
-    import time
 
     make_data, arguments = KILL_CASES[kind]
     data, _ = make_data(tmp_path / "data")
     out = tmp_path / "run"
     command = [sys.executable, "-m", "zoo", "train", kind, *arguments(data), "--out", str(out), "--no-tensorboard"]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    kill_when(command, lambda line: line.startswith("Epoch 2/"), timeout=240)  # killed in epoch 2
     state = out / "checkpoints" / "state.json"
-    deadline = time.time() + 240
-    try:
-        while not (state.is_file() and json.loads(state.read_text()).get("epochs_done", 0) >= 1):
-            assert process.poll() is None, "the run ended before its first checkpoint"
-            assert time.time() < deadline
-            time.sleep(0.05)
-        time.sleep(0.3)  # into the next epoch
-    finally:
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait()
     done = json.loads(state.read_text())["epochs_done"]
     assert 1 <= done < 3 and runs.status(out) == "unfinished"
 

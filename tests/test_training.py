@@ -465,3 +465,21 @@ def test_history_records_the_epochs_mean_learning_rate_not_where_the_schedule_en
     expected = np.mean([float(schedule(step)) for step in range(10)])
     assert result.history[0]["lr"] == pytest.approx(expected, rel=1e-3)
     assert result.history[0]["lr"] > 100 * float(schedule(10))  # the end value is ~1e-6
+
+
+def test_resume_removes_what_a_kill_left_mid_write_and_nothing_else(tmp_path):
+    from zoo import io, runs
+
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "samples").mkdir()
+    io.write_json(run / runs.RUN_FILE, {"kind": "gan"})
+    stale = [run / "samples" / ".epoch-002.4242.0a1b2c3d.tmp.png", run / "checkpoints" / ".last.4242.deadbeef.tmp.npz"]
+    for path in stale:
+        path.write_bytes(b"half a file")
+    mine = [run / "samples" / "epoch-001.png", run / "notes.tmp.txt", run / ".hidden.tmp"]
+    for path in mine:
+        path.write_bytes(b"kept")
+    assert runs.prepare(run, resume=True) is True
+    assert not any(path.exists() for path in stale)
+    assert all(path.read_bytes() == b"kept" for path in mine)

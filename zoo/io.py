@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import secrets
 from pathlib import Path
 
@@ -49,6 +50,22 @@ def atomic_path(path, fsync=False):
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+_STALE = re.compile(r"^\.[^/]*\.\d+\.[0-9a-f]{8}" + re.escape(TMP_MARK) + r"(\.|$)")
+
+
+def remove_stale_temporaries(folder):
+    """Remove the temporary files `atomic_path` leaves when its process is killed
+    mid-write, anywhere under `folder`; returns how many. Only names `atomic_path`
+    makes (`.NAME.PID.HEX.tmp.SUFFIX`) are touched: a run resumed after a kill holds
+    none of them."""
+    removed = 0
+    for path in Path(folder).rglob(f".*{TMP_MARK}*"):
+        if path.is_file() and _STALE.match(path.name):
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed
 
 
 def write_bytes(path, data, fsync=False):

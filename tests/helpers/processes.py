@@ -1,0 +1,50 @@
+"""Kill a process at a moment it announces, not after a guess of how long things take.
+
+A test that kills a training run must kill it where it says: "during epoch 3" is after
+the run printed `Epoch 3/5`, whatever the load on the machine. A fixed sleep after a
+file appears kills wherever the clock happens to land (mid-write of a sample PNG, or
+after the run already ended), and fails under load.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+
+
+def kill_when(command, ready, *, env=None, timeout=300):
+    """Run `command`; SIGKILL it as soon as a line of its output (stdout and stderr
+    together) satisfies `ready(line)`. Returns the output up to the kill.
+
+    Raises:
+        AssertionError: the process ended, or `timeout` seconds passed, before a line
+            was ready (the output is in the message).
+    """
+    process = subprocess.Popen([str(c) for c in command], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True, errors="replace", env=env)
+    lines, seen = [], threading.Event()
+
+    def read():
+        for line in process.stdout:
+            lines.append(line)
+            if ready(line.rstrip("\n")):
+                seen.set()
+                return
+        seen.set()  # the output ended: the process is gone
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        seen.wait(timeout)
+        alive = process.poll() is None
+        matched = bool(lines) and ready(lines[-1].rstrip("\n"))
+    finally:
+        if process.poll() is None:
+            os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+        process.stdout.close()
+    output = "".join(lines)
+    assert matched and alive, f"the process ended or timed out before it was ready to be killed:\n{output[-3000:]}"
+    return output
