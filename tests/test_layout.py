@@ -11,7 +11,11 @@ inside functions included (they run later, but they are still dependencies). It 
   `cli.py` and `serving/cli.py` only public names; no private name (`_x`) crosses a
   room, neither imported nor reached as `module._x`;
 * one fit path: `.compile(`, `.fit(`, `.train_on_batch(`, `.compile_from_config(` are
-  called only in `zoo/training/`.
+  called only in `zoo/training/`;
+* Keras classes at module level: no class with a Keras base (a layer, model, metric,
+  callback, ... — `keras.X`, a name imported from keras, or another zoo Keras class) is
+  defined inside a function, where `register_keras_serializable` and pickling cannot
+  reach it and every caller would have to run the factory first.
 
 A room is the first component under zoo/: `training/`, `serving/`, `registry.py`, ...
 Rooms that do not exist yet are skipped. Every failure lists each offending `file:line`.
@@ -465,6 +469,48 @@ def fit_violations(pkg):
     return [f"{file}:{line} {call}" for file, line, call in sorted(found)]
 
 
+# --------------------------------------------------------------- Keras classes nested
+KERAS_BASE_NAMES = {"Layer", "Model", "Sequential", "Functional", "Callback", "Metric", "Loss", "Optimizer",
+                    "Constraint", "Initializer", "Regularizer", "LearningRateSchedule"}
+KERAS_MODULES = {"keras", "tf_keras"}
+
+
+def _mentions_keras(m, base, keras_names):
+    """Whether a class base is Keras: `keras.layers.Layer`, `tf.keras.Model`, a name bound
+    by an import from keras (`from keras import layers` -> `layers.Layer`), a Keras base
+    class name, or a zoo class that is itself a Keras class (`keras_names`)."""
+    chain = _attribute_chain(base)
+    if chain is None:
+        return "keras" in ast.unparse(base)
+    return (m.external_bindings.get(chain[0]) in KERAS_MODULES or "keras" in chain
+            or chain[-1] in KERAS_BASE_NAMES or chain[-1] in keras_names)
+
+
+def _classes(tree):
+    """(class node, whether a function encloses it), for every class at any depth."""
+    stack = [(tree, False)]
+    while stack:
+        node, in_function = stack.pop()
+        if isinstance(node, ast.ClassDef):
+            yield node, in_function
+        inside = in_function or isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
+        stack.extend((child, inside) for child in ast.iter_child_nodes(node))
+
+
+def nested_keras_class_violations(pkg):
+    keras_names = set()
+    for _ in range(3):  # a zoo Keras class may derive from another one: a few passes settle it
+        keras_names |= {node.name for m in pkg.modules.values() for node, _ in _classes(m.tree)
+                        if any(_mentions_keras(m, base, keras_names) for base in node.bases)}
+    found = []
+    for m in pkg.modules.values():
+        for node, in_function in _classes(m.tree):
+            if in_function and any(_mentions_keras(m, base, keras_names) for base in node.bases):
+                bases = ", ".join(ast.unparse(base) for base in node.bases)
+                found.append((m.file, node.lineno, f"class {node.name}({bases})"))
+    return [f"{file}:{line} {text}" for file, line, text in sorted(found)]
+
+
 # ----------------------------------------------------------------------------- tests
 def _report(title, violations):
     if violations:
@@ -527,6 +573,12 @@ def test_one_fit_path():
             fit_violations(scan(ZOO)))
 
 
+def test_keras_classes_are_defined_at_module_level():
+    _report("Keras classes defined inside a function (define them at module level, registered with "
+            "keras.saving.register_keras_serializable(package=\"zoo\") where Keras saves them)",
+            nested_keras_class_violations(scan(ZOO)))
+
+
 # ---------------------------------------------------------------- the checker itself
 FAKE = {
     "__init__.py": '_LAZY = {"create": ("zoo.registry", "create"), "export": ("zoo.export", "export")}\n',
@@ -555,6 +607,19 @@ FAKE = {
     "training/loop.py": "import tensorflow as tf\nfrom zoo.transfer import head\nmodel.compile()\n",
     "transfer/head.py": "from zoo.training import loop\n",
     "cli.py": "import zoo\nfrom zoo import __version__\nfrom zoo.registry import _R\nzoo._LAZY\n",
+    # Keras classes: at module level fine; inside a function (or a method) not, whatever the
+    # spelling of the base; a plain class inside a function is fine.
+    "layers.py": ("import keras\nfrom keras import layers as kl\nfrom keras.callbacks import Callback\n"
+                  "import tensorflow as tf\n"
+                  "class Top(keras.layers.Layer):\n    pass\n"
+                  "def make():\n    class A(keras.Model):\n        pass\n"
+                  "    class B(kl.Layer):\n        pass\n"
+                  "    class C(Callback):\n        pass\n"
+                  "    class D(tf.keras.metrics.Metric):\n        pass\n"
+                  "    class E(Top):\n        pass\n"
+                  "    class Plain:\n        pass\n"
+                  "    return A, B, C, D, E, Plain\n"
+                  "class Holder:\n    def method(self):\n        class F(keras.layers.Layer):\n            pass\n"),
 }
 
 
@@ -581,3 +646,6 @@ def test_checker_on_a_made_up_package(tmp_path):
     assert [v.split("  ")[0] for v in cli_violations(pkg)] == [
         "zoo/cli.py:3 from zoo.registry import _R", "zoo/cli.py:4 zoo._LAZY"]
     assert fit_violations(pkg) == ["zoo/e.py:12 model.fit(...)"]
+    assert [v.split(" ", 1)[0] for v in nested_keras_class_violations(pkg)] == [
+        "zoo/layers.py:8", "zoo/layers.py:10", "zoo/layers.py:12", "zoo/layers.py:14", "zoo/layers.py:16",
+        "zoo/layers.py:23"]

@@ -20,7 +20,7 @@ _LAZY = {
     "load_run": ("zoo.tasks", "load_run"),
     "export": ("zoo.serving.export", "export"),
     "generate": ("zoo.tasks.char_lstm", "generate"),
-    "style": ("zoo.style_transfer", "style"),
+    "style": ("zoo.tasks.style_transfer", "style"),
     "sample": ("zoo.tasks.dcgan", "sample"),
     "explain": ("zoo.interpret.explain", "explain"),
 }

@@ -173,8 +173,10 @@ def _multi_worker_setup():
 def cmd_train(args):
     import zoo
 
-    # Every option by name: a kind's data may be positional (DATA_DIR) or a flag (--text, --data).
-    zoo.train(args.kind, **{o.name: getattr(args, o.name) for o in args.task_options})
+    # Every option by name: a task's data may be positional (DATA_DIR) or a flag (--text, --data).
+    result = zoo.train(args.kind, **{o.name: getattr(args, o.name) for o in args.task_options})
+    if args.kind == "style-transfer":  # an image, not a run: said as `zoo style` says it
+        _print_style(result)
     return EXIT_OK
 
 
@@ -297,13 +299,21 @@ def cmd_style(args):
         style_weight=args.style_weight, content_weight=args.content_weight, tv_weight=args.tv_weight,
         save_every=args.save_every,
     )
+    _print_style(result)
+    return EXIT_OK
+
+
+def _print_style(result):
     for path in result.intermediates:
         print(f"step image: {path}")
     height, width = result.image.shape[:2]
     print(f"image: {result.path} ({width}x{height})")
     losses = ", ".join(f"{name} {values[-1]:.4g}" for name, values in result.history.items())
     print(f"losses at the last step: {losses} (style at the first: {result.history['style'][0]:.4g})")
-    return EXIT_OK
+
+
+def _sentence(text):
+    return text[:1].upper() + text[1:] + "."
 
 
 def _add_task_options(parser, options):
@@ -335,24 +345,30 @@ EXAMPLES = {
     "weights": ("examples:\n  zoo weights list\n  zoo weights fetch --model vgg19\n"
                 "  zoo weights import vgg19_weights_tf_dim_ordering_tf_kernels.h5 --model vgg19 --variant imagenet\n"
                 "  zoo weights verify"),
-    "train": "examples:\n  zoo train classifier photos/ --model resnet50 --epochs 3 --out runs/birds",
-    "classifier": ("examples:\n  zoo train classifier photos/ --model resnet50 --epochs 3 --out runs/birds\n"
-                   "  zoo train classifier photos/ --model lenet5 --epochs 2 --out runs/digits --resume\n"
-                   "  zoo train classifier photos/ --model vgg19 --weights none --epochs 5 --out runs/scratch"),
+    "train": ("examples:\n  zoo train image-classification photos/ --model resnet50 --epochs 3 --out runs/birds\n"
+              "  zoo train text-generation --text tinyshakespeare.txt --minutes 15 --out runs/shakespeare\n"
+              "  zoo train gan --data digits --out runs/digits-gan\n"
+              "  zoo train style-transfer tubingen.jpg starry_night.jpg --out tubingen_starry.png\n"
+              "(the old names classifier, char-lstm and dcgan still work)"),
+    "image-classification": (
+        "examples:\n  zoo train image-classification photos/ --model resnet50 --epochs 3 --out runs/birds\n"
+        "  zoo train image-classification photos/ --model lenet5 --epochs 2 --out runs/digits --resume\n"
+        "  zoo train image-classification photos/ --model vgg19 --weights none --epochs 5 --out runs/scratch"),
     "finetune": ("examples:\n  zoo finetune photos/ --model resnet50 --epochs 3 --freeze-epochs 1 --out runs/birds\n"
                  "  zoo finetune photos/ --model resnet50 --epochs 3 --out runs/birds --resume\n"
                  "  zoo finetune photos/ --model lenet5 --epochs 2 --augment --out runs/digits --overwrite"),
-    "char-lstm": ("examples:\n  zoo train char-lstm --text tinyshakespeare.txt --minutes 15 --out runs/shakespeare\n"
-                  "  zoo train char-lstm --text notes.txt --epochs 5 --units 256 --out runs/notes"),
+    "text-generation": (
+        "examples:\n  zoo train text-generation --text tinyshakespeare.txt --minutes 15 --out runs/shakespeare\n"
+        "  zoo train text-generation --text notes.txt --epochs 5 --units 256 --out runs/notes"),
     "autoencoder": ("examples:\n  zoo train autoencoder --data digits --noise 0.3 --out runs/denoise\n"
                     "  zoo train autoencoder --data faces/ --variational --image-size 64 --out runs/vae"),
     "generate": ("examples:\n  zoo generate runs/shakespeare --prompt 'ROMEO:' --temperature 0.8 --length 300\n"
                  "  zoo generate runs/shakespeare --seed 7 --top-k 5"),
     "predict": ("examples:\n  zoo predict runs/birds new1.jpg new2.jpg --top 3\n"
                 "  zoo predict --url http://127.0.0.1:8501 --model birds new1.jpg --json"),
-    "dcgan": ("examples:\n  zoo train dcgan --data digits --out runs/digits-gan\n"
-              "  zoo train dcgan --data faces/ --image-size 64 --epochs 25 --out runs/faces\n"
-              "  zoo train dcgan --data digits --out runs/digits-gan --resume"),
+    "gan": ("examples:\n  zoo train gan --data digits --out runs/digits-gan\n"
+            "  zoo train gan --data faces/ --image-size 64 --epochs 25 --out runs/faces\n"
+            "  zoo train gan --data digits --out runs/digits-gan --resume"),
     "explain": ("examples:\n  zoo explain cat.jpg --model vgg19 --out explain/\n"
                 "  zoo explain photos/robin/ runs/birds --method gradcam++ --json\n"
                 "  zoo explain scan.png --run model.keras --method integrated-gradients --class 7\n"
@@ -369,6 +385,9 @@ EXAMPLES = {
     "style": ("examples:\n  zoo style tubingen.jpg starry_night.jpg --out tubingen_starry.png\n"
               "  zoo style photo.jpg painting.jpg --out small.png --size 256 --steps 300 --save-every 100\n"
               "  zoo style photo.jpg painting.jpg --out mine.png --weights vgg19_weights_notop.h5"),
+    "style-transfer": ("examples:\n  zoo train style-transfer tubingen.jpg starry_night.jpg --out tubingen_starry.png\n"
+                       "  zoo train style-transfer photo.jpg painting.jpg --out small.png --size 256 --steps 300\n"
+                       "(the same as zoo style)"),
 }
 
 
@@ -413,27 +432,32 @@ def build_parser():
     p.add_argument("--variant", help="only this variant, e.g. imagenet or imagenet_notop (required by import)")
     p.set_defaults(func=cmd_weights)
 
-    from zoo import tasks
+    from zoo import tasks  # the tasks' manifest: names, descriptions, options; no Keras
 
-    p = _subcommand(sub, "train", "train a model of one kind (zoo train KIND --help)",
-                    "Train a model of one kind; each kind has its own options.")
-    kinds = p.add_subparsers(dest="kind", metavar="KIND", required=True)
-    for kind, description in tasks.kinds().items():
-        task = tasks.get(kind)
-        k = kinds.add_parser(kind, help=description, description=description, epilog=EXAMPLES.get(kind),
-                             formatter_class=_HelpFormatter)
-        _add_task_options(k, task.OPTIONS)
-        k.set_defaults(func=cmd_train, task_options=task.OPTIONS)
+    p = _subcommand(sub, "train", "train a model for one task (zoo train TASK --help)",
+                    "Train a model for one task (the task names zoo list shows); each has its own options.")
+    names = p.add_subparsers(dest="kind", metavar="TASK", required=True)
+    for task in tasks.MANIFEST.values():
+        k = names.add_parser(task.name, help=task.description, description=task.description,
+                             epilog=EXAMPLES.get(task.name), formatter_class=_HelpFormatter)
+        _add_task_options(k, task.options)
+        k.set_defaults(func=cmd_train, task_options=task.options)
+        for old in task.old_names:  # still taken (zoo.train prints a note), not listed
+            k = names.add_parser(old, description=task.description + f' ("{old}" is the old name of '
+                                 f'the task "{task.name}"; it still works.)', epilog=EXAMPLES.get(task.name),
+                                 formatter_class=_HelpFormatter)
+            _add_task_options(k, task.options)
+            k.set_defaults(func=cmd_train, task_options=task.options)
 
-    classifier = tasks.get("classifier")
-    p = _subcommand(sub, "finetune", "fine-tune a registry model on a folder of images (= zoo train classifier)",
-                    classifier.DESCRIPTION[:1].upper() + classifier.DESCRIPTION[1:]
-                    + " — the same as `zoo train classifier`.")
-    _add_task_options(p, classifier.OPTIONS)
-    p.set_defaults(func=cmd_train, kind="classifier", task_options=classifier.OPTIONS)
+    classifier = tasks.entry("image-classification")
+    p = _subcommand(sub, "finetune", "fine-tune a registry model on a folder of images (= zoo train "
+                    "image-classification)", _sentence(classifier.description)[:-1]
+                    + " — the same as `zoo train image-classification`.")
+    _add_task_options(p, classifier.options)
+    p.set_defaults(func=cmd_train, kind=classifier.name, task_options=classifier.options)
 
-    p = _subcommand(sub, "generate", "write text with a trained char-lstm run")
-    p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory written by zoo train char-lstm")
+    p = _subcommand(sub, "generate", "write text with a trained text-generation run")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory written by zoo train text-generation")
     p.add_argument("--prompt", default="", help="where the text starts (default: empty, as after a line break)")
     p.add_argument("--temperature", type=float, default=1.0,
                    help="softmax temperature; lower is safer, 0 takes the likeliest character (default: 1.0)")
@@ -494,8 +518,8 @@ def build_parser():
     p.add_argument("--out", default="activations.png", metavar="OUT.png", help="the grid (default: activations.png)")
     p.set_defaults(func=cmd_activations)
 
-    p = _subcommand(sub, "sample", "draw images with a trained dcgan run, as one grid PNG")
-    p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory written by zoo train dcgan")
+    p = _subcommand(sub, "sample", "draw images with a trained gan run, as one grid PNG")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory written by zoo train gan")
     p.add_argument("--n", type=int, default=64, help="images to draw, at most 10000 (default: 64)")
     p.add_argument("--out", default="grid.png", metavar="OUT.png", help="where the grid goes (default: grid.png)")
     p.add_argument("--seed", type=int, default=0, help="the same seed draws the same images (default: 0)")
@@ -510,25 +534,8 @@ def build_parser():
     p.add_argument("--plot", default="lr_find.png", help="where the loss-vs-rate plot goes (default: lr_find.png)")
     p.set_defaults(func=cmd_lr_find)
 
-    from zoo import style_transfer as d
-
     p = _subcommand(sub, "style", "paint a photo in the style of a painting (Gatys et al., VGG19)")
-    p.add_argument("content", metavar="CONTENT", help="the photo to repaint (any image Pillow opens)")
-    p.add_argument("style", metavar="STYLE", help="the picture whose style to take")
-    p.add_argument("--out", required=True, metavar="OUT.png", help="where the painted image goes (PNG or JPEG)")
-    p.add_argument("--weights", default="default", metavar="FILE",
-                   help="VGG19 weights: a file, a variant name, or none for random (default: the store's imagenet)")
-    p.add_argument("--steps", type=int, default=d.STEPS, metavar="N", help=f"optimisation steps (default: {d.STEPS})")
-    p.add_argument("--size", type=int, default=d.SIZE, metavar="S",
-                   help=f"longer side painted at, in pixels; the output keeps the photo's size (default: {d.SIZE})")
-    p.add_argument("--style-weight", type=float, default=d.STYLE_WEIGHT, metavar="W",
-                   help=f"weight of the style loss (default: {d.STYLE_WEIGHT:g})")
-    p.add_argument("--content-weight", type=float, default=d.CONTENT_WEIGHT, metavar="W",
-                   help=f"weight of the content loss (default: {d.CONTENT_WEIGHT:g})")
-    p.add_argument("--tv-weight", type=float, default=d.TV_WEIGHT, metavar="W",
-                   help=f"weight of the total-variation loss (default: {d.TV_WEIGHT:g})")
-    p.add_argument("--save-every", type=int, default=None, metavar="N",
-                   help="also write the image every N steps as OUT-step0100.png (default: only the end)")
+    _add_task_options(p, tasks.entry("style-transfer").options)  # = zoo train style-transfer
     p.set_defaults(func=cmd_style)
 
     try:

@@ -19,11 +19,12 @@ import os
 import re
 
 from zoo.errors import UnknownModelError, WeightsError
-from zoo.registry import TASKS, ModelSpec, lookup, registered
+from zoo.registry import TASKS, ModelSpec, canonical_task, lookup, registered
 
 
 def _ensure_loaded():
-    # Importing the families registers their specs; the registry itself imports none.
+    # Importing the package registers every spec (data only: no family module, no
+    # Keras); the registry itself imports none.
     import zoo.architectures  # noqa: F401
 
 
@@ -36,10 +37,12 @@ def list_models(pattern=None, task=None, exclude=()):
 
     Args:
         pattern: str or None. fnmatch wildcard such as `"res*"`. Defaults to all.
-        task: str or None. Keep only models of this task.
+        task: str or None. Keep only models of this task (a `zoo train` task name; the
+            old names such as `"classifier"` too).
         exclude: iterable of patterns to leave out.
     """
     _ensure_loaded()
+    task = canonical_task(task)
     if task is not None and task not in TASKS:
         raise ValueError(f"`task` must be one of {TASKS}. Received: task={task!r}")
     names = [

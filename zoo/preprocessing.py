@@ -4,12 +4,13 @@ Putting normalisation inside the graph means a saved or exported model carries i
 clients send pixels, never "the right mean and std". `preprocess_input` gives the same
 arithmetic for users who want it outside a model (it matches keras.applications').
 
-Keras (and with it TensorFlow) is imported only when the `Preprocess` layer is first
-used: the architecture modules import this one to register their specs, and `zoo list`
-or `zoo info` must answer from those specs without loading a backend.
+The layer is registered with Keras as `zoo>Preprocess` when this module is imported
+(the architecture families and `zoo.runs.load_model` import it).
 """
 
+import keras
 import numpy as np
+from keras import ops
 
 # Per-channel statistics the published ImageNet weights were trained with.
 CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
@@ -72,56 +73,36 @@ def preprocess_input(x, mode):
     return out[0] if single else out
 
 
-def _define_layer():
-    import keras
-    from keras import ops
+class _KerasOps:
+    """keras.ops under the names `_apply` uses (numpy's, `asarray` aside)."""
 
-    class OpsNamespace:
-        asarray = staticmethod(lambda value, dtype: ops.convert_to_tensor(value, dtype=dtype))
-        mean = staticmethod(ops.mean)
-        where = staticmethod(ops.where)
-
-    @keras.saving.register_keras_serializable(package="zoo")
-    class Preprocess(keras.layers.Layer):
-        """Casts uint8 (or float) RGB pixels to float32 and normalises them for a model.
-
-        Args:
-            mode: str. One of `zoo.preprocessing.MODES`.
-        """
-
-        def __init__(self, mode, **kwargs):
-            kwargs.setdefault("dtype", "float32")
-            super().__init__(**kwargs)
-            _check_mode(mode)
-            self.mode = mode
-
-        def call(self, inputs):
-            x = ops.cast(inputs, "float32")
-            # keras.ops and numpy share the names _apply uses (asarray aside).
-            return _apply(x, self.mode, OpsNamespace)
-
-        def compute_output_shape(self, input_shape):
-            if self.mode == "digits":
-                return (*input_shape[:-1], 1)
-            return input_shape
-
-        def get_config(self):
-            return {**super().get_config(), "mode": self.mode}
-
-    Preprocess.__qualname__ = "Preprocess"
-    Preprocess.__module__ = __name__
-    return Preprocess
+    asarray = staticmethod(lambda value, dtype: ops.convert_to_tensor(value, dtype=dtype))
+    mean = staticmethod(ops.mean)
+    where = staticmethod(ops.where)
 
 
-def __getattr__(name):
-    # PEP 562: the layer class is built (and registered with Keras) on first use.
-    if name == "Preprocess":
-        layer = _define_layer()
-        globals()["Preprocess"] = layer
-        return layer
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+@keras.saving.register_keras_serializable(package="zoo")
+class Preprocess(keras.layers.Layer):
+    """Casts uint8 (or float) RGB pixels to float32 and normalises them for a model.
 
+    Args:
+        mode: str. One of `zoo.preprocessing.MODES`.
+    """
 
-def register_layers():
-    """Register zoo's layers with Keras (before loading a saved model that uses them)."""
-    return globals().get("Preprocess") or __getattr__("Preprocess")
+    def __init__(self, mode, **kwargs):
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
+        _check_mode(mode)
+        self.mode = mode
+
+    def call(self, inputs):
+        x = ops.cast(inputs, "float32")
+        return _apply(x, self.mode, _KerasOps)
+
+    def compute_output_shape(self, input_shape):
+        if self.mode == "digits":
+            return (*input_shape[:-1], 1)
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "mode": self.mode}

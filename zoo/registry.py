@@ -8,9 +8,11 @@ describes and builds models — `list_models`, `info`, `create` — is `zoo.mode
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass, field
 from typing import Callable
 
+# The task names: what `zoo list` shows and what `zoo train TASK` takes (zoo.tasks).
 TASKS = (
     "image-classification",
     "text-generation",
@@ -18,6 +20,52 @@ TASKS = (
     "style-transfer",
     "gan",
 )
+# Names `zoo train` took before the tasks and the registry shared one word; they still work.
+OLD_TASK_NAMES = {"classifier": "image-classification", "char-lstm": "text-generation", "dcgan": "gan"}
+
+
+def canonical_task(name):
+    """`name` with an old task name (`"classifier"`) replaced by today's; others unchanged."""
+    return OLD_TASK_NAMES.get(name, name)
+
+
+class Builder:
+    """A builder named by reference, `"package.module:function"`, imported on its first call.
+
+    So a spec is data: reading the registry (`zoo list`, `zoo info`) imports no
+    architecture module, hence no Keras.
+    """
+
+    __slots__ = ("target", "_resolved")
+
+    def __init__(self, target):
+        module, _, attribute = str(target).partition(":")
+        if not module or not attribute:
+            raise ValueError(f"`builder` must be a callable or a 'module:function' reference. Received: {target!r}")
+        self.target = str(target)
+        self._resolved = None
+
+    def resolve(self):
+        """The function itself (imports its module)."""
+        if self._resolved is None:
+            module, _, attribute = self.target.partition(":")
+            function = importlib.import_module(module)
+            for part in attribute.split("."):
+                function = getattr(function, part)
+            self._resolved = function
+        return self._resolved
+
+    def __call__(self, *args, **kwargs):
+        return self.resolve()(*args, **kwargs)
+
+    def __eq__(self, other):
+        return isinstance(other, Builder) and other.target == self.target
+
+    def __hash__(self):
+        return hash(self.target)
+
+    def __repr__(self):
+        return f"Builder({self.target!r})"
 
 
 @dataclass(frozen=True)
@@ -28,7 +76,8 @@ class ModelSpec:
         name: str. Registry name, lower case (`"vgg19"`).
         family: str. Architecture family (`"vgg"`), also the module it lives in.
         task: str. One of `zoo.registry.TASKS`.
-        builder: for an image classifier, a callable `(inputs, include_top, classes)
+        builder: a callable, or a `"module:function"` reference to one (imported when
+            a model is first built: see `Builder`). For an image classifier, a callable `(inputs, include_top, classes)
             -> outputs` taking the *preprocessed* float tensor and returning the output
             tensor (the factory adds the uint8 input and the preprocessing layer); for
             any other task, a callable `(**options) -> keras.Model` that builds the
@@ -61,6 +110,10 @@ class ModelSpec:
     feature_layer: str | None = None
     paper: str = ""
     channels: int = field(default=3)
+
+    def __post_init__(self):
+        if isinstance(self.builder, str):
+            object.__setattr__(self, "builder", Builder(self.builder))
 
     @property
     def input_shape(self):

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from zoo import io
 from zoo.errors import ZooError
+from zoo.registry import canonical_task
 
 MODEL_FILE = "model.keras"
 LAST_WEIGHTS_FILE = "last.weights.h5"
@@ -96,6 +97,7 @@ def prepare(run_dir, resume=False, overwrite=False):
         )
     if state == "unfinished":
         if resume and (run_dir / CHECKPOINTS).is_dir():
+            io.remove_stale_temporaries(run_dir)  # what a kill left mid-write (a sample PNG, a checkpoint)
             return True
         if resume:
             raise RunError(f"{run_dir} holds an unfinished run with no checkpoint to resume from. "
@@ -170,7 +172,10 @@ class Run:
 
     @property
     def kind(self):
-        return self.config.get("kind")
+        """The run's task (`"image-classification"`, ...); a run that recorded an old
+        name (`"classifier"`) gives today's."""
+        kind = self.config.get("kind")
+        return canonical_task(kind) if kind is not None else None
 
     def load_last(self):
         """The model with the last epoch's weights (model.keras holds the best epoch's)."""
@@ -192,14 +197,20 @@ def load_model(run_dir):
     return load_model_file(model_path)
 
 
+# The modules whose Keras classes (`register_keras_serializable(package="zoo")`) a saved
+# zoo model may hold: importing one registers its classes, so loading finds them.
+KERAS_CLASS_MODULES = ("zoo.preprocessing", "zoo.architectures.autoencoder", "zoo.architectures.dcgan",
+                       "zoo.architectures.style_transfer", "zoo.training")
+
+
 def load_model_file(model_path):
     """A `.keras` file (zoo's layers, schedules and optimizers known), in safe mode."""
+    import importlib
+
     import keras
 
-    import zoo.training  # noqa: F401  (registers zoo's schedules and optimizers)
-    from zoo.preprocessing import register_layers
-
-    register_layers()
+    for module in KERAS_CLASS_MODULES:
+        importlib.import_module(module)
     model_path = Path(model_path)
     if not model_path.is_file():
         raise RunError(f"No such model file: {model_path}")
@@ -227,7 +238,7 @@ def _holds_hub_layer(model_path):
         return False
 
 
-def save_run(run_dir, model, classes=None, config=None, metrics=None, kind="classifier"):
+def save_run(run_dir, model, classes=None, config=None, metrics=None, kind="image-classification"):
     """Write a run directory for a model trained elsewhere (so `zoo export`,
     `zoo predict` and `zoo.load_run` take it like one `zoo train` wrote)."""
     run_dir = Path(run_dir)

@@ -15,7 +15,6 @@ No pretrained weights are published for this Keras model yet.
 import functools
 
 from zoo.preprocessing import preprocess_input as _preprocess
-from zoo.registry import ModelSpec, register
 
 preprocess_input = functools.partial(_preprocess, mode="torch")
 
@@ -41,22 +40,3 @@ def alexnet(inputs, include_top=True, classes=1000):
         # float32 even under mixed precision, so the probabilities are exact and sum to one.
         x = layers.Dense(classes, activation="softmax", dtype="float32", name="predictions")(x)
     return x
-
-
-register(
-    ModelSpec(
-        name="alexnet",
-        family="alexnet",
-        task="image-classification",
-        builder=alexnet,
-        input_size=(224, 224),
-        preprocessing="torch",
-        labels="imagenet",
-        num_classes=1000,
-        num_params=61_100_840,
-        description="AlexNet, single-stream (torchvision layout), 224 px.",
-        default_weights=None,
-        feature_layer="pool5",
-        paper="https://papers.nips.cc/paper/4824",
-    )
-)

@@ -14,10 +14,12 @@ https://arxiv.org/abs/1312.6114).
 Training is `trainer(model, ...)`: a `keras.Model` whose `compute_loss` adds what the
 algorithm needs — Gaussian noise on the input while the target stays clean (denoising),
 the reparameterised sample and the KL term (VAE) — and trains through `zoo.training.fit`
-like every other model.
+like every other model. The spec of each model is in `zoo.architectures`; the
+`AutoencoderTrainer` class is registered with Keras as `zoo>AutoencoderTrainer`.
 """
 
-from zoo.registry import ModelSpec, register
+import keras
+from keras import layers, ops
 
 ENCODER, DECODER = "encoder", "decoder"
 
@@ -35,9 +37,6 @@ def autoencoder(image_shape=(28, 28, 1), latent_dim=32, filters=(32, 64), variat
     Returns:
         `keras.Model`: uint8 `(None, H, W, C)` → float32 `(None, H, W, C)` in [0, 1].
     """
-    import keras
-    from keras import layers
-
     height, width, channels = (int(d) for d in image_shape)
     scale = 2 ** len(filters)
     if height % scale or width % scale:
@@ -83,8 +82,6 @@ def encoder_features(model):
     It ends in an Identity layer named `features`, so `zoo.transfer.replace_head` puts
     a head on the code itself rather than cutting before the encoder's last Dense.
     """
-    import keras
-
     encoder = model.get_layer(ENCODER)
     code = encoder.outputs[0]
     return keras.Model(encoder.inputs[0], keras.layers.Identity(name="features")(code), name=f"{model.name}_encoder")
@@ -101,81 +98,61 @@ def trainer(model, noise=0.0, seed=0):
     staying clean: a denoising autoencoder. Noise and the VAE's samples are drawn from a
     `SeedGenerator` the wrapper holds, so a checkpoint keeps their state.
     """
-    import keras
-    from keras import ops
-
-    variational = is_variational(model)
-    encoder, decoder = model.get_layer(ENCODER), model.get_layer(DECODER)
-
-    class AutoencoderTrainer(keras.Model):
-        def __init__(self):
-            super().__init__(name=f"{model.name}_trainer")
-            self.encoder, self.decoder, self.noise = encoder, decoder, float(noise)
-            self.draws = keras.random.SeedGenerator(seed)
-            self.reconstruction_tracker = keras.metrics.Mean(name="reconstruction")
-            self.kl_tracker = keras.metrics.Mean(name="kl")
-            self.loss_tracker = keras.metrics.Mean(name="loss")
-
-        def call(self, images, training=False):
-            clean = ops.cast(images, "float32") / 255.0
-            seen = clean
-            if self.noise:
-                seen = ops.clip(clean + self.noise * keras.random.normal(ops.shape(clean), seed=self.draws), 0.0, 1.0)
-            # The encoder takes uint8 images, as served: round the noisy pixels as a file would hold them.
-            codes = self.encoder(ops.cast(ops.round(seen * 255.0), "uint8"), training=training)
-            if variational:
-                z_mean, z_log_var = codes
-                epsilon = keras.random.normal(ops.shape(z_mean), seed=self.draws)
-                z = z_mean + ops.exp(0.5 * z_log_var) * epsilon
-                kl = -0.5 * ops.sum(1.0 + z_log_var - ops.square(z_mean) - ops.exp(z_log_var), axis=-1)
-            else:
-                z, kl = codes, ops.zeros(ops.shape(codes)[:1])
-            return {"clean": clean, "reconstruction": self.decoder(z, training=training), "kl": kl}
-
-        def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-            reconstruction = ops.sum(
-                keras.losses.binary_crossentropy(y_pred["clean"][..., None], y_pred["reconstruction"][..., None]),
-                axis=(1, 2, 3))
-            per_image = reconstruction + y_pred["kl"]
-            # Per image, so the epoch's figure is the mean over images (a smaller last batch
-            # weighs what it holds): the held-out loss is exactly the held-out negative ELBO.
-            self.reconstruction_tracker.update_state(reconstruction)
-            self.kl_tracker.update_state(y_pred["kl"])
-            self.loss_tracker.update_state(per_image)
-            return ops.mean(per_image)
-
-        @property
-        def metrics(self):
-            return [self.loss_tracker, self.reconstruction_tracker] + ([self.kl_tracker] if variational else [])
-
-    return AutoencoderTrainer()
+    return AutoencoderTrainer(model.get_layer(ENCODER), model.get_layer(DECODER), noise=noise, seed=seed,
+                              variational=is_variational(model), name=f"{model.name}_trainer")
 
 
-register(
-    ModelSpec(
-        name="conv_autoencoder",
-        family="autoencoder",
-        task="autoencoder",
-        builder=autoencoder,
-        input_size=(28, 28),
-        channels=1,
-        num_params=278_369,
-        description="Convolutional autoencoder (2 stride-2 convs, code 32); denoising with --noise.",
-        default_weights=None,
-        paper="https://dl.acm.org/doi/10.1145/1390156.1390294",
-    )
-)
-register(
-    ModelSpec(
-        name="conv_vae",
-        family="autoencoder",
-        task="autoencoder",
-        builder=variational_autoencoder,
-        input_size=(28, 28),
-        channels=1,
-        num_params=378_753,
-        description="Convolutional variational autoencoder (code 32, Gaussian posterior, Bernoulli pixels).",
-        default_weights=None,
-        paper="https://arxiv.org/abs/1312.6114",
-    )
-)
+@keras.saving.register_keras_serializable(package="zoo")
+class AutoencoderTrainer(keras.Model):
+    """An autoencoder's encoder and decoder (shared, not copied) with the training loss
+    (see `trainer`): called on uint8 images, it returns the clean images in [0, 1], the
+    reconstruction and the KL term per image.
+
+    Args:
+        encoder: keras.Model. uint8 image → code (a VAE's: mean and log-variance).
+        decoder: keras.Model. code → pixels in [0, 1].
+        noise: float. Std of the Gaussian noise on the input. Defaults to `0.0`.
+        seed: int or None. Seed of the noise and the VAE's samples.
+        variational: bool. The encoder gives a mean and a log-variance.
+    """
+
+    def __init__(self, encoder, decoder, noise=0.0, seed=0, variational=False, **kwargs):
+        super().__init__(**kwargs)
+        self.encoder, self.decoder, self.noise = encoder, decoder, float(noise)
+        self.variational = bool(variational)
+        self.draws = keras.random.SeedGenerator(seed)
+        self.reconstruction_tracker = keras.metrics.Mean(name="reconstruction")
+        self.kl_tracker = keras.metrics.Mean(name="kl")
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+
+    def call(self, images, training=False):
+        clean = ops.cast(images, "float32") / 255.0
+        seen = clean
+        if self.noise:
+            seen = ops.clip(clean + self.noise * keras.random.normal(ops.shape(clean), seed=self.draws), 0.0, 1.0)
+        # The encoder takes uint8 images, as served: round the noisy pixels as a file would hold them.
+        codes = self.encoder(ops.cast(ops.round(seen * 255.0), "uint8"), training=training)
+        if self.variational:
+            z_mean, z_log_var = codes
+            epsilon = keras.random.normal(ops.shape(z_mean), seed=self.draws)
+            z = z_mean + ops.exp(0.5 * z_log_var) * epsilon
+            kl = -0.5 * ops.sum(1.0 + z_log_var - ops.square(z_mean) - ops.exp(z_log_var), axis=-1)
+        else:
+            z, kl = codes, ops.zeros(ops.shape(codes)[:1])
+        return {"clean": clean, "reconstruction": self.decoder(z, training=training), "kl": kl}
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        reconstruction = ops.sum(
+            keras.losses.binary_crossentropy(y_pred["clean"][..., None], y_pred["reconstruction"][..., None]),
+            axis=(1, 2, 3))
+        per_image = reconstruction + y_pred["kl"]
+        # Per image, so the epoch's figure is the mean over images (a smaller last batch
+        # weighs what it holds): the held-out loss is exactly the held-out negative ELBO.
+        self.reconstruction_tracker.update_state(reconstruction)
+        self.kl_tracker.update_state(y_pred["kl"])
+        self.loss_tracker.update_state(per_image)
+        return ops.mean(per_image)
+
+    @property
+    def metrics(self):
+        return [self.loss_tracker, self.reconstruction_tracker] + ([self.kl_tracker] if self.variational else [])

@@ -12,8 +12,6 @@ is where most of its speed per character comes from.
   over the vocabulary (float32 even under mixed precision, so the softmax is exact).
 """
 
-from zoo.registry import ModelSpec, register
-
 EMBEDDING = "embedding"
 LOGITS = "logits"
 LSTM_PREFIX = "lstm_"
@@ -70,17 +68,3 @@ def step(model, token_ids, states):
         x, (h, c) = layer.cell(x, [states[2 * i], states[2 * i + 1]], training=False)
         new_states += [h, c]
     return model.get_layer(LOGITS)(x), new_states
-
-
-register(
-    ModelSpec(
-        name="char_lstm",
-        family="char_lstm",
-        task="text-generation",
-        builder=char_lstm,
-        num_params=718_849,
-        description="Character-level LSTM text generator (embedding 64, LSTM 384, next-character logits).",
-        default_weights=None,
-        paper="https://arxiv.org/abs/1308.0850",
-    )
-)

@@ -24,15 +24,16 @@ around the two, like Keras' `LossScaleOptimizer` around one) hands each gradient
 network's optimizer. Both networks step at once on the same latents (simultaneous
 updates, as the TensorFlow tutorial's two tapes do), one generator pass per batch.
 
-Keras is imported when the classes are first used (`DCGAN`, `Pixels`,
-`register_layers()`): importing this module registers the spec without a backend.
+The classes are registered with Keras (`zoo>DCGAN`, `zoo>Pixels`, `zoo>GANOptimizer`)
+when this module is imported; its spec is in `zoo.architectures`.
 """
 
 from __future__ import annotations
 
 import math
 
-from zoo.registry import ModelSpec, register
+import keras
+from keras import layers, ops
 
 LATENT_DIM = 100
 IMAGE_SIZE = 28
@@ -77,9 +78,6 @@ def generator(latent_dim=LATENT_DIM, image_size=IMAGE_SIZE, channels=CHANNELS, w
     Returns:
         A `keras.Model`: float32 `(None, latent_dim)` → float32 `(None, S, S, channels)`.
     """
-    import keras
-    from keras import layers
-
     _check(latent_dim, channels, width)
     base, steps = layout(image_size)
     filters = int(width) * 2 ** (steps - 1)
@@ -113,9 +111,6 @@ def discriminator(image_size=IMAGE_SIZE, channels=CHANNELS, width=WIDTH, dropout
     Returns:
         A `keras.Model`: float32 `(None, S, S, channels)` → float32 logits `(None, 1)`.
     """
-    import keras
-    from keras import layers
-
     _check(1, channels, width)
     _, steps = layout(image_size)
     images = keras.Input((int(image_size), int(image_size), int(channels)), name="images")
@@ -154,8 +149,7 @@ def dcgan(latent_dim=LATENT_DIM, image_size=IMAGE_SIZE, channels=CHANNELS, width
     images = gan.sample(16)      # uint8 (16, 28, 28, 1)
     ```
     """
-    model_class = __getattr__("DCGAN")
-    return model_class(
+    return DCGAN(
         generator(latent_dim, image_size, channels, width),
         discriminator(image_size, channels, width, dropout),
         label_smoothing=label_smoothing, seed=seed,
@@ -163,257 +157,232 @@ def dcgan(latent_dim=LATENT_DIM, image_size=IMAGE_SIZE, channels=CHANNELS, width
 
 
 # ------------------------------------------------------------------------- the classes
-def _define():
-    import keras
-    from keras import ops
+@keras.saving.register_keras_serializable(package="zoo")
+class Pixels(keras.layers.Layer):
+    """Images in [-1, 1] → uint8 pixels 0–255 (rounded, clipped)."""
 
-    @keras.saving.register_keras_serializable(package="zoo")
-    class Pixels(keras.layers.Layer):
-        """Images in [-1, 1] → uint8 pixels 0–255 (rounded, clipped)."""
+    def __init__(self, **kwargs):
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
 
-        def __init__(self, **kwargs):
-            kwargs.setdefault("dtype", "float32")
-            super().__init__(**kwargs)
+    def call(self, images):
+        pixels = ops.round((ops.cast(images, "float32") + 1.0) * 127.5)
+        return ops.cast(ops.clip(pixels, 0.0, 255.0), "uint8")
 
-        def call(self, images):
-            pixels = ops.round((ops.cast(images, "float32") + 1.0) * 127.5)
-            return ops.cast(ops.clip(pixels, 0.0, 255.0), "uint8")
+    def compute_output_spec(self, images):
+        return keras.KerasTensor(images.shape, dtype="uint8")
 
-        def compute_output_spec(self, images):
-            return keras.KerasTensor(images.shape, dtype="uint8")
+@keras.saving.register_keras_serializable(package="zoo")
+class GANOptimizer(keras.optimizers.Optimizer):
+    """Two optimizers as the one Keras' train step applies: each gradient goes to
+    the optimizer of the network its variable belongs to — `d_optimizer` for the
+    discriminator's, `g_optimizer` for the generator's. Built like Keras' own
+    `LossScaleOptimizer` (an optimizer around optimizers), so it works in every
+    backend's train step, and its `variables` hold both optimizers' state, which a
+    checkpoint saves and restores.
 
-    class GANOptimizer(keras.optimizers.Optimizer):
-        """Two optimizers as the one Keras' train step applies: each gradient goes to
-        the optimizer of the network its variable belongs to — `d_optimizer` for the
-        discriminator's, `g_optimizer` for the generator's. Built like Keras' own
-        `LossScaleOptimizer` (an optimizer around optimizers), so it works in every
-        backend's train step, and its `variables` hold both optimizers' state, which a
-        checkpoint saves and restores.
+    Args:
+        d_optimizer: keras Optimizer. Steps the discriminator.
+        g_optimizer: keras Optimizer. Steps the generator.
+        discriminator_variables: the discriminator's trainable variables (the rest
+            of the model's are the generator's).
+    """
 
-        Args:
-            d_optimizer: keras Optimizer. Steps the discriminator.
-            g_optimizer: keras Optimizer. Steps the generator.
-            discriminator_variables: the discriminator's trainable variables (the rest
-                of the model's are the generator's).
+    def __init__(self, d_optimizer, g_optimizer, discriminator_variables, name="gan_optimizer"):
+        super().__init__(learning_rate=0.0, name=name)
+        self.d_optimizer = d_optimizer
+        self.g_optimizer = g_optimizer
+        # Identities only: a list of variables here would be tracked as this optimizer's.
+        self.discriminator_ids = frozenset(id(v) for v in discriminator_variables)
+
+    def _split(self, variables):
+        """Positions of the discriminator's and of the generator's variables."""
+        d_index = [i for i, v in enumerate(variables) if id(v) in self.discriminator_ids]
+        g_index = [i for i, v in enumerate(variables) if id(v) not in self.discriminator_ids]
+        return d_index, g_index
+
+    def build(self, var_list):
+        super().build(var_list)
+        d_index, g_index = self._split(var_list)
+        for optimizer, index in ((self.d_optimizer, d_index), (self.g_optimizer, g_index)):
+            if not optimizer.built:
+                optimizer.build([var_list[i] for i in index])
+
+    @property
+    def variables(self):
+        return self._variables + self.d_optimizer.variables + self.g_optimizer.variables
+
+    def apply(self, grads, trainable_variables=None):
+        trainable_variables = list(trainable_variables if trainable_variables is not None
+                                   else self._trainable_variables)
+        if not self.built:
+            self.build(trainable_variables)
+        grads = list(grads)
+        for optimizer, index in zip((self.d_optimizer, self.g_optimizer), self._split(trainable_variables)):
+            optimizer.apply([grads[i] for i in index], [trainable_variables[i] for i in index])
+
+    def stateless_apply(self, optimizer_variables, grads, trainable_variables):
+        # JAX: values instead of variables, in the order the optimizer was built with.
+        own, d_count = len(self._variables), len(self.d_optimizer.variables)
+        states = (optimizer_variables[own:own + d_count], optimizer_variables[own + d_count:])
+        new_values, new_state = list(trainable_variables), list(optimizer_variables[:own])
+        for optimizer, state, index in zip((self.d_optimizer, self.g_optimizer), states,
+                                           self._split(self._trainable_variables)):
+            values, state = optimizer.stateless_apply(
+                state, [grads[i] for i in index], [trainable_variables[i] for i in index])
+            for i, value in zip(index, values):
+                new_values[i] = value
+            new_state += list(state)
+        return new_values, new_state
+
+    @property
+    def learning_rate(self):
+        return self.g_optimizer.learning_rate
+
+    @learning_rate.setter
+    def learning_rate(self, learning_rate):
+        self.g_optimizer.learning_rate = learning_rate
+
+    @property
+    def iterations(self):
+        return self.g_optimizer.iterations
+
+    def finalize_variable_values(self, var_list):
+        var_list = list(var_list)
+        for optimizer, index in zip((self.d_optimizer, self.g_optimizer), self._split(var_list)):
+            optimizer.finalize_variable_values([var_list[i] for i in index])
+
+@keras.saving.register_keras_serializable(package="zoo")
+class DCGAN(keras.Model):
+    """A generator and a discriminator trained against each other (DCGAN).
+
+    Called on latent vectors it returns the generator's images in [-1, 1]; called on
+    uint8 images (while training, Keras' train step calls it on the real batch) it
+    returns the discriminator's logits. `sample(n)` and `sampler()` give uint8 images.
+
+    Args:
+        generator: keras.Model. Latent vectors → images in [-1, 1].
+        discriminator: keras.Model. Images in [-1, 1] → logits `(N, 1)`.
+        label_smoothing: float. Real images are labelled `1 - label_smoothing`.
+            Defaults to `0.1`.
+        seed: int or None. Seed of the latent `SeedGenerator`.
+    """
+
+    def __init__(self, generator, discriminator, label_smoothing=LABEL_SMOOTHING, seed=None, **kwargs):
+        kwargs.setdefault("name", "dcgan")
+        super().__init__(**kwargs)
+        if not 0.0 <= float(label_smoothing) < 1.0:
+            raise ValueError(f"`label_smoothing` must be in [0, 1). Received: label_smoothing={label_smoothing!r}")
+        self.generator = generator
+        self.discriminator = discriminator
+        self.latent_dim = int(generator.inputs[0].shape[-1])
+        self.label_smoothing = float(label_smoothing)
+        self.seed = seed
+        # The latents come from a generator the model holds: a checkpoint keeps its
+        # state, so a resumed run draws the latents the uninterrupted one would have.
+        self.latents = keras.random.SeedGenerator(seed)
+        self.d_loss_tracker = keras.metrics.Mean(name="d_loss")
+        self.g_loss_tracker = keras.metrics.Mean(name="g_loss")
+        self.d_real_tracker = keras.metrics.Mean(name="d_real")
+        self.d_fake_tracker = keras.metrics.Mean(name="d_fake")
+        self.built = True  # both networks are built functional models
+
+    @property
+    def image_shape(self):
+        return tuple(int(d) for d in self.generator.outputs[0].shape[1:])
+
+    def call(self, inputs, training=None):
+        if len(inputs.shape) == 2:
+            return self.generator(inputs, training=training)
+        return self.discriminator(self.scale(inputs), training=training)
+
+    @staticmethod
+    def scale(images):
+        """uint8 pixels → floats in [-1, 1], as the generator draws them."""
+        return ops.cast(images, "float32") / 127.5 - 1.0
+
+    def optimizers(self, d_optimizer=None, g_optimizer=None):
+        """The optimizer to compile the model with: `d_optimizer` for the
+        discriminator and `g_optimizer` for the generator (each Adam 2e-4, beta_1 0.5,
+        the paper's, when left out), as one `GANOptimizer`.
+
+            fit(gan, images, defaults=Defaults.own_loss(compile_args={"optimizer": gan.optimizers()}))
         """
+        return GANOptimizer(d_optimizer or keras.optimizers.Adam(2e-4, beta_1=0.5),
+                            g_optimizer or keras.optimizers.Adam(2e-4, beta_1=0.5),
+                            self.discriminator.trainable_variables)
 
-        def __init__(self, d_optimizer, g_optimizer, discriminator_variables, name="gan_optimizer"):
-            super().__init__(learning_rate=0.0, name=name)
-            self.d_optimizer = d_optimizer
-            self.g_optimizer = g_optimizer
-            # Identities only: a list of variables here would be tracked as this optimizer's.
-            self.discriminator_ids = frozenset(id(v) for v in discriminator_variables)
+    @property
+    def d_optimizer(self):
+        return getattr(self.optimizer, "d_optimizer", None)
 
-        def _split(self, variables):
-            """Positions of the discriminator's and of the generator's variables."""
-            d_index = [i for i, v in enumerate(variables) if id(v) in self.discriminator_ids]
-            g_index = [i for i, v in enumerate(variables) if id(v) not in self.discriminator_ids]
-            return d_index, g_index
+    @property
+    def g_optimizer(self):
+        return getattr(self.optimizer, "g_optimizer", None)
 
-        def build(self, var_list):
-            super().build(var_list)
-            d_index, g_index = self._split(var_list)
-            for optimizer, index in ((self.d_optimizer, d_index), (self.g_optimizer, g_index)):
-                if not optimizer.built:
-                    optimizer.build([var_list[i] for i in index])
+    @property
+    def metrics(self):
+        return [self.d_loss_tracker, self.g_loss_tracker, self.d_real_tracker, self.d_fake_tracker]
 
-        @property
-        def variables(self):
-            return self._variables + self.d_optimizer.variables + self.g_optimizer.variables
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        """The sum of the discriminator's and the generator's losses, arranged so
+        that each network's gradient is that of its own loss only.
 
-        def apply(self, grads, trainable_variables=None):
-            trainable_variables = list(trainable_variables if trainable_variables is not None
-                                       else self._trainable_variables)
-            if not self.built:
-                self.build(trainable_variables)
-            grads = list(grads)
-            for optimizer, index in zip((self.d_optimizer, self.g_optimizer), self._split(trainable_variables)):
-                optimizer.apply([grads[i] for i in index], [trainable_variables[i] for i in index])
-
-        def stateless_apply(self, optimizer_variables, grads, trainable_variables):
-            # JAX: values instead of variables, in the order the optimizer was built with.
-            own, d_count = len(self._variables), len(self.d_optimizer.variables)
-            states = (optimizer_variables[own:own + d_count], optimizer_variables[own + d_count:])
-            new_values, new_state = list(trainable_variables), list(optimizer_variables[:own])
-            for optimizer, state, index in zip((self.d_optimizer, self.g_optimizer), states,
-                                               self._split(self._trainable_variables)):
-                values, state = optimizer.stateless_apply(
-                    state, [grads[i] for i in index], [trainable_variables[i] for i in index])
-                for i, value in zip(index, values):
-                    new_values[i] = value
-                new_state += list(state)
-            return new_values, new_state
-
-        @property
-        def learning_rate(self):
-            return self.g_optimizer.learning_rate
-
-        @learning_rate.setter
-        def learning_rate(self, learning_rate):
-            self.g_optimizer.learning_rate = learning_rate
-
-        @property
-        def iterations(self):
-            return self.g_optimizer.iterations
-
-        def finalize_variable_values(self, var_list):
-            var_list = list(var_list)
-            for optimizer, index in zip((self.d_optimizer, self.g_optimizer), self._split(var_list)):
-                optimizer.finalize_variable_values([var_list[i] for i in index])
-
-    @keras.saving.register_keras_serializable(package="zoo")
-    class DCGAN(keras.Model):
-        """A generator and a discriminator trained against each other (DCGAN).
-
-        Called on latent vectors it returns the generator's images in [-1, 1]; called on
-        uint8 images (while training, Keras' train step calls it on the real batch) it
-        returns the discriminator's logits. `sample(n)` and `sampler()` give uint8 images.
-
-        Args:
-            generator: keras.Model. Latent vectors → images in [-1, 1].
-            discriminator: keras.Model. Images in [-1, 1] → logits `(N, 1)`.
-            label_smoothing: float. Real images are labelled `1 - label_smoothing`.
-                Defaults to `0.1`.
-            seed: int or None. Seed of the latent `SeedGenerator`.
+        `y_pred` is the discriminator's logits on the real batch `x`.
         """
+        batch = ops.shape(x)[0]
+        latents = keras.random.normal((batch, self.latent_dim), seed=self.latents)
+        fake = self.generator(latents, training=training)
+        real_logits = y_pred
+        # The discriminator judges the generated images as constants ...
+        fake_logits = self.discriminator(ops.stop_gradient(fake), training=training)
+        # ... and the generator is judged by the discriminator with stopped weights:
+        # its loss moves the generator only.
+        frozen = [ops.stop_gradient(v.value) for v in self.discriminator.trainable_variables]
+        state = [v.value for v in self.discriminator.non_trainable_variables]
+        judged, _ = self.discriminator.stateless_call(frozen, state, fake, training=training)
 
-        def __init__(self, generator, discriminator, label_smoothing=LABEL_SMOOTHING, seed=None, **kwargs):
-            kwargs.setdefault("name", "dcgan")
-            super().__init__(**kwargs)
-            if not 0.0 <= float(label_smoothing) < 1.0:
-                raise ValueError(f"`label_smoothing` must be in [0, 1). Received: label_smoothing={label_smoothing!r}")
-            self.generator = generator
-            self.discriminator = discriminator
-            self.latent_dim = int(generator.inputs[0].shape[-1])
-            self.label_smoothing = float(label_smoothing)
-            self.seed = seed
-            # The latents come from a generator the model holds: a checkpoint keeps its
-            # state, so a resumed run draws the latents the uninterrupted one would have.
-            self.latents = keras.random.SeedGenerator(seed)
-            self.d_loss_tracker = keras.metrics.Mean(name="d_loss")
-            self.g_loss_tracker = keras.metrics.Mean(name="g_loss")
-            self.d_real_tracker = keras.metrics.Mean(name="d_real")
-            self.d_fake_tracker = keras.metrics.Mean(name="d_fake")
-            self.built = True  # both networks are built functional models
+        bce = keras.losses.binary_crossentropy
+        real_labels = ops.full_like(real_logits, 1.0 - self.label_smoothing)
+        d_loss = (ops.mean(bce(real_labels, real_logits, from_logits=True))
+                  + ops.mean(bce(ops.zeros_like(fake_logits), fake_logits, from_logits=True)))
+        # The non-saturating generator loss: -log D(G(z)).
+        g_loss = ops.mean(bce(ops.ones_like(judged), judged, from_logits=True))
+        self.d_loss_tracker.update_state(d_loss)
+        self.g_loss_tracker.update_state(g_loss)
+        self.d_real_tracker.update_state(ops.mean(ops.sigmoid(real_logits)))
+        self.d_fake_tracker.update_state(ops.mean(ops.sigmoid(fake_logits)))
+        return d_loss + g_loss
 
-        @property
-        def image_shape(self):
-            return tuple(int(d) for d in self.generator.outputs[0].shape[1:])
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        return {m.name: m.result() for m in self.metrics}
 
-        def call(self, inputs, training=None):
-            if len(inputs.shape) == 2:
-                return self.generator(inputs, training=training)
-            return self.discriminator(self.scale(inputs), training=training)
+    def sampler(self, name="dcgan_generator"):
+        """The generator as a model of its own: float32 latents `(None, latent_dim)` →
+        uint8 images `(None, S, S, C)`. It shares the generator's layers."""
+        latents = keras.Input((self.latent_dim,), name="latents")
+        images = Pixels(name="pixels")(self.generator(latents, training=False))
+        return keras.Model(latents, images, name=name)
 
-        @staticmethod
-        def scale(images):
-            """uint8 pixels → floats in [-1, 1], as the generator draws them."""
-            return ops.cast(images, "float32") / 127.5 - 1.0
+    def sample(self, n=16, seed=0):
+        """`n` uint8 images from latents drawn with `seed` (see `latents_for`)."""
+        return sample_images(self.sampler(), n, seed)
 
-        def optimizers(self, d_optimizer=None, g_optimizer=None):
-            """The optimizer to compile the model with: `d_optimizer` for the
-            discriminator and `g_optimizer` for the generator (each Adam 2e-4, beta_1 0.5,
-            the paper's, when left out), as one `GANOptimizer`.
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "generator": keras.saving.serialize_keras_object(self.generator),
+            "discriminator": keras.saving.serialize_keras_object(self.discriminator),
+            "label_smoothing": self.label_smoothing,
+            "seed": self.seed,
+        }
 
-                fit(gan, images, compile_args={"optimizer": gan.optimizers()}, ...)
-            """
-            return GANOptimizer(d_optimizer or keras.optimizers.Adam(2e-4, beta_1=0.5),
-                                g_optimizer or keras.optimizers.Adam(2e-4, beta_1=0.5),
-                                self.discriminator.trainable_variables)
-
-        @property
-        def d_optimizer(self):
-            return getattr(self.optimizer, "d_optimizer", None)
-
-        @property
-        def g_optimizer(self):
-            return getattr(self.optimizer, "g_optimizer", None)
-
-        @property
-        def metrics(self):
-            return [self.d_loss_tracker, self.g_loss_tracker, self.d_real_tracker, self.d_fake_tracker]
-
-        def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-            """The sum of the discriminator's and the generator's losses, arranged so
-            that each network's gradient is that of its own loss only.
-
-            `y_pred` is the discriminator's logits on the real batch `x`.
-            """
-            batch = ops.shape(x)[0]
-            latents = keras.random.normal((batch, self.latent_dim), seed=self.latents)
-            fake = self.generator(latents, training=training)
-            real_logits = y_pred
-            # The discriminator judges the generated images as constants ...
-            fake_logits = self.discriminator(ops.stop_gradient(fake), training=training)
-            # ... and the generator is judged by the discriminator with stopped weights:
-            # its loss moves the generator only.
-            frozen = [ops.stop_gradient(v.value) for v in self.discriminator.trainable_variables]
-            state = [v.value for v in self.discriminator.non_trainable_variables]
-            judged, _ = self.discriminator.stateless_call(frozen, state, fake, training=training)
-
-            bce = keras.losses.binary_crossentropy
-            real_labels = ops.full_like(real_logits, 1.0 - self.label_smoothing)
-            d_loss = (ops.mean(bce(real_labels, real_logits, from_logits=True))
-                      + ops.mean(bce(ops.zeros_like(fake_logits), fake_logits, from_logits=True)))
-            # The non-saturating generator loss: -log D(G(z)).
-            g_loss = ops.mean(bce(ops.ones_like(judged), judged, from_logits=True))
-            self.d_loss_tracker.update_state(d_loss)
-            self.g_loss_tracker.update_state(g_loss)
-            self.d_real_tracker.update_state(ops.mean(ops.sigmoid(real_logits)))
-            self.d_fake_tracker.update_state(ops.mean(ops.sigmoid(fake_logits)))
-            return d_loss + g_loss
-
-        def compute_metrics(self, x, y, y_pred, sample_weight=None):
-            return {m.name: m.result() for m in self.metrics}
-
-        def sampler(self, name="dcgan_generator"):
-            """The generator as a model of its own: float32 latents `(None, latent_dim)` →
-            uint8 images `(None, S, S, C)`. It shares the generator's layers."""
-            latents = keras.Input((self.latent_dim,), name="latents")
-            images = Pixels(name="pixels")(self.generator(latents, training=False))
-            return keras.Model(latents, images, name=name)
-
-        def sample(self, n=16, seed=0):
-            """`n` uint8 images from latents drawn with `seed` (see `latents_for`)."""
-            return sample_images(self.sampler(), n, seed)
-
-        def get_config(self):
-            return {
-                **super().get_config(),
-                "generator": keras.saving.serialize_keras_object(self.generator),
-                "discriminator": keras.saving.serialize_keras_object(self.discriminator),
-                "label_smoothing": self.label_smoothing,
-                "seed": self.seed,
-            }
-
-        @classmethod
-        def from_config(cls, config):
-            config = dict(config)
-            config["generator"] = keras.saving.deserialize_keras_object(config["generator"])
-            config["discriminator"] = keras.saving.deserialize_keras_object(config["discriminator"])
-            return cls(**config)
-
-    Pixels.__module__ = DCGAN.__module__ = GANOptimizer.__module__ = __name__
-    return {"Pixels": Pixels, "DCGAN": DCGAN, "GANOptimizer": GANOptimizer}
-
-
-_DEFINED = {}
-
-
-def __getattr__(name):
-    # PEP 562: the Keras classes are built (and registered with Keras) on first use, so
-    # that `zoo list` reads this module's spec without loading a backend.
-    if name in ("Pixels", "DCGAN", "GANOptimizer"):
-        if not _DEFINED:
-            _DEFINED.update(_define())
-            globals().update(_DEFINED)
-        return _DEFINED[name]
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def register_layers():
-    """Register the DCGAN's classes with Keras (before loading a saved model)."""
-    return __getattr__("DCGAN")
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["generator"] = keras.saving.deserialize_keras_object(config["generator"])
+        config["discriminator"] = keras.saving.deserialize_keras_object(config["discriminator"])
+        return cls(**config)
 
 
 def latents_for(n, latent_dim, seed=0):
@@ -431,18 +400,3 @@ def sample_images(sampler, n=16, seed=0):
     latents = latents_for(n, sampler.inputs[0].shape[-1], seed)
     return np.asarray(sampler.predict(latents, verbose=0, batch_size=256)) if n else np.zeros(
         (0, *sampler.outputs[0].shape[1:]), "uint8")
-
-
-register(
-    ModelSpec(
-        name="dcgan",
-        family="dcgan",
-        task="gan",
-        builder=dcgan,
-        # Generator 784,641 (the latent projection alone 627,200) + discriminator 138,561.
-        num_params=923_202,
-        description="DCGAN: transposed-convolution generator and convolutional discriminator (28x28 grayscale).",
-        default_weights=None,
-        paper="https://arxiv.org/abs/1511.06434",
-    )
-)

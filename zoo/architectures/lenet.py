@@ -16,7 +16,6 @@ Shipped weights `digits`: trained on scikit-learn's 8x8 handwritten digits upsam
 import functools
 
 from zoo.preprocessing import preprocess_input as _preprocess
-from zoo.registry import ModelSpec, register
 
 preprocess_input = functools.partial(_preprocess, mode="digits")
 
@@ -35,22 +34,3 @@ def lenet5(inputs, include_top=True, classes=10):
         # float32 even under mixed precision, so the probabilities are exact and sum to one.
         x = layers.Dense(classes, activation="softmax", dtype="float32", name="predictions")(x)
     return x
-
-
-register(
-    ModelSpec(
-        name="lenet5",
-        family="lenet",
-        task="image-classification",
-        builder=lenet5,
-        input_size=(28, 28),
-        preprocessing="digits",
-        labels="digits",
-        num_classes=10,
-        num_params=61_706,
-        description="LeNet-5 for 28x28 handwritten digits (ReLU, average pooling).",
-        default_weights="digits",
-        feature_layer="f6",
-        paper="http://yann.lecun.com/exdb/publis/pdf/lecun-98.pdf",
-    )
-)

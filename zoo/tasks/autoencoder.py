@@ -25,30 +25,18 @@ from pathlib import Path
 
 import numpy as np
 
-from zoo import io, runs
+from zoo import io, runs, tasks
 from zoo.errors import OptionError, ZooError
-from zoo.tasks.base import RUN_DEFAULTS, RUN_OPTIONS, Option, building, finish_run, start_run
+from zoo.tasks.base import RUN_DEFAULTS, finish_run, start_run
 
 KIND = "autoencoder"
 MODEL_TASK = "autoencoder"
-DESCRIPTION = "a convolutional autoencoder (denoising with --noise, a VAE with --variational) on images"
+_TASK = tasks.MANIFEST[KIND]
+DESCRIPTION = _TASK.description
 SHOWN = 10  # held-out images in the PNG grids
 PSNR_NOISE_SEED = 1234  # the same noisy held-out images for every run
 
-OPTIONS = (
-    Option("data", str, None, "digits (scikit-learn's handwritten digits) or a folder of images", required=True,
-           metavar="DIR|digits"),
-    Option("epochs", int, None, "default: 10"),
-    Option("noise", float, None, "std of the Gaussian noise added to the input (pixels in [0, 1]): a denoising "
-           "autoencoder (default: 0)"),
-    Option("variational", None, None, "a variational autoencoder (VAE): samples and interpolations too"),
-    Option("latent_dim", int, None, "size of the code (default: 32)"),
-    Option("image_size", int, None, "side of the square images (default: 28 for digits, 64 for a folder)"),
-    Option("channels", int, None, "1 (grayscale) or 3 (RGB) (default: 1 for digits, 3 for a folder)"),
-    Option("batch_size", int, None, "default: 32"),
-    Option("lr", float, None, "Adam learning rate (default: 0.002)"),
-    *RUN_OPTIONS,
-)
+OPTIONS = _TASK.options  # zoo.tasks.MANIFEST: the CLI reads them without importing this module
 DEFAULTS = {"epochs": 10, "noise": 0.0, "variational": False, "latent_dim": 32, "image_size": None, "channels": None,
             "batch_size": 32, "lr": 2e-3, **RUN_DEFAULTS}
 RUN_SETTINGS = ("data", *DEFAULTS)
@@ -156,8 +144,9 @@ def train(data=None, out="runs/autoencoder", resume=False, overwrite=False, verb
 
     out = Path(out)
     given = {"data": None if data is None else str(data), **options}
-    config, resuming = start_run(KIND, out, given, defaults=DEFAULTS, settings=RUN_SETTINGS, required=("data",),
-                                 resume=resume, overwrite=overwrite)
+    started = start_run(KIND, out, given, defaults=DEFAULTS, keys=RUN_SETTINGS, required=("data",), resume=resume,
+                    overwrite=overwrite, distribute=distribute, tensorboard=not no_tensorboard)
+    config, resuming = started.config, started.resuming
     if not 0 <= float(config["noise"]) < 1:
         raise OptionError(f"`noise` must be from 0 to 1 (pixels are in [0, 1]). Received: noise={config['noise']!r}")
     if int(config["latent_dim"]) < 1:
@@ -165,13 +154,13 @@ def train(data=None, out="runs/autoencoder", resume=False, overwrite=False, verb
     arrays = image_arrays(config["data"], image_size=config["image_size"], channels=config["channels"],
                           seed=config["seed"], verbose=bool(verbose))
     if not resuming:
-        config.update(image_shape=list(arrays.image_shape), num_train=len(arrays.train), num_val=len(arrays.val))
-        runs.write_config(out, KIND, config)
+        started.write_config(KIND, image_shape=list(arrays.image_shape), num_train=len(arrays.train),
+                         num_val=len(arrays.val))
     if arrays.skipped:
         io.write_text(out / "skipped.txt", "".join(f"{path}: {reason}\n" for path, reason in arrays.skipped))
 
     name = "conv_vae" if config["variational"] else "conv_autoencoder"
-    with building(config, distribute) as strategy:
+    with started.settings.building():
         model = models.create(name, image_shape=arrays.image_shape, latent_dim=int(config["latent_dim"]))
         wrapper = trainer(model, noise=float(config["noise"]), seed=int(config["seed"]))
     shown = arrays.val[:8]
@@ -184,11 +173,9 @@ def train(data=None, out="runs/autoencoder", resume=False, overwrite=False, verb
 
     result = fit(
         wrapper, arrays.train, arrays.val, epochs=int(config["epochs"]), batch_size=int(config["batch_size"]),
-        defaults=Defaults(loss=None, learning_rate=float(config["lr"]), monitor="val_loss", mode="min",
-                          train_monitor="loss"),
-        run_dir=out, resume=resuming, tensorboard=not no_tensorboard, tensorboard_images=reconstruction_grid,
-        early_stopping=config["early_stopping"], callbacks=callbacks, verbose=verbose,
-        strategy=strategy,
+        defaults=Defaults.own_loss(monitor="val_loss", train_monitor="loss", learning_rate=float(config["lr"])),
+        settings=started.settings, tracking=started.tracking(tensorboard_images=reconstruction_grid),
+        callbacks=callbacks, verbose=verbose,
     )
     # fit leaves the best epoch's weights in the model: the pictures and scores are of it.
     scores = write_pictures(out, model, arrays.val, float(config["noise"]), seed=int(config["seed"]))
@@ -241,12 +228,19 @@ def write_pictures(out, model, val, noise, seed=0):
     return scores
 
 
-def signatures(run):
-    """The export's signatures: `serving_default` (images, 0–255 as float32 like a
-    classifier's → uint8 `reconstructions`), `encode` (images → `codes`) and, for a
-    VAE, `decode` (`codes` float32 → uint8 `images`)."""
+def signatures(source, top_k=5, classes=None):
+    """The export's signatures (`zoo.tasks`' contract): `serving_default` (images, 0–255
+    as float32 like a classifier's → uint8 `reconstructions`), `encode` (images →
+    `codes`) and, for a VAE, `decode` (`codes` float32 → uint8 `images`). A bare model
+    (no run) exports `serving_default` on its own input and output. `top_k` and
+    `classes` (a classifier's) play no part."""
     import tensorflow as tf
 
+    from zoo.tasks.export import model_signatures
+
+    if not isinstance(source, AutoencoderRun):
+        return model_signatures(source)
+    run = source
     model, encoder, decoder = run.model, run.encoder, run.decoder
     height, width, channels = (int(d) for d in model.inputs[0].shape[1:])
     image_spec = tf.TensorSpec([None, height, width, channels], tf.float32, name="images")
@@ -275,4 +269,4 @@ def signatures(run):
             return {"images": as_uint8(decoder(codes, training=False))}
 
         found["decode"] = (decode, {"inputs": ["codes"], "outputs": ["images"]})
-    return found
+    return found, {}

@@ -1,8 +1,8 @@
 """The character-level text generator: a text file in, a model that writes like it out.
 
-    zoo train char-lstm --text tinyshakespeare.txt --minutes 15 --out runs/shakespeare
+    zoo train text-generation --text tinyshakespeare.txt --minutes 15 --out runs/shakespeare
     zoo generate runs/shakespeare --prompt "ROMEO:" --temperature 0.8 --length 300 --seed 1
-    run = zoo.train("char-lstm", "tinyshakespeare.txt", minutes=15, out="runs/shakespeare")
+    run = zoo.train("text-generation", "tinyshakespeare.txt", minutes=15, out="runs/shakespeare")
     zoo.generate("runs/shakespeare", prompt="ROMEO:", temperature=0.8)
 
 The path: `zoo.data.text_corpus` (the last 10 % held out, random training windows) →
@@ -27,35 +27,24 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from zoo import io, runs
-from zoo.errors import OptionError, ZooError
-from zoo.tasks.base import RUN_DEFAULTS, RUN_OPTIONS, Option, building, finish_run, start_run
+import keras
 
-KIND = "char-lstm"
+from zoo import io, runs, tasks
+from zoo.errors import OptionError, ZooError
+from zoo.tasks.base import RUN_DEFAULTS, finish_run, start_run
+
+KIND = "text-generation"
 MODEL = "char_lstm"
 MODEL_TASK = "text-generation"
-DESCRIPTION = "a character-level LSTM that learns to write like a text file, scored in bits per character"
+_TASK = tasks.MANIFEST[KIND]
+DESCRIPTION = _TASK.description
 VOCABULARY_FILE = "vocabulary.json"
 SAMPLES_FILE = "samples.txt"
 MAX_LENGTH = 10_000  # characters one request may ask for: a served model must not be held forever
 EPOCH_CAP = 1000  # `--minutes` without `--epochs`: the clock stops the run long before this
 SIGNATURE_TOP_K = "generate_top_k"
 
-OPTIONS = (
-    Option("text", str, None, "the UTF-8 text file to learn (the last 10 %% is held out)", required=True,
-           metavar="FILE"),
-    Option("epochs", int, None, "passes over the training text (default: 20, or as many as --minutes allows)"),
-    Option("minutes", float, None, "stop after the last epoch that fits in this much training time, the "
-           "learning rate falling linearly to zero by then (default: off)"),
-    Option("seq_len", int, None, "characters per training window (default: 100)"),
-    Option("batch_size", int, None, "windows per batch (default: 32)"),
-    Option("units", int, None, "LSTM width (default: 384)"),
-    Option("layers", int, None, "stacked LSTMs (default: 1)"),
-    Option("embedding_dim", int, None, "character embedding width (default: 64)"),
-    Option("dropout", float, None, "dropout after each LSTM (default: 0.2)"),
-    Option("lr", float, None, "Adam learning rate (default: 0.005)"),
-    *RUN_OPTIONS,
-)
+OPTIONS = _TASK.options  # zoo.tasks.MANIFEST: the CLI reads them without importing this module
 DEFAULTS = {"epochs": None, "minutes": None, "seq_len": 100, "batch_size": 32, "units": 384, "layers": 1,
             "embedding_dim": 64, "dropout": 0.2, "lr": 5e-3, **RUN_DEFAULTS}
 RUN_SETTINGS = ("text", *DEFAULTS)
@@ -114,12 +103,13 @@ def train(text=None, out="runs/char-lstm", resume=False, overwrite=False, verbos
 
     from zoo import models
     from zoo.data.text import text_corpus
-    from zoo.training import Defaults, TimeLimit, fit
+    from zoo.training import Defaults, fit
 
     out = Path(out)
     given = {"text": None if text is None else str(text), **options}
-    config, resuming = start_run(KIND, out, given, defaults=DEFAULTS, settings=RUN_SETTINGS, required=("text",),
-                                 resume=resume, overwrite=overwrite)
+    started = start_run(KIND, out, given, defaults=DEFAULTS, keys=RUN_SETTINGS, required=("text",), resume=resume,
+                        overwrite=overwrite, distribute=distribute, tensorboard=not no_tensorboard)
+    config, resuming = started.config, started.resuming
     for key in ("seq_len", "batch_size", "units", "layers", "embedding_dim"):
         if int(config[key]) < 1:
             raise OptionError(f"`{key}` must be a positive integer. Received: {key}={config[key]!r}")
@@ -134,19 +124,14 @@ def train(text=None, out="runs/char-lstm", resume=False, overwrite=False, verbos
         raise runs.RunError(f"--resume continues the run as it was started, but {config['text']} has changed "
                             "since (its sha256 differs). Pass --overwrite to start a new run on it.")
     if not resuming:
-        config.update(text_sha256=corpus.sha256, num_train_chars=corpus.num_train_chars,
-                      num_val_chars=corpus.num_val_chars, vocabulary_size=len(corpus.vocabulary))
-        runs.write_config(out, KIND, config)
+        started.write_config(KIND, text_sha256=corpus.sha256, num_train_chars=corpus.num_train_chars,
+                             num_val_chars=corpus.num_val_chars, vocabulary_size=len(corpus.vocabulary))
         io.write_json(out / VOCABULARY_FILE, corpus.vocabulary)
 
-    with building(config, distribute) as strategy:
+    with started.settings.building():
         model = models.create(MODEL, vocabulary_size=len(corpus.vocabulary), units=config["units"],
                               num_layers=config["layers"], embedding_dim=config["embedding_dim"],
                               dropout=config["dropout"])
-    history = []
-    extra_callbacks = [sample_writer(out / SAMPLES_FILE, corpus.vocabulary)]
-    if config["minutes"]:
-        extra_callbacks.append(TimeLimit(config["minutes"], history, anneal_from=config["lr"]))
     if verbose:
         print(f"{corpus.num_train_chars:,} training and {corpus.num_val_chars:,} held-out characters, "
               f"vocabulary {len(corpus.vocabulary)}; {corpus.steps_per_epoch} batches per epoch", file=sys.stderr)
@@ -154,13 +139,14 @@ def train(text=None, out="runs/char-lstm", resume=False, overwrite=False, verbos
         model, corpus.train, corpus.val, epochs=epochs, steps_per_epoch=corpus.steps_per_epoch,
         defaults=Defaults(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                           metrics=(keras.metrics.MeanMetricWrapper(bits_per_char, name="bits_per_char"),),
-                          learning_rate=config["lr"], monitor="val_loss", mode="min", train_monitor="loss"),
-        # Gradient clipping: an LSTM's gradients spike now and then (char-rnn clips at 5).
-        optimizer=keras.optimizers.Adam(config["lr"], clipnorm=5.0),
-        run_dir=out, resume=resuming, history=history, tensorboard=not no_tensorboard,
-        early_stopping=config["early_stopping"], callbacks=[*extra_callbacks, *callbacks], verbose=verbose,
-        strategy=strategy,
+                          # Gradient clipping: an LSTM's gradients spike now and then (char-rnn clips at 5).
+                          optimizer=keras.optimizers.Adam(config["lr"], clipnorm=5.0),
+                          monitor="val_loss", mode="min", train_monitor="loss"),
+        settings=started.settings,
+        tracking=started.tracking(minutes=config["minutes"], anneal_from=config["lr"] if config["minutes"] else None),
+        callbacks=[sample_writer(out / SAMPLES_FILE, corpus.vocabulary), *callbacks], verbose=verbose,
     )
+    history = result.history
     best = min((h for h in history if "val_bits_per_char" in h), key=lambda h: h["val_loss"], default={})
     finish_run(out, model, result, verbose=verbose, plot_metrics=("loss", "bits_per_char"), extra={
         "val_bits_per_char": best.get("val_bits_per_char"),
@@ -195,7 +181,7 @@ def generate(run, prompt="", temperature=1.0, length=200, seed=0, top_k=0):
     """Write text with a trained char-LSTM: the prompt and `length` characters after it.
 
     Args:
-        run: a run directory written by `zoo train char-lstm`, or its `CharLSTMRun`.
+        run: a run directory written by `zoo train text-generation`, or its `CharLSTMRun`.
         prompt: str. Where the text starts; every character must be in the model's
             vocabulary. Defaults to `""` (as if after a line break).
         temperature: float. Softmax temperature: lower is safer and more repetitive,
@@ -212,7 +198,7 @@ def generate(run, prompt="", temperature=1.0, length=200, seed=0, top_k=0):
 
         run = load_any(run)
         if not isinstance(run, CharLSTMRun):
-            raise ZooError(f"{run.path} is a {run.kind} run, not a char-lstm run: it cannot generate text.")
+            raise ZooError(f"{run.path} is a {run.kind} run, not a text-generation run: it cannot generate text.")
     return run.generate(prompt, temperature=temperature, length=length, seed=seed, top_k=top_k)
 
 
@@ -291,11 +277,18 @@ def generation_function(model, vocabulary):
     return generate_text
 
 
-def signatures(run):
-    """The export's signatures: `serving_default` (prompt, temperature, length, seed →
-    text) and `generate_top_k` (the same and top_k)."""
+def signatures(source, top_k=5, classes=None):
+    """The export's signatures (`zoo.tasks`' contract): `serving_default` (prompt,
+    temperature, length, seed → text) and `generate_top_k` (the same and top_k). A bare
+    model (no run, so no vocabulary) exports `serving_default` on its token ids.
+    `top_k` and `classes` (a classifier's) play no part."""
     import tensorflow as tf
 
+    from zoo.tasks.export import model_signatures
+
+    if not isinstance(source, CharLSTMRun):
+        return model_signatures(source)
+    run = source
     generate_text = generation_function(run.model, run.vocabulary)
     inputs = [tf.TensorSpec([None], tf.string, name="prompt"), tf.TensorSpec([None], tf.float32, name="temperature"),
               tf.TensorSpec([None], tf.int32, name="length"), tf.TensorSpec([None], tf.int64, name="seed")]
@@ -309,32 +302,36 @@ def signatures(run):
         return {"text": generate_text(prompt, temperature, length, seed, top_k)}
 
     names = ["prompt", "temperature", "length", "seed"]
-    return {"serving_default": (serve, {"inputs": names, "outputs": ["text"]}),
-            SIGNATURE_TOP_K: (serve_top_k, {"inputs": [*names, "top_k"], "outputs": ["text"]})}
+    endpoints = {"serving_default": (serve, {"inputs": names, "outputs": ["text"]}),
+                 SIGNATURE_TOP_K: (serve_top_k, {"inputs": [*names, "top_k"], "outputs": ["text"]})}
+    return endpoints, {}
 
 
 def sample_writer(path, vocabulary, length=300, temperature=0.8):
     """A callback that, after every epoch, appends `length` characters at `temperature`
-    (seed 0) to `samples.txt`: how the writing improves, readable while the run goes on.
-    (A factory: this module is imported to build the CLI, before any Keras is loaded.)"""
-    import keras
+    (seed 0) to `samples.txt`: how the writing improves, readable while the run goes on."""
+    return SampleWriter(path, vocabulary, length=length, temperature=temperature)
 
-    class SampleWriter(keras.callbacks.Callback):
-        def __init__(self):
-            super().__init__()
-            self.path = Path(path)
-            self._function = None
 
-        def on_epoch_end(self, epoch, logs=None):
-            if self._function is None:
-                self._function = generation_function(self.model, vocabulary)
-            text = _run_generator(self._function, [""], temperature, length, 0, 0)[0]
-            score = (logs or {}).get("val_bits_per_char")
-            marker = f"=== epoch {epoch + 1}"
-            header = marker + (f", held-out {score:.3f} bits/char" if score is not None else "")
-            earlier = self.path.read_text(encoding="utf-8") if self.path.is_file() else ""
-            # A resumed run rewrites the epoch it repeats rather than listing it twice.
-            kept = earlier.split(marker)[0]
-            io.write_text(self.path, f"{kept}{header} ===\n{text}\n\n")
+class SampleWriter(keras.callbacks.Callback):
+    """After every epoch, a sample of the model's writing into `path` (see `sample_writer`)."""
 
-    return SampleWriter()
+    def __init__(self, path, vocabulary, length=300, temperature=0.8):
+        super().__init__()
+        self.path = Path(path)
+        self.vocabulary = vocabulary
+        self.length = length
+        self.temperature = temperature
+        self._function = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self._function is None:
+            self._function = generation_function(self.model, self.vocabulary)
+        text = _run_generator(self._function, [""], self.temperature, self.length, 0, 0)[0]
+        score = (logs or {}).get("val_bits_per_char")
+        marker = f"=== epoch {epoch + 1}"
+        header = marker + (f", held-out {score:.3f} bits/char" if score is not None else "")
+        earlier = self.path.read_text(encoding="utf-8") if self.path.is_file() else ""
+        # A resumed run rewrites the epoch it repeats rather than listing it twice.
+        kept = earlier.split(marker)[0]
+        io.write_text(self.path, f"{kept}{header} ===\n{text}\n\n")

@@ -1,8 +1,8 @@
 """The DCGAN task: a folder of images (or scikit-learn's real digits) in, a generator out.
 
-    zoo train dcgan --data digits --epochs 50 --out runs/digits-gan
+    zoo train gan --data digits --epochs 50 --out runs/digits-gan
     zoo sample runs/digits-gan --n 64 --out grid.png
-    run = zoo.train("dcgan", "digits", epochs=50, out="runs/digits-gan")
+    run = zoo.train("gan", "digits", epochs=50, out="runs/digits-gan")
     images = run.sample(16)              # uint8 (16, 28, 28, 1)
 
 The path: `zoo.data.image_arrays` (uint8 arrays; digits are 28×28 grayscale, a folder
@@ -24,36 +24,25 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import keras
 import numpy as np
 
-from zoo import io, runs
+from zoo import io, runs, tasks
 from zoo.errors import OptionError, ZooError
-from zoo.tasks.base import RUN_DEFAULTS, RUN_OPTIONS, Option, building, finish_run, start_run
+from zoo.tasks.base import RUN_DEFAULTS, finish_run, start_run
 
-KIND = "dcgan"
+KIND = "gan"
 MODEL = "dcgan"
 MODEL_TASK = "gan"
-DESCRIPTION = "a DCGAN that learns to draw images like a folder of them (or real handwritten digits)"
+_TASK = tasks.MANIFEST[KIND]
+DESCRIPTION = _TASK.description
 SAMPLES_DIR = "samples"
 SAMPLES_FILE = "samples.png"
 GRID = 64  # latent vectors in the per-epoch sample grid
 MAX_SAMPLES = 10_000  # images one `zoo sample` may ask for
 CONFIDENT = 0.9  # LeNet-5 probability that counts a generated digit as readable
 
-OPTIONS = (
-    Option("data", str, None, "digits (scikit-learn's real handwritten digits) or a folder of images, "
-           "searched recursively", required=True, metavar="DIR|digits"),
-    Option("epochs", int, None, "passes over the training images (default: 50)"),
-    Option("batch_size", int, None, "real images per batch (default: 64)"),
-    Option("latent_dim", int, None, "length of the generator's latent vector (default: 100)"),
-    Option("image_size", int, None, "side of the square images, 7 or 4 times a power of two "
-           "(default: 28 for digits, 64 for a folder)"),
-    Option("channels", int, None, "1 (grayscale) or 3 (RGB) (default: 1 for digits, 3 for a folder)"),
-    Option("width", int, None, "filters of the generator's last hidden layer and the discriminator's first "
-           "(default: 64)"),
-    Option("lr", float, None, "Adam learning rate of both networks, beta_1 0.5 (default: 0.0002)"),
-    *RUN_OPTIONS,
-)
+OPTIONS = _TASK.options  # zoo.tasks.MANIFEST: the CLI reads them without importing this module
 DEFAULTS = {"epochs": 50, "batch_size": 64, "latent_dim": 100, "image_size": None, "channels": None, "width": 64,
             "lr": 2e-4, **RUN_DEFAULTS}
 RUN_SETTINGS = ("data", *DEFAULTS)
@@ -93,9 +82,6 @@ def _count(n):
 
 
 def load_run(run_dir):
-    from zoo.architectures.dcgan import register_layers
-
-    register_layers()
     run_dir = Path(run_dir)
     return DCGANRun(path=run_dir, model=runs.load_model(run_dir), config=runs.read_config(run_dir),
                     metrics=io.read_json(run_dir / runs.METRICS_FILE, {}))
@@ -118,10 +104,10 @@ def _check_config(config):
     if not (isinstance(config["lr"], (int, float)) and config["lr"] > 0):
         raise OptionError(f"`lr` must be a positive number. Received: lr={config['lr']!r}")
     if config["early_stopping"]:
-        raise OptionError("A GAN's losses do not tell when it has learned enough, so the dcgan task has no early "
+        raise OptionError("A GAN's losses do not tell when it has learned enough, so the gan task has no early "
                           f"stopping. Received: early_stopping={config['early_stopping']!r}")
     if config["precision"] == "mixed_float16":
-        raise OptionError("The dcgan task trains in float32 or mixed_bfloat16 (float16 would need loss scaling "
+        raise OptionError("The gan task trains in float32 or mixed_bfloat16 (float16 would need loss scaling "
                           "for two optimizers). Received: precision='mixed_float16'")
 
 
@@ -156,8 +142,9 @@ def train(data=None, out="runs/dcgan", resume=False, overwrite=False, verbose="a
 
     out = Path(out)
     given = {"data": None if data is None else str(data), **options}
-    config, resuming = start_run(KIND, out, given, defaults=DEFAULTS, settings=RUN_SETTINGS, required=("data",),
-                                 resume=resume, overwrite=overwrite, float16=False)
+    started = start_run(KIND, out, given, defaults=DEFAULTS, keys=RUN_SETTINGS, required=("data",), resume=resume,
+                    overwrite=overwrite, float16=False, distribute=distribute, tensorboard=not no_tensorboard)
+    config, resuming = started.config, started.resuming
     _check_config(config)
     images = zoo.data.image_arrays(config["data"], image_size=config["image_size"], channels=config["channels"],
                                    seed=config["seed"], verbose=bool(verbose))
@@ -166,13 +153,12 @@ def train(data=None, out="runs/dcgan", resume=False, overwrite=False, verbose="a
                           f"{config['data']}. Received: batch_size={config['batch_size']}")
     if not resuming:
         height, _, channels = images.image_shape
-        config.update(image_size=int(height), channels=int(channels), num_train=len(images.train),
-                      num_val=len(images.val))
-        runs.write_config(out, KIND, config)
+        started.write_config(KIND, image_size=int(height), channels=int(channels), num_train=len(images.train),
+                         num_val=len(images.val))
         if images.skipped:
             io.write_text(out / "skipped.txt", "".join(f"{path}: {reason}\n" for path, reason in images.skipped))
 
-    with building(config, distribute) as strategy:
+    with started.settings.building():
         gan = models.create(MODEL, latent_dim=config["latent_dim"], image_size=config["image_size"],
                             channels=config["channels"], width=config["width"], seed=config["seed"])
     sampler = gan.sampler()
@@ -183,12 +169,11 @@ def train(data=None, out="runs/dcgan", resume=False, overwrite=False, verbose="a
     result = fit(
         gan, images.train, epochs=config["epochs"], batch_size=config["batch_size"],
         # The DCGAN paper's Adam (section 4): 2e-4, beta_1 0.5; one for each network.
-        compile_args={"optimizer": gan.optimizers(keras.optimizers.Adam(config["lr"], beta_1=0.5),
-                                                  keras.optimizers.Adam(config["lr"], beta_1=0.5))},
-        defaults=Defaults(loss=None, monitor=None, train_monitor=None), best=False, restore_best=False,
-        run_dir=out, resume=resuming, tensorboard=not no_tensorboard, tensorboard_images=grid.tensorboard,
+        defaults=Defaults.own_loss(compile_args={"optimizer": gan.optimizers(
+            keras.optimizers.Adam(config["lr"], beta_1=0.5), keras.optimizers.Adam(config["lr"], beta_1=0.5))}),
+        settings=started.settings, tracking=started.tracking(best=False, restore_best=False,
+                                                     tensorboard_images=grid.tensorboard),
         callbacks=[grid.callback(), *callbacks], verbose=verbose,
-        strategy=strategy,
     )
     extra = {
         "optimizer_steps": {"d_optimizer": int(np.asarray(gan.d_optimizer.iterations)),
@@ -240,17 +225,20 @@ class SampleGrid:
         return {"samples": self.grid(epoch)}
 
     def callback(self):
-        import keras
+        return WriteSamples(self)
 
-        owner = self
 
-        class WriteSamples(keras.callbacks.Callback):
-            def on_epoch_end(self, epoch, logs=None):
-                from zoo.plots import save_image
+class WriteSamples(keras.callbacks.Callback):
+    """After every epoch, the `SampleGrid`'s picture into `samples/epoch-NNN.png`."""
 
-                save_image(owner.grid(epoch + 1), owner.directory / f"epoch-{epoch + 1:03d}.png", scale=2)
+    def __init__(self, grid):
+        super().__init__()
+        self.grid = grid
 
-        return WriteSamples()
+    def on_epoch_end(self, epoch, logs=None):
+        from zoo.plots import save_image
+
+        save_image(self.grid.grid(epoch + 1), self.grid.directory / f"epoch-{epoch + 1:03d}.png", scale=2)
 
 
 def digit_scores(images, real=None, classifier=None):
@@ -314,7 +302,7 @@ def sample(run, n=64, out="grid.png", seed=0, scale=2):
     """Draw `n` images with a trained DCGAN and write them as one grid PNG.
 
     Args:
-        run: a run directory written by `zoo train dcgan`, or its `DCGANRun`.
+        run: a run directory written by `zoo train gan`, or its `DCGANRun`.
         n: int. Images to draw, 1 to 10,000. Defaults to `64`.
         out: path. Where the grid goes (PNG). Defaults to `"grid.png"`.
         seed: int. The same seed draws the same images. Defaults to `0`.
@@ -330,21 +318,28 @@ def sample(run, n=64, out="grid.png", seed=0, scale=2):
 
         run = load_any(run)
         if not isinstance(run, DCGANRun):
-            raise ZooError(f"{run.path} is a {run.kind} run, not a dcgan run: it cannot draw samples.")
+            raise ZooError(f"{run.path} is a {run.kind} run, not a gan run: it cannot draw samples.")
     if isinstance(scale, bool) or not isinstance(scale, int) or not 1 <= scale <= 16:
         raise OptionError(f"`scale` must be an integer from 1 to 16. Received: scale={scale!r}")
     return save_image(tile(run.sample(n, seed=seed)), out, scale=scale)
 
 
-def signatures(run):
-    """The export's signature: `serving_default`, `latents` float32 `[N, latent_dim]` →
-    `images` uint8 `[N, H, W, C]`."""
+def signatures(source, top_k=5, classes=None):
+    """The export's signature (`zoo.tasks`' contract): `serving_default`, `latents`
+    float32 `[N, latent_dim]` → `images` uint8 `[N, H, W, C]`. A bare model (no run)
+    exports `serving_default` on its own input and output. `top_k` and `classes` (a
+    classifier's) play no part."""
     import tensorflow as tf
 
+    from zoo.tasks.export import model_signatures
+
+    if not isinstance(source, DCGANRun):
+        return model_signatures(source)
+    run = source
     sampler = run.model
 
     @tf.function(input_signature=[tf.TensorSpec([None, run.latent_dim], tf.float32, name="latents")])
     def serve(latents):
         return {"images": sampler(latents, training=False)}
 
-    return {"serving_default": (serve, {"inputs": ["latents"], "outputs": ["images"]})}
+    return {"serving_default": (serve, {"inputs": ["latents"], "outputs": ["images"]})}, {}

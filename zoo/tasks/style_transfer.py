@@ -1,4 +1,7 @@
-"""Neural style transfer (Gatys et al., 2015), https://arxiv.org/abs/1508.06576.
+"""The style-transfer task: neural style transfer (Gatys et al., 2015), https://arxiv.org/abs/1508.06576.
+
+    zoo style tubingen.jpg starry_night.jpg --out tubingen_starry.png
+    zoo train style-transfer tubingen.jpg starry_night.jpg --out tubingen_starry.png   # the same
 
     >>> import zoo
     >>> result = zoo.style("tubingen.jpg", "starry_night.jpg", out="tubingen_starry.png")
@@ -29,16 +32,26 @@ import dataclasses
 import os
 from pathlib import Path
 
-# numpy and Keras are imported where used: `zoo --help` reads the defaults below.
-STEPS = 1000
-SIZE = 512
-STYLE_WEIGHT = 1e-2
-CONTENT_WEIGHT = 1e4
-TV_WEIGHT = 30.0
+import keras
+
+from zoo import tasks
+from zoo.architectures.style_transfer import LOSSES
+from zoo.errors import OptionError
+
+KIND = "style-transfer"
+MODEL_TASK = "style-transfer"
+_TASK = tasks.MANIFEST[KIND]
+DESCRIPTION = _TASK.description
+OPTIONS = _TASK.options  # zoo.tasks.MANIFEST: the CLI reads them without importing this module
+# The recipe's numbers are the options' defaults (the CLI shows them without importing this module).
+STEPS = _TASK.defaults["steps"]  # 1000
+SIZE = _TASK.defaults["size"]  # 512
+STYLE_WEIGHT = _TASK.defaults["style_weight"]  # 1e-2
+CONTENT_WEIGHT = _TASK.defaults["content_weight"]  # 1e4
+TV_WEIGHT = _TASK.defaults["tv_weight"]  # 30
 LEARNING_RATE = 0.02 * 255  # the tutorial's Adam rate for 0–1 images, in 0–255 pixels
 BETA_1 = 0.99
 EPSILON = 0.1 / 255  # Adam's epsilon is in gradient units, which are 255 times smaller here
-LOSSES = ("style", "content", "tv", "total")
 
 
 @dataclasses.dataclass
@@ -130,135 +143,30 @@ def _save(path, array):
     return str(path)
 
 
-# --------------------------------------------------------------------------- the model
-def _define():
-    import keras
-    from keras import ops
+# ------------------------------------------------------------------------ the callback
+class Record(keras.callbacks.Callback):
+    """Each step's losses into `history`; every `save_every` steps, the image (as
+    `step_path(out, step)`, at `original_size`, its path appended to `intermediates`)."""
 
-    class LastValue(keras.metrics.Metric):
-        """The value of the latest step (a `Mean` would average the whole run)."""
+    def __init__(self, history, out, save_every, original_size, intermediates):
+        super().__init__()
+        self.history = history
+        self.out = out
+        self.save_every = save_every
+        self.original_size = original_size
+        self.intermediates = intermediates
 
-        def __init__(self, name, **kwargs):
-            super().__init__(name=name, **kwargs)
-            self.value = self.add_variable(shape=(), initializer="zeros", name="value")
-
-        def update_state(self, value):
-            self.value.assign(ops.cast(value, self.dtype))
-
-        def result(self):
-            return ops.convert_to_tensor(self.value)
-
-        def reset_state(self):
-            self.value.assign(0.0)
-
-    class PixelRange(keras.constraints.Constraint):
-        """Keeps the image a valid picture: applied by the optimizer after each step."""
-
-        def __call__(self, w):
-            return ops.clip(w, 0.0, 255.0)
-
-    def gram(features):
-        # Gatys' Gram matrix, averaged over positions so layers of every size weigh alike.
-        shape = ops.shape(features)
-        locations = ops.cast(shape[1] * shape[2], features.dtype)
-        return ops.einsum("bijc,bijd->bcd", features, features) / locations
-
-    def total_variation(image):
-        # Of the image in 0–1, summed as tf.image.total_variation sums it.
-        image = image / 255.0
-        down = ops.abs(image[:, 1:, :, :] - image[:, :-1, :, :])
-        right = ops.abs(image[:, :, 1:, :] - image[:, :, :-1, :])
-        return ops.sum(down) + ops.sum(right)
-
-    class StyleTransfer(keras.Model):
-        """The painted image as the model's one trainable weight, and its loss.
-
-        Args:
-            features: keras.Model. `style_features(...)`'s extractor (frozen here).
-            content: float array `(H, W, 3)`, 0–255. The starting image.
-            style_targets: dict `{layer: Gram matrix}` of the style image.
-            content_target: array. The content image's activations at the content layer.
-            content_layer: str. Which of `features`' outputs the content loss reads.
-            style_weight, content_weight, tv_weight: float. The losses' weights.
-        """
-
-        def __init__(self, features, content, style_targets, content_target, content_layer,
-                     style_weight, content_weight, tv_weight, **kwargs):
-            super().__init__(**kwargs)
-            self.features = features
-            self.features.trainable = False
-            self.style_layers = list(style_targets)
-            self.content_layer = content_layer
-            self.style_weight = float(style_weight)
-            self.content_weight = float(content_weight)
-            self.tv_weight = float(tv_weight)
-            height, width = content.shape[:2]
-            self.image = self.add_weight(
-                shape=(1, height, width, 3), initializer=keras.initializers.Constant(content[None]),
-                constraint=PixelRange(), name="image")
-            # Targets as non-trainable weights: state the compiled step reads, not
-            # constants copied into its graph.
-            self.style_targets = [
-                self.add_weight(shape=target.shape, initializer=keras.initializers.Constant(target),
-                                trainable=False, name=f"gram_{layer}")
-                for layer, target in style_targets.items()]
-            self.content_target = self.add_weight(
-                shape=content_target.shape, initializer=keras.initializers.Constant(content_target),
-                trainable=False, name="content_target")
-            self.trackers = {name: LastValue(f"{name}_loss") for name in LOSSES}
-            self.built = True
-
-        def call(self, inputs=None, training=False):
-            return ops.convert_to_tensor(self.image)
-
-        def losses_of(self, image):
-            """`{"style", "content", "tv", "total"}` losses of `image` (1, H, W, 3)."""
-            outputs = self.features(image, training=False)
-            style = sum(ops.mean(ops.square(gram(outputs[layer]) - target))
-                        for layer, target in zip(self.style_layers, self.style_targets))
-            style = style * (self.style_weight / len(self.style_layers))
-            content = self.content_weight * ops.mean(ops.square(outputs[self.content_layer] - self.content_target))
-            tv = self.tv_weight * total_variation(image)
-            return {"style": style, "content": content, "tv": tv, "total": style + content + tv}
-
-        def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-            losses = self.losses_of(self.image if y_pred is None else y_pred)
-            for name, value in losses.items():
-                self.trackers[name].update_state(value)
-            return losses["total"]
-
-    return StyleTransfer
-
-
-def _model_class():
-    global _MODEL
-    if _MODEL is None:
-        _MODEL = _define()
-    return _MODEL
-
-
-_MODEL = None
-
-
-def _callbacks(history, out, save_every, original_size, intermediates):
-    import keras
-
-    class Record(keras.callbacks.Callback):
-        """Each step's losses into `history`; every `save_every` steps, the image."""
-
-        def on_train_batch_end(self, batch, logs=None):
-            logs = logs or {}
-            for name in LOSSES:
-                if f"{name}_loss" in logs:
-                    history[name].append(float(logs[f"{name}_loss"]))
-            step = batch + 1
-            if save_every and step % save_every == 0:
-                sync = getattr(self.model, "jax_state_sync", None)
-                if sync is not None:  # the JAX trainer keeps the state apart between syncs
-                    sync()
-                intermediates.append(_save(step_path(out, step), _to_uint8(self.model.image, original_size)))
-
-    return [Record()]
+    def on_train_batch_end(self, batch, logs=None):
+        logs = logs or {}
+        for name in LOSSES:
+            if f"{name}_loss" in logs:
+                self.history[name].append(float(logs[f"{name}_loss"]))
+        step = batch + 1
+        if self.save_every and step % self.save_every == 0:
+            sync = getattr(self.model, "jax_state_sync", None)
+            if sync is not None:  # the JAX trainer keeps the state apart between syncs
+                sync()
+            self.intermediates.append(_save(step_path(self.out, step), _to_uint8(self.model.image, self.original_size)))
 
 
 def _to_uint8(variable, size):
@@ -328,12 +236,11 @@ def style(
     print(result.history["style"][0], result.history["style"][-1])
     ```
     """
-    import keras
     import numpy as np
 
     from zoo import models
-    from zoo.architectures.style_transfer import CONTENT_LAYER, STYLE_LAYERS, style_features
-    from zoo.training import Defaults, fit
+    from zoo.architectures.style_transfer import CONTENT_LAYER, STYLE_LAYERS, StyleTransfer, style_features
+    from zoo.training import Defaults, Settings, Tracking, fit
 
     _check_positive("steps", steps, integer=True)
     _check_positive("size", size, integer=True)
@@ -368,17 +275,17 @@ def style(
     style_targets = {layer: _gram_numpy(style_outputs[layer]) for layer in STYLE_LAYERS}
     content_target = keras.ops.convert_to_numpy(features(painted[None])[CONTENT_LAYER])
 
-    model = _model_class()(features, painted, style_targets, content_target, CONTENT_LAYER,
-                           style_weight, content_weight, tv_weight, name="style_transfer")
+    model = StyleTransfer(features, painted, style_targets, content_target, CONTENT_LAYER,
+                          style_weight, content_weight, tv_weight, name="style_transfer")
     optimizer = keras.optimizers.Adam(learning_rate=float(learning_rate), beta_1=BETA_1, epsilon=EPSILON)
     history = {name: [] for name in LOSSES}
     intermediates = []
     # One "batch" per step: the data is a placeholder, the image is the model's weight.
     fit(
         model, np.zeros((int(steps), 1), "float32"), epochs=1, batch_size=1, shuffle=False,
-        defaults=Defaults(loss=None, monitor=None, train_monitor=None), optimizer=optimizer, loss=None,
-        metrics=[], jit_compile=jit_compile, checkpoint=None, best=False, tensorboard=False,
-        callbacks=[*_callbacks(history, out, save_every, original_size, intermediates), *callbacks],
+        defaults=Defaults.own_loss(optimizer=optimizer), settings=Settings(jit_compile=jit_compile),
+        tracking=Tracking.off(),
+        callbacks=[Record(history, out, save_every, original_size, intermediates), *callbacks],
         verbose=verbose,
     )
     image = _to_uint8(model.image, original_size)
@@ -394,3 +301,28 @@ def _gram_numpy(features):
     features = ops.convert_to_numpy(features).astype("float64")
     _, height, width, _ = features.shape
     return (np.einsum("bijc,bijd->bcd", features, features) / (height * width)).astype("float32")
+
+
+# --------------------------------------------------------------------------- the task
+_style = style  # train's argument `style` (the picture) hides the function's name
+
+
+def train(content=None, style=None, out=None, weights="default", steps=STEPS, size=SIZE, style_weight=STYLE_WEIGHT,
+          content_weight=CONTENT_WEIGHT, tv_weight=TV_WEIGHT, save_every=None, **options):
+    """`zoo train style-transfer CONTENT STYLE --out OUT.png`: `zoo.style` as a task.
+
+    The same work as `style(...)` (one implementation, two doors: `zoo style` and
+    `zoo train style-transfer`); `weights` may also be the string `"none"` (random
+    weights), as the command line gives it. Other keyword arguments go to `style`
+    (`learning_rate`, `verbose`, `jit_compile`, `callbacks`).
+
+    Returns:
+        `StyleResult`.
+    """
+    if content is None or style is None:
+        raise OptionError("The style-transfer task needs a content image and a style image. "
+                          f"Received: content={content!r}, style={style!r}")
+    if isinstance(weights, str) and weights.lower() == "none":
+        weights = None
+    return _style(content, style, out=out, weights=weights, steps=steps, size=size, style_weight=style_weight,
+                  content_weight=content_weight, tv_weight=tv_weight, save_every=save_every, **options)
