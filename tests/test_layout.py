@@ -8,8 +8,9 @@ inside functions included (they run later, but they are still dependencies). It 
 * the doors: `registry.py` imports only `zoo.errors`; `architectures/` only the registry,
   preprocessing, errors, each other, Keras, NumPy and the standard library; `training/`
   and `transfer/` no TensorFlow, data, serving, tasks or cli (and training not transfer);
-  `cli.py` and `serving/cli.py` only public names; no private name (`_x`) crosses a
-  room, neither imported nor reached as `module._x`;
+  `serving/` neither data nor interpret (a task's signatures hold what images and
+  models need); `cli.py` and `serving/cli.py` only public names; no private name (`_x`)
+  crosses a room, neither imported nor reached as `module._x`;
 * one fit path: `.compile(`, `.fit(`, `.train_on_batch(`, `.compile_from_config(` are
   called only in `zoo/training/`;
 * Keras classes at module level: no class with a Keras base (a layer, model, metric,
@@ -375,6 +376,21 @@ def training_violations(pkg):
     return found
 
 
+SERVING_MAY_NOT_IMPORT = ("zoo.data", "zoo.interpret")
+
+
+def serving_violations(pkg):
+    found = []
+    for m in pkg.modules.values():
+        if not in_room(m, "zoo.serving"):
+            continue
+        for imp in m.imports:
+            bad = [t for t in imp.targets if any(_under(t, b) for b in SERVING_MAY_NOT_IMPORT)]
+            if bad:
+                found.append(f"{imp}  (imports {', '.join(bad)})")
+    return found
+
+
 def _owner_room(pkg, owner, name):
     full = f"{owner}.{name}"
     return room_of(full if full in pkg.known else owner)
@@ -552,6 +568,13 @@ def test_training_and_transfer_know_keras_models_only():
             training_violations(pkg))
 
 
+def test_serving_imports_neither_data_nor_interpret():
+    pkg = scan(ZOO)
+    _require(pkg, "zoo.serving")
+    _report("zoo/serving/* import nothing of zoo.data or zoo.interpret (what an export needs of "
+            "images and models is in the task's signatures); these do", serving_violations(pkg))
+
+
 def test_cli_uses_public_api_only():
     pkg = scan(ZOO)
     _require(pkg, "zoo.cli", "zoo.serving.cli")
@@ -607,6 +630,12 @@ FAKE = {
     "training/loop.py": "import tensorflow as tf\nfrom zoo.transfer import head\nmodel.compile()\n",
     "transfer/head.py": "from zoo.training import loop\n",
     "cli.py": "import zoo\nfrom zoo import __version__\nfrom zoo.registry import _R\nzoo._LAZY\n",
+    # Serving reaches neither data nor interpret, however imported; tasks are fine.
+    "serving/export.py": ("from zoo.tasks import x\nfrom zoo.data.images import decode\n"
+                          "def f():\n    from zoo import interpret\n    import zoo.interpret.graph as g\n"
+                          "    import zoo.data\n"),
+    "data/images.py": "",
+    "interpret/graph.py": "",
     # Keras classes: at module level fine; inside a function (or a method) not, whatever the
     # spelling of the base; a plain class inside a function is fine.
     "layers.py": ("import keras\nfrom keras import layers as kl\nfrom keras.callbacks import Callback\n"
@@ -646,6 +675,10 @@ def test_checker_on_a_made_up_package(tmp_path):
     assert [v.split("  ")[0] for v in cli_violations(pkg)] == [
         "zoo/cli.py:3 from zoo.registry import _R", "zoo/cli.py:4 zoo._LAZY"]
     assert fit_violations(pkg) == ["zoo/e.py:12 model.fit(...)"]
+    assert [v.split("  ")[0] for v in serving_violations(pkg)] == [
+        "zoo/serving/export.py:2 from zoo.data.images import decode",
+        "zoo/serving/export.py:4 from zoo import interpret", "zoo/serving/export.py:5 import zoo.interpret.graph as g",
+        "zoo/serving/export.py:6 import zoo.data"]
     assert [v.split(" ", 1)[0] for v in nested_keras_class_violations(pkg)] == [
         "zoo/layers.py:8", "zoo/layers.py:10", "zoo/layers.py:12", "zoo/layers.py:14", "zoo/layers.py:16",
         "zoo/layers.py:23"]

@@ -470,6 +470,53 @@ def decode_resize_bytes(contents, image_size, resize="squish"):
     return resize_uint8(decode_bytes(contents, image_size), image_size, resize)
 
 
+def claimed_pixels(encoded):
+    """Graph function: width x height from an encoded image's header, decoding nothing.
+
+    JPEG through `tf.image.extract_jpeg_shape`; PNG, GIF and BMP from their fixed header
+    fields (IHDR, logical screen, BITMAPINFOHEADER). Anything else claims 0 and is left
+    to `decode_image`, which refuses unknown formats. The graph's counterpart of
+    `zoo.data.pillow.check_pixel_count`: check it against `max_pixels()` before decoding.
+    """
+    import tensorflow as tf
+
+    def field(offset, length, little_endian):
+        raw = tf.io.decode_raw(tf.strings.substr(encoded, offset, length), tf.uint8)
+        raw = tf.cast(raw, tf.int64)
+        if little_endian:
+            raw = tf.reverse(raw, [0])
+        weights = tf.bitwise.left_shift(tf.constant(1, tf.int64), tf.range(8 * (length - 1), -1, -8, dtype=tf.int64))
+        return tf.reduce_sum(raw * weights)
+
+    def header(prefix):
+        return tf.strings.substr(encoded, 0, len(prefix)) == prefix
+
+    length = tf.strings.length(encoded)
+
+    def jpeg():
+        shape = tf.cast(tf.image.extract_jpeg_shape(encoded), tf.int64)
+        return shape[0] * shape[1]
+
+    def png():
+        return field(16, 4, False) * field(20, 4, False)
+
+    def gif():
+        return field(6, 2, True) * field(8, 2, True)
+
+    def signed(value):  # BMP sizes are signed: a negative height means top-down rows
+        return tf.abs(tf.where(value >= 2 ** 31, value - 2 ** 32, value))
+
+    def bmp():
+        return signed(field(18, 4, True)) * signed(field(22, 4, True))
+
+    return tf.case([
+        (tf.io.is_jpeg(encoded), jpeg),
+        (tf.logical_and(header(b"\x89PNG\r\n\x1a\n"), length >= 24), png),
+        (tf.logical_and(header(b"GIF8"), length >= 10), gif),
+        (tf.logical_and(header(b"BM"), length >= 26), bmp),
+    ], default=lambda: tf.constant(0, tf.int64), exclusive=False)
+
+
 def load_like_the_pipeline(path, size):
     """A file as uint8 `(H, W, 3)` of `size`, decoded exactly as the tf.data pipeline and
     the exported bytes signatures decode it — for ordinary JPEG/PNG files; the rest

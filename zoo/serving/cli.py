@@ -13,16 +13,18 @@ def add_commands(subparsers):
         "export",
         help="write a model as a SavedModel that TF Serving loads (NAME/VERSION/)",
         description=(
-            "Export a run directory or a registry model as OUT/NAME/VERSION/, a SavedModel "
-            "with signatures serving_default (float pixels), serving_uint8, serving_bytes "
-            "(JPEG/PNG bytes) and top_k (class names and scores). The version is written "
-            "to a temporary directory and renamed into place."
+            "Export a run directory, a .keras file or a registry model as OUT/NAME/VERSION/, "
+            "a SavedModel with its task's signatures: for an image classifier serving_default "
+            "(float pixels), serving_uint8, serving_bytes (JPEG/PNG bytes), top_k (class names "
+            "and scores), classify and explain; a text generator, an autoencoder or a GAN its "
+            "own. The version is written to a temporary directory and renamed into place."
         ),
         epilog=("examples:\n  zoo export runs/birds --name birds --out models/\n"
                 "  zoo export lenet5 --out models/ --version 3"),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("source", metavar="RUN_DIR|MODEL", help="a zoo finetune run directory or a registry model name")
+    p.add_argument("source", metavar="RUN_DIR|FILE.keras|MODEL",
+                   help="a zoo train run directory, a .keras model file or a registry model name")
     p.add_argument("--name", help="served model name (default: the model's name)")
     p.add_argument("--out", default="models", help="model base directory (default: models)")
     p.add_argument("--version", type=int, help="version number (default: highest existing + 1)")
@@ -122,8 +124,9 @@ def _default_name(source):
     from pathlib import Path
 
     path = Path(source)
-    if path.is_dir():
-        return re.sub(r"[^A-Za-z0-9_.-]", "-", path.resolve().name).lstrip(".-") or "model"
+    if path.is_dir() or (path.suffix == ".keras" and path.is_file()):
+        name = path.resolve().name if path.is_dir() else path.stem
+        return re.sub(r"[^A-Za-z0-9_.-]", "-", name).lstrip(".-") or "model"
     return str(source)
 
 

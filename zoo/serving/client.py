@@ -21,7 +21,7 @@ import urllib.error
 import urllib.request
 
 from zoo.errors import ZooError
-from zoo.serving import SIGNATURE_BYTES, SIGNATURE_TOP_K
+from zoo.tasks.image_classifier_export import SIGNATURE_BYTES, SIGNATURE_TOP_K, image_files
 
 
 def predict(url, model_name, images, top=5, version=None, timeout=60.0):
@@ -45,9 +45,7 @@ def predict(url, model_name, images, top=5, version=None, timeout=60.0):
         raise ValueError(f"`top` must be a positive int. Received: top={top!r}")
     if isinstance(images, (str, os.PathLike, bytes)):
         images = [images]
-    from zoo.data.pillow import expand_folders
-
-    images = expand_folders(images)
+    images = image_files(images)
     base = _model_url(url, model_name, version)
     signature, kind = _choose_signature(_get(base + "/metadata", timeout), model_name)
 

@@ -10,31 +10,16 @@ written into a temporary directory next to the versions (`BASE/NAME/.export-…`
 TF Serving skips because it is not all digits) and renamed into place, so neither
 TF Serving nor `zoo serve` ever sees half a version.
 
-Signatures of an image classifier (H, W = the model's input size, C = classes):
-
-- `serving_default`: `images` float32 `[N, H, W, 3]`, pixels 0-255 (JSON numbers
-  arrive as floats or ints; both fit) → `probabilities` float32 `[N, C]`,
-  `class_ids` int64 `[N]`.
-- `serving_uint8`: the same with `images` uint8, 4x smaller over gRPC.
-- `serving_bytes`: `image_bytes` string `[N]` (JPEG, PNG, GIF or BMP files; REST
-  clients send `{"b64": ...}`) → decoded, resized (bilinear, antialiased, to H x W) and
-  preprocessed in the graph → `probabilities`, `class_ids`.
-- `top_k`: `image_bytes` string `[N]` → `classes` string `[N, K]` (the class names,
-  embedded in the graph), `scores` float32 `[N, K]`, `class_ids` int64 `[N, K]`.
-- `classify`: TF Serving's classification method (`:classify` over REST, `Classify`
-  over gRPC): `inputs` string `[N]` of serialized `tf.Example`s whose `image/encoded`
-  bytes feature holds the image file → `classes` string `[N, K]`, `scores` float32
-  `[N, K]`, the same as `top_k`.
-- `explain`: `image_bytes` string `[N]` → `class_ids` int64 `[N]` and `classes`
-  string `[N]` (the predicted class), `probabilities` float32 `[N]` (its probability),
-  `heatmap` float32 `[N, h, w]`: Grad-CAM of that class at the last convolutional
-  block (h x w: that block's resolution, e.g. 14 x 14 for VGG19 at 224, recorded in
-  zoo.json as `explain.heatmap_shape`), each map scaled to [0, 1]. Where it looked,
-  from TF Serving or `zoo serve`; a model with no convolutional block has no `explain`.
-
-Other models export `serving_default` with their own input (named `inputs`) → `outputs`.
-`assets.extra/zoo.json` records the model name, classes, input size, zoo version and
-source run (TF Serving ignores `assets.extra/` apart from warm-up files).
+`export` is the same for every task: the source (a run directory, a `.keras` file, a
+registry model name or a `keras.Model`) gives its task (the run's, or the registry
+spec's), the task module's `signatures(source, top_k=..., classes=...)` gives the
+endpoints and what zoo.json says of them (the contract is in `zoo.tasks`), and this
+module writes them with `keras.export.ExportArchive`, gives a signature that says so
+TF Serving's classify or regress method name, and publishes the version. An image
+classifier's signatures are listed in `zoo.tasks.image_classifier_export`; a model of no
+task exports `serving_default` with its own input (named `inputs`) → `outputs`.
+`assets.extra/zoo.json` records the model name, task, classes, input size, signatures,
+zoo version and source run (TF Serving ignores `assets.extra/` apart from warm-up files).
 """
 
 from __future__ import annotations
@@ -46,24 +31,16 @@ import os
 import re
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from zoo import io
 from zoo.errors import UnknownModelError, ZooError
 from zoo.io import fsync_dir, read_json
-from zoo.serving import (
-    CLASSIFY_FEATURE,
-    CLASSIFY_METHOD,
-    SIGNATURE_CLASSIFY,
-    METADATA_FILE,
-    SIGNATURE_BYTES,
-    SIGNATURE_DEFAULT,
-    SIGNATURE_EXPLAIN,
-    SIGNATURE_TOP_K,
-    SIGNATURE_UINT8,
-)
+from zoo.serving import METADATA_FILE
 
 TEMP_PREFIX = ".export-"
+NO_TASK = "other"  # zoo.json's task for a model that belongs to no task
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -71,10 +48,10 @@ def export(model_or_run_dir, base_path, name, version=None, top_k=5, classes=Non
     """Write a model as TF Serving's `base_path/name/VERSION/` SavedModel.
 
     Args:
-        model_or_run_dir: a `keras.Model` (uint8 RGB in, probabilities out for a
-            classifier), the path of a run directory written by `zoo finetune` /
-            `zoo.runs.save_run`, or a registry model name (`"lenet5"`, built with its
-            default weights).
+        model_or_run_dir: the path of a run directory written by `zoo train` /
+            `zoo.runs.save_run`, the path of a `.keras` model file, a registry model
+            name (`"lenet5"`, built with its default weights), or a `keras.Model`
+            (uint8 RGB in, probabilities out for a classifier).
         base_path: str or Path. The model base directory (`models/`).
         name: str. The served model's name, the directory under `base_path`.
         version: int or None. The version to write; must not exist yet. Defaults to
@@ -93,7 +70,8 @@ def export(model_or_run_dir, base_path, name, version=None, top_k=5, classes=Non
     if not isinstance(top_k, int) or top_k < 1:
         raise ValueError(f"`top_k` must be a positive int. Received: top_k={top_k!r}")
 
-    source = _resolve_source(model_or_run_dir, classes)
+    source = resolve_source(model_or_run_dir)
+    endpoints, described = signatures_of(source, top_k=top_k, classes=classes)
     model_dir = Path(base_path) / name
     if version is not None and (model_dir / str(version)).exists():
         raise ZooError(
@@ -106,19 +84,21 @@ def export(model_or_run_dir, base_path, name, version=None, top_k=5, classes=Non
     tmp = Path(tempfile.mkdtemp(dir=model_dir, prefix=f"{TEMP_PREFIX}{os.getpid()}-"))
     io.make_dir_public_as_umask(tmp)
     try:
-        signatures = _write_saved_model(source, tmp, top_k)
+        signatures = _write_saved_model(endpoints, tmp)
         metadata = {
             "name": name,
-            "model": source["model_name"],
-            "task": source["task"],
-            "classes": source["classes"],
-            "input_size": source["input_size"],
+            "model": source.model_name,
+            "task": source.task,
+            "classes": described.get("classes"),
+            "input_size": described.get("input_size"),
             "signatures": signatures,
-            "top_k": min(top_k, len(source["classes"])) if source["classes"] else None,
+            "top_k": described.get("top_k"),
             "zoo_version": _zoo_version(),
-            "source_run": source["run"],
+            "source_run": source.run,
             "exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         }
+        # Whatever else the task says of its export, beside (never over) the above.
+        metadata.update({key: value for key, value in described.items() if key not in metadata})
         # A plain write, not zoo.io's: the whole version directory is published by one
         # rename below, so the file needs no atomic write of its own.
         (tmp / METADATA_FILE).parent.mkdir(parents=True, exist_ok=True)
@@ -162,7 +142,9 @@ def docker_command(model_dir, rest_port=8501, grpc_port=8500):
 
 
 def curl_example(name, host="localhost", port=8501, image="image.jpg"):
-    """A curl request sending one image file to the `top_k` signature as b64."""
+    """A curl request sending one image file to an image classifier's `top_k` signature as b64."""
+    from zoo.tasks.image_classifier_export import SIGNATURE_TOP_K
+
     return (
         f"curl -s -X POST http://{host}:{port}/v1/models/{name}:predict "
         f"-d '{{\"signature_name\": \"{SIGNATURE_TOP_K}\", "
@@ -171,6 +153,81 @@ def curl_example(name, host="localhost", port=8501, image="image.jpg"):
 
 
 # ------------------------------------------------------------------------------ source
+@dataclass(frozen=True)
+class Source:
+    """What `export` was given, resolved.
+
+    Attributes:
+        task: str. The task whose `signatures` export it (`zoo.registry.TASKS`), or
+            `"other"` for a model that belongs to no task.
+        source: the task's `Run` (`zoo.load_run`), or a `keras.Model`.
+        model_name: str. zoo.json's `model`.
+        run: str or None. The run directory's absolute path (zoo.json's `source_run`).
+    """
+
+    task: str
+    source: object
+    model_name: str
+    run: str | None = None
+
+
+def resolve_source(source):
+    """A run directory, `.keras` file, registry model name or `keras.Model` → `Source`."""
+    import keras
+
+    from zoo import models, runs, tasks
+
+    if isinstance(source, keras.Model):
+        return _of_model(source)
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if path.is_dir():
+            run = tasks.load_run(path)
+            return Source(task=tasks.entry(run.kind or tasks.DEFAULT_KIND).name, source=run,
+                          model_name=run.config.get("model") or run.model.name, run=str(path.resolve()))
+        if path.suffix == ".keras" and path.is_file():
+            return _of_model(runs.load_model_file(path))
+    if isinstance(source, str):
+        try:
+            spec = models.get_spec(source)
+        except UnknownModelError as error:
+            raise ZooError(
+                "`model_or_run_dir` must be a run directory, a .keras file, a registry model name "
+                f"or a keras.Model. {error}"
+            ) from None
+        model = models.create(source)
+        return Source(task=spec.task, source=model, model_name=model.name)
+    raise TypeError(
+        "`model_or_run_dir` must be a run directory, a .keras file, a registry model name or a "
+        f"keras.Model. Received: model_or_run_dir={source!r}"
+    )
+
+
+def _of_model(model):
+    """A bare model's task: its registry spec's (by the model's name), else an image
+    classifier's when it looks like one ((N, H, W, 3) of a fixed size in, (N, C) out)."""
+    spec = _spec_or_none(model.name)
+    if spec is not None:
+        return Source(task=spec.task, source=model, model_name=model.name)
+    inputs, outputs = getattr(model, "inputs", None) or [], getattr(model, "outputs", None) or []
+    in_shape = tuple(inputs[0].shape) if len(inputs) == 1 else ()
+    out_shape = tuple(outputs[0].shape) if len(outputs) == 1 else ()
+    is_image = len(in_shape) == 4 and in_shape[-1] == 3 and None not in in_shape[1:]
+    task = "image-classification" if is_image and len(out_shape) == 2 else NO_TASK
+    return Source(task=task, source=model, model_name=model.name)
+
+
+def signatures_of(source, top_k=5, classes=None):
+    """`(endpoints, metadata)` of a `Source`: its task module's `signatures`, or for a
+    model of no task `serving_default` on its own input and output."""
+    from zoo import tasks
+    from zoo.tasks.export import model_signatures
+
+    if source.task == NO_TASK:
+        return model_signatures(source.source)
+    return tasks.get(source.task).signatures(source.source, top_k=top_k, classes=classes)
+
+
 def _check_name(name):
     if not isinstance(name, str) or not _NAME_RE.match(name) or name.isdigit():
         raise ValueError(
@@ -178,84 +235,6 @@ def _check_name(name):
             "does not start with '.' or '-' and is not all digits (TF Serving would "
             f"take it for a version). Received: name={name!r}"
         )
-
-
-def _resolve_source(source, classes):
-    """`{model, model_name, task, classes, input_size, run}` for what `export` was given."""
-    import keras
-
-    from zoo import models
-
-    run_path = None
-    config = {}
-    if isinstance(source, keras.Model):
-        model = source
-    elif isinstance(source, (str, os.PathLike)) and Path(source).is_dir():
-        from zoo import tasks
-
-        run = tasks.load_run(source)
-        model, config, run_path = run.model, run.config, str(Path(source).resolve())
-        if classes is None:
-            classes = getattr(run, "classes", None)
-        # A kind whose model is not an image classifier says what its export serves.
-        task_module = tasks.get(run.kind or tasks.DEFAULT_KIND)
-        if hasattr(task_module, "signatures"):
-            return {"model": model, "model_name": config.get("model") or model.name, "task": task_module.MODEL_TASK,
-                    "classes": None, "input_size": None, "run": run_path,
-                    "signatures": lambda: task_module.signatures(run)}
-    elif isinstance(source, str):
-        try:
-            models.get_spec(source)
-        except UnknownModelError as error:
-            raise ZooError(
-                "`model_or_run_dir` must be a keras.Model, a run directory or a registry "
-                f"model name. {error}"
-            ) from None
-        model = models.create(source)
-    else:
-        raise TypeError(
-            "`model_or_run_dir` must be a keras.Model, a run directory or a registry "
-            f"model name. Received: model_or_run_dir={source!r}"
-        )
-
-    model_name = config.get("model") or model.name
-    spec = _spec_or_none(model_name)
-    task = config.get("task") or (spec.task if spec else None)
-    if len(model.inputs) != 1 or len(model.outputs) != 1:
-        raise ZooError(
-            "export handles models with one input and one output. "
-            f"Received: {len(model.inputs)} inputs and {len(model.outputs)} outputs ({model.name})"
-        )
-    in_shape = tuple(model.inputs[0].shape)
-    out_shape = tuple(model.outputs[0].shape)
-    is_image = len(in_shape) == 4 and in_shape[-1] == 3 and None not in in_shape[1:]
-    if task is None:
-        task = "image-classification" if is_image and len(out_shape) == 2 else "other"
-    if task == "image-classification":
-        if not is_image or len(out_shape) != 2:
-            raise ZooError(
-                "An image classifier must take (N, H, W, 3) images of a fixed size and "
-                f"return (N, classes). Received: input shape {in_shape}, output shape {out_shape}"
-            )
-        num_classes = int(out_shape[-1])
-        if classes is None and spec is not None and spec.labels and spec.num_classes == num_classes:
-            classes = models.labels(spec.name)
-        classes = [str(c) for c in classes] if classes is not None else [str(i) for i in range(num_classes)]
-        if len(classes) != num_classes:
-            raise ZooError(
-                f"`classes` must name each of the model's {num_classes} outputs. "
-                f"Received: {len(classes)} classes"
-            )
-    else:
-        classes = None
-    return {
-        "model": model,
-        "model_name": model_name,
-        "task": task,
-        "classes": classes,
-        "input_size": [int(d) for d in in_shape[1:3]] if is_image else None,
-        "run": run_path,
-    }
 
 
 def _spec_or_none(name):
@@ -273,130 +252,23 @@ def _zoo_version():
     return __version__
 
 
-# -------------------------------------------------------------------------- signatures
-def _write_saved_model(source, path, top_k):
-    """Write the SavedModel into `path`; returns `{signature: {inputs, outputs}}`."""
+# ------------------------------------------------------------------------------ writing
+def _write_saved_model(endpoints, path):
+    """Write the endpoints as a SavedModel into `path`; returns `{signature: description}`."""
     import keras
-    import tensorflow as tf
 
-    model = source["model"]
     archive = keras.export.ExportArchive()
     # No archive.track(model): add_endpoint already tracks the variables the endpoints use,
     # and tracking the model as well stores every variable twice (its Keras wrapper and
     # the tf.Variable inside), doubling the export (185 MB for a 95 MB ResNet50).
-    if source.get("signatures") is not None:
-        described = {}
-        for name, (function, description) in source["signatures"]().items():
-            archive.add_endpoint(name, function)
-            described[name] = description
-        archive.write_out(str(path), verbose=False)
-        return described
-
-    input_dtype = tf.as_dtype(model.inputs[0].dtype)
-
-    if source["task"] != "image-classification":
-        spec = tf.TensorSpec(model.inputs[0].shape, input_dtype, name="inputs")
-
-        @tf.function(input_signature=[spec])
-        def serve(inputs):
-            return {"outputs": _call(model, inputs)}
-
-        archive.add_endpoint(SIGNATURE_DEFAULT, serve)
-        archive.write_out(str(path), verbose=False)
-        return {SIGNATURE_DEFAULT: {"inputs": ["inputs"], "outputs": ["outputs"]}}
-
-    height, width = source["input_size"]
-    from zoo.data.images import decode_resize_bytes
-    from zoo.data.pillow import max_pixels as pixel_limit
-
-    max_pixels = pixel_limit()  # fixed in the graph when exporting ($ZOO_MAX_IMAGE_PIXELS)
-    k = min(top_k, len(source["classes"]))
-    class_names = list(source["classes"])
-
-    def to_model_input(pixels):
-        # Pixels arrive as floats (JSON) or uint8; the model's uint8 input would
-        # truncate and wrap a float like 255.6, so round and clip first.
-        if input_dtype == tf.uint8:
-            return tf.cast(tf.clip_by_value(tf.round(tf.cast(pixels, tf.float32)), 0.0, 255.0), tf.uint8)
-        return tf.cast(pixels, input_dtype)
-
-    def classify(pixels):
-        probabilities = tf.cast(_call(model, to_model_input(pixels)), tf.float32)
-        return {
-            "probabilities": probabilities,
-            "class_ids": tf.argmax(probabilities, axis=-1, output_type=tf.int64),
-        }
-
-    def decode(image_bytes):
-        def one(encoded):
-            # The header's size first: a 62 KiB PNG can claim 23000 x 23000 pixels, and
-            # decoding it would cost gigabytes — in zoo serve and in TF Serving alike.
-            within_limit = tf.debugging.assert_less_equal(
-                claimed_pixels(encoded), tf.constant(max_pixels, tf.int64),
-                message=f"the image claims more pixels than this model's limit of {max_pixels:,}")
-            with tf.control_dependencies([within_limit]):  # checked before, not beside, decoding
-                # zoo's one decode and resize, as in training and in `zoo predict`.
-                return decode_resize_bytes(encoded, (height, width))
-
-        return tf.map_fn(one, image_bytes, fn_output_signature=tf.TensorSpec([height, width, 3], tf.uint8))
-
-    image_shape = [None, height, width, 3]
-
-    @tf.function(input_signature=[tf.TensorSpec(image_shape, tf.float32, name="images")])
-    def serve_float(images):
-        return classify(images)
-
-    @tf.function(input_signature=[tf.TensorSpec(image_shape, tf.uint8, name="images")])
-    def serve_uint8(images):
-        return classify(images)
-
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
-    def serve_bytes(image_bytes):
-        return classify(decode(image_bytes))
-
-    def top_classes(image_bytes):
-        probabilities = classify(decode(image_bytes))["probabilities"]
-        top = tf.math.top_k(probabilities, k=k)
-        return {
-            "classes": tf.gather(tf.constant(class_names, dtype=tf.string), top.indices),
-            "scores": top.values,
-            "class_ids": tf.cast(top.indices, tf.int64),
-        }
-
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
-    def serve_top_k(image_bytes):
-        return top_classes(image_bytes)
-
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="inputs")])
-    def serve_classify(serialized_examples):
-        features = tf.io.parse_example(
-            serialized_examples, {CLASSIFY_FEATURE: tf.io.FixedLenFeature([], tf.string)})
-        top = top_classes(features[CLASSIFY_FEATURE])
-        return {"classes": top["classes"], "scores": top["scores"]}
-
-    archive.add_endpoint(SIGNATURE_DEFAULT, serve_float)
-    archive.add_endpoint(SIGNATURE_UINT8, serve_uint8)
-    archive.add_endpoint(SIGNATURE_BYTES, serve_bytes)
-    archive.add_endpoint(SIGNATURE_TOP_K, serve_top_k)
-    archive.add_endpoint(SIGNATURE_CLASSIFY, serve_classify)
-    outputs = ["probabilities", "class_ids"]
-    described = {
-        SIGNATURE_DEFAULT: {"inputs": ["images"], "outputs": outputs},
-        SIGNATURE_UINT8: {"inputs": ["images"], "outputs": outputs},
-        SIGNATURE_BYTES: {"inputs": ["image_bytes"], "outputs": outputs},
-        SIGNATURE_TOP_K: {"inputs": ["image_bytes"], "outputs": ["classes", "scores", "class_ids"]},
-        SIGNATURE_CLASSIFY: {"inputs": ["inputs"], "outputs": ["classes", "scores"], "method": CLASSIFY_METHOD,
-                             "feature": CLASSIFY_FEATURE},
-    }
-    explain = _explain_endpoint(model, decode, class_names)
-    if explain is not None:
-        function, heatmap_shape, layer_name = explain
-        archive.add_endpoint(SIGNATURE_EXPLAIN, function)
-        described[SIGNATURE_EXPLAIN] = {"inputs": ["image_bytes"],
-                                        "outputs": ["class_ids", "classes", "probabilities", "heatmap"],
-                                        "heatmap_shape": heatmap_shape, "layer": layer_name}
+    described = {}
+    for name, (function, description) in endpoints.items():
+        archive.add_endpoint(name, function)
+        described[name] = description
     archive.write_out(str(path), verbose=False)
-    set_method_names(path, {SIGNATURE_CLASSIFY: CLASSIFY_METHOD})
+    methods = {name: d["method"] for name, d in described.items() if d.get("method")}
+    if methods:
+        set_method_names(path, methods)
     return described
 
 
@@ -415,95 +287,6 @@ def set_method_names(path, methods):
             if name in graph.signature_def:
                 graph.signature_def[name].method_name = method
     file.write_bytes(saved_model.SerializeToString())
-
-
-def _explain_endpoint(model, decode, class_names):
-    """The `explain` signature's function (Grad-CAM of the predicted class), its heat
-    map's shape and layer; None for a model with no convolutional block."""
-    import tensorflow as tf
-    from keras import ops
-
-    from zoo.errors import OptionError
-    from zoo.interpret.attribution import Forward, gradcam_from, layer_gradient_tensors
-    from zoo.interpret.graph import last_conv_layer, output_rank
-
-    try:
-        layer = last_conv_layer(model)
-    except OptionError:
-        return None
-    if output_rank(layer) != 4 or None in tuple(layer.output.shape[1:3]):
-        return None
-    heatmap_shape = [int(d) for d in layer.output.shape[1:3]]
-    forward = Forward(model)
-
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
-    def serve_explain(image_bytes):
-        pixels = tf.cast(decode(image_bytes), tf.float32)
-        probabilities = tf.cast(forward(pixels, logits=False)[0], tf.float32)
-        class_ids = tf.argmax(probabilities, axis=-1, output_type=tf.int64)
-        activations, grads = layer_gradient_tensors(forward, pixels, class_ids, layer)
-        cam = gradcam_from(tf.cast(activations, tf.float32), tf.cast(grads, tf.float32), xp=ops)
-        peak = tf.reduce_max(cam, axis=[1, 2], keepdims=True)
-        return {
-            "class_ids": class_ids,
-            "classes": tf.gather(tf.constant(class_names, dtype=tf.string), class_ids),
-            "probabilities": tf.gather(probabilities, class_ids, batch_dims=1),
-            "heatmap": tf.math.divide_no_nan(cam, peak),
-        }
-
-    return serve_explain, heatmap_shape, layer.name
-
-
-def claimed_pixels(encoded):
-    """Graph function: width x height from an encoded image's header, decoding nothing.
-
-    JPEG through `tf.image.extract_jpeg_shape`; PNG, GIF and BMP from their fixed header
-    fields (IHDR, logical screen, BITMAPINFOHEADER). Anything else claims 0 and is left
-    to `decode_image`, which refuses unknown formats.
-    """
-    import tensorflow as tf
-
-    def field(offset, length, little_endian):
-        raw = tf.io.decode_raw(tf.strings.substr(encoded, offset, length), tf.uint8)
-        raw = tf.cast(raw, tf.int64)
-        if little_endian:
-            raw = tf.reverse(raw, [0])
-        weights = tf.bitwise.left_shift(tf.constant(1, tf.int64), tf.range(8 * (length - 1), -1, -8, dtype=tf.int64))
-        return tf.reduce_sum(raw * weights)
-
-    def header(prefix):
-        return tf.strings.substr(encoded, 0, len(prefix)) == prefix
-
-    length = tf.strings.length(encoded)
-
-    def jpeg():
-        shape = tf.cast(tf.image.extract_jpeg_shape(encoded), tf.int64)
-        return shape[0] * shape[1]
-
-    def png():
-        return field(16, 4, False) * field(20, 4, False)
-
-    def gif():
-        return field(6, 2, True) * field(8, 2, True)
-
-    def signed(value):  # BMP sizes are signed: a negative height means top-down rows
-        return tf.abs(tf.where(value >= 2 ** 31, value - 2 ** 32, value))
-
-    def bmp():
-        return signed(field(18, 4, True)) * signed(field(22, 4, True))
-
-    return tf.case([
-        (tf.io.is_jpeg(encoded), jpeg),
-        (tf.logical_and(header(b"\x89PNG\r\n\x1a\n"), length >= 24), png),
-        (tf.logical_and(header(b"GIF8"), length >= 10), gif),
-        (tf.logical_and(header(b"BM"), length >= 26), bmp),
-    ], default=lambda: tf.constant(0, tf.int64), exclusive=False)
-
-
-def _call(model, inputs):
-    # A model built as keras.Model([input], ...) expects a list; a bare tensor works but
-    # warns on every trace.
-    return model([inputs] if isinstance(model.input, list) else inputs, training=False)
 
 
 # ------------------------------------------------------------------------ publication

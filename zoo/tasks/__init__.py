@@ -5,8 +5,35 @@ A task's name is the registry's (`zoo.registry.TASKS`: what `zoo list` shows), s
 each task's module, one-line description and options, as data, so that the CLI builds
 `zoo train TASK --help` and checks arguments without importing the task module (which
 imports Keras). A task module declares `KIND` (its name), `DESCRIPTION` and `OPTIONS`
-(this manifest's), `train(data, out=..., **options)` and, when it writes a run
-directory, `load_run(path) -> Run`. Adding a task is one module and one `Task` below.
+(this manifest's), `train(data, out=..., **options)`, `signatures(...)` (below) and,
+when it writes a run directory, `load_run(path) -> Run`. Adding a task is one module
+and one `Task` below.
+
+Every task owns its serving signatures; `zoo export` (`zoo.serving.export`) is the same
+for all of them: source → task → `signatures` → `keras.export.ExportArchive` → an
+atomically published `NAME/VERSION/`. The contract:
+
+    endpoints, metadata = task_module.signatures(source, top_k=5, classes=None)
+
+- `source`: the task's `Run` (`load_run` of a run directory) or a bare `keras.Model`
+  (a registry model, a `.keras` file, a model passed to `zoo.export`). A task with
+  nothing to add to a bare model returns `zoo.tasks.export.model_signatures(model)`:
+  `serving_default`, its input (`inputs`) → `outputs`.
+- `top_k`: int, labels per answer; `classes`: list of str or None, class names
+  overriding the run's. Only a classifier uses them; other tasks take and ignore them.
+- `endpoints`: `{signature_name: (function, description)}`. `function` is a
+  `tf.function` with an `input_signature` whose tensor names are the signature's
+  input names, returning a dict of named outputs. `description` is what zoo.json
+  records for the signature: `inputs` and `outputs` (lists of names) and any keys of
+  the task's own (`heatmap_shape`); a `method` key (`"tensorflow/serving/classify"` or
+  `".../regress"`) also becomes the SignatureDef's method name, for TF Serving's
+  Classify and Regress.
+- `metadata`: dict for zoo.json: `classes`, `input_size` (`[height, width]`) and
+  `top_k` where the task has them (None otherwise), and any keys of its own. The
+  export adds `name`, `model`, `task`, `signatures`, `zoo_version`, `source_run`.
+
+Building the functions traces nothing; a wrong source (a classifier's classes that do
+not match its outputs) raises here, before any directory is made.
 
     run = zoo.train("image-classification", "photos/", model="resnet50", epochs=3, out="runs/birds")
     run = zoo.load_run("runs/birds")      # the right Run class for the run's task

@@ -330,3 +330,12 @@ def finetune(data_dir, model, out="runs/finetune", **options):
     from zoo.tasks import train as train_kind
 
     return train_kind(KIND, data_dir, model=model, out=out, **options)
+
+
+def signatures(source, top_k=5, classes=None):
+    """The export's signatures (`zoo.tasks`' contract): `serving_default` (float
+    pixels), `serving_uint8`, `serving_bytes`, `top_k`, `classify` and `explain`, made
+    in `zoo.tasks.image_classifier_export`, where they are described."""
+    from zoo.tasks import image_classifier_export
+
+    return image_classifier_export.signatures(source, top_k=top_k, classes=classes)

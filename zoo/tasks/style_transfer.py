@@ -326,3 +326,12 @@ def train(content=None, style=None, out=None, weights="default", steps=STEPS, si
         weights = None
     return _style(content, style, out=out, weights=weights, steps=steps, size=size, style_weight=style_weight,
                   content_weight=content_weight, tv_weight=tv_weight, save_every=save_every, **options)
+
+
+def signatures(source, top_k=5, classes=None):
+    """The export's signatures (`zoo.tasks`' contract). Style transfer writes no run (its
+    result is an image), so there is only a bare model to export: `serving_default` on
+    its own input and output. `top_k` and `classes` (a classifier's) play no part."""
+    from zoo.tasks.export import model_signatures
+
+    return model_signatures(source)
