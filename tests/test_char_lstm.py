@@ -54,7 +54,7 @@ def test_a_short_run_reaches_2_5_held_out_bits_per_char(run):
         assert (run.path / name).is_file(), name
     samples = (run.path / "samples.txt").read_text(encoding="utf-8")
     assert [f"=== epoch {e}" in samples for e in (1, 2, 3)] == [True] * 3
-    assert json.loads((run.path / "run.json").read_text())["kind"] == "char-lstm"
+    assert json.loads((run.path / "run.json").read_text())["kind"] == "text-generation"
 
 
 def test_lower_temperature_gives_lower_entropy_samples(run):

@@ -75,6 +75,109 @@ def test_no_command_prints_usage():
     assert result.returncode == 2 and "usage: zoo" in result.stdout
 
 
+# Runs zoo's commands in one fresh interpreter and says, after each, whether Keras or
+# TensorFlow has been imported: what `zoo --help`, `zoo list` and the like must never do.
+NO_BACKEND_SCRIPT = """
+import argparse, contextlib, io, json, sys
+import zoo.cli
+from zoo import tasks
+from zoo.registry import OLD_TASK_NAMES
+
+def subcommands(parser):
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return list(action.choices)
+    return []
+
+commands = [["--help"], ["list"], ["list", "--json"], ["list", "--task", "gan"], ["info", "vgg19"],
+            ["train", "--help"]]
+commands += [["train", name, "--help"] for name in [*tasks.MANIFEST, *OLD_TASK_NAMES]]
+commands += [[name, "--help"] for name in subcommands(zoo.cli.build_parser())]
+# Arguments checked (and refused) without Keras: a missing option, a value of the wrong type.
+commands += [["train", "gan"], ["train", "image-classification", "d/", "--model", "m", "--epochs", "two"]]
+report = []
+for argv in commands:
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        try:
+            code = zoo.cli.main(argv)
+        except SystemExit as exit:
+            code = exit.code
+    report.append([argv, code, "keras" in sys.modules, "tensorflow" in sys.modules])
+print(json.dumps(report))
+"""
+
+
+def test_help_list_info_and_every_help_import_neither_keras_nor_tensorflow():
+    out = subprocess.run([sys.executable, "-c", NO_BACKEND_SCRIPT], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    report = json.loads(out.stdout.splitlines()[-1])
+    ran = {" ".join(argv) for argv, *_ in report}
+    assert {"--help", "list", "info vgg19", "train --help", "train gan --help", "train classifier --help",
+            "train style-transfer --help", "style --help", "export --help", "serve --help"} <= ran
+    refused = {"train gan", "train image-classification d/ --model m --epochs two"}
+    assert all(code == (2 if " ".join(argv) in refused else 0) for argv, code, _, _ in report), report
+    backend = [" ".join(argv) for argv, _, keras_in, tf_in in report if keras_in or tf_in]
+    assert not backend, f"these imported keras or tensorflow (the first one did it): {backend}"
+
+
+def test_every_listed_task_is_a_task_zoo_train_takes(capsys):
+    from zoo.cli import main
+    from zoo.registry import TASKS
+
+    assert main(["list", "--json"]) == 0
+    listed = {m["task"] for m in json.loads(capsys.readouterr().out)}
+    assert listed == {zoo.info(name)["task"] for name in zoo.list_models()} == set(TASKS)
+    for task in sorted(listed):
+        with pytest.raises(SystemExit) as done:
+            main(["train", task, "--help"])
+        assert done.value.code == 0
+        help_text = capsys.readouterr().out
+        assert help_text.startswith(f"usage: zoo train {task} "), help_text[:200]
+        # `zoo list --task` takes the same names.
+        assert main(["list", "--task", task]) == 0 and "Traceback" not in capsys.readouterr().err
+
+
+def test_old_task_names_still_work_and_map_to_todays():
+    from zoo import tasks
+    from zoo.errors import ZooError
+
+    assert {old: tasks.canonical(old) for old in ("classifier", "char-lstm", "dcgan")} == {
+        "classifier": "image-classification", "char-lstm": "text-generation", "dcgan": "gan"}
+    assert tasks.canonical("gan") == "gan" and tasks.renamed_note("gan") is None
+    assert tasks.renamed_note("dcgan") == 'zoo: the task "dcgan" is now called "gan"; the old name still works'
+    assert zoo.list_models(task="classifier") == zoo.list_models(task="image-classification")
+    assert zoo.list_models(task="dcgan") == ["dcgan"]
+    with pytest.raises(ZooError, match=r"`task` must be one of .*Did you mean gan"):
+        tasks.canonical("gann")
+
+
+def test_the_manifest_holds_what_each_task_module_declares():
+    """The CLI reads options from `zoo.tasks.MANIFEST`; each task module declares the same."""
+    from zoo import tasks
+    from zoo.registry import TASKS
+
+    def described(option):
+        kind = getattr(option.type, "__name__", option.type)  # a converter function, by name
+        return (option.name, kind, option.default, option.help, option.positional, option.required, option.metavar)
+
+    assert list(tasks.MANIFEST) == list(TASKS)
+    for name, task in tasks.MANIFEST.items():
+        module = task.load()
+        assert module.KIND == name and module.DESCRIPTION == task.description
+        assert [described(o) for o in module.OPTIONS] == [described(o) for o in task.options], name
+        assert callable(module.train) and hasattr(module, "load_run") == task.writes_run
+
+
+def test_a_run_that_recorded_an_old_task_name_loads_silently(tmp_path, capsys):
+    from zoo import runs
+
+    model = zoo.create("lenet5", weights=None, num_classes=3)
+    runs.save_run(tmp_path / "old", model, ["a", "b", "c"], config={"model": "lenet5"}, kind="classifier")
+    run = zoo.load_run(tmp_path / "old")
+    assert type(run).__name__ == "ClassifierRun" and run.kind == "image-classification"
+    assert capsys.readouterr().err == ""
+
+
 # ------------------------------------------------------------------------ list / info
 @pytest.mark.slow
 def test_list_and_info(zoo_home):

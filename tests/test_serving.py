@@ -656,9 +656,8 @@ def test_cli_export_prints_path_docker_and_curl(tmp_path, run_dir, capsys):
 def test_an_export_holds_each_variable_once(tmp_path):
     import keras
 
-    from zoo.preprocessing import register_layers
+    from zoo.preprocessing import Preprocess
 
-    Preprocess = register_layers()
     inputs = keras.Input((28, 28, 3), dtype="uint8")
     x = keras.layers.Flatten()(Preprocess("unit")(inputs))
     x = keras.layers.Dense(1024, activation="relu")(x)

@@ -141,6 +141,26 @@ def test_cli_writes_the_image_and_the_intermediate_images(store, images, tmp_pat
     assert "Traceback" not in done.stderr
 
 
+def test_zoo_train_style_transfer_is_zoo_style(store, images, tmp_path):
+    """One implementation, two doors: `zoo train style-transfer` takes `zoo style`'s
+    arguments, paints the same picture and says the same."""
+    content, style = images
+    out = tmp_path / "task.png"
+    done = run_zoo("train", "style-transfer", str(content), str(style), "--out", str(out), "--steps", "4",
+                   "--size", "48", "--save-every", "2", "--style-weight", "1", "--tv-weight", "0.1",
+                   "--content-weight", "1e4", env=store)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"image: {out} (400x512)" in done.stdout and f"step image: {tmp_path / 'task-step0002.png'}" in done.stdout
+    assert "losses at the last step: style " in done.stdout and "Traceback" not in done.stderr
+    same = zoo.style(content, style, steps=4, size=48, style_weight=1.0, tv_weight=0.1, content_weight=1e4,
+                     verbose=0)
+    with Image.open(out) as written:
+        np.testing.assert_allclose(np.asarray(written, "float32"), same.image.astype("float32"), atol=1)
+    again = zoo.train("style-transfer", content, style=style, steps=4, size=48, style_weight=1.0, tv_weight=0.1,
+                      content_weight=1e4, verbose=0)
+    np.testing.assert_array_equal(again.image, same.image)
+
+
 def test_without_vgg19_weights_the_store_says_how_to_import_them(images, tmp_path, closed_port_url):
     # No network (a port that refuses connections) and an empty store.
     manifest = tmp_path / "manifest.json"

@@ -195,13 +195,15 @@ def test_train_classifier_and_finetune_produce_the_same_run(tmp_path, digits):
     x_train, _, y_train, _ = digits
     data = write_folder(tmp_path / "data", x_train, y_train, classes=(2, 5), per_class=30)
     args = [data, "--model", "lenet5", "--epochs", 1, "--freeze-epochs", 1, "--lr", "1e-2", "--batch-size", 16]
-    a = zoo_cli("train", "classifier", *args, "--out", tmp_path / "a")
+    a = zoo_cli("train", "classifier", *args, "--out", tmp_path / "a")  # the task's old name, still taken
     b = zoo_cli("finetune", *args, "--out", tmp_path / "b")
     assert a.returncode == 0 and b.returncode == 0, (a.stderr[-2000:], b.stderr[-2000:])
+    note = 'zoo: the task "classifier" is now called "image-classification"; the old name still works'
+    assert a.stderr.splitlines().count(note) == 1 and "now called" not in b.stderr
     help_text = zoo_cli("train", "--help").stdout
-    assert "classifier" in help_text
+    assert "image-classification" in help_text
     run_a, run_b = (json.loads((tmp_path / n / "run.json").read_text()) for n in "ab")
-    assert run_a == run_b and run_a["kind"] == "classifier"
+    assert run_a == run_b and run_a["kind"] == "image-classification"
     for name in ("classes.json",):
         assert (tmp_path / "a" / name).read_text() == (tmp_path / "b" / name).read_text()
     ma, mb = (json.loads((tmp_path / n / "metrics.json").read_text()) for n in "ab")
