@@ -1,4 +1,4 @@
-"""DCGAN on real digits: `zoo train dcgan` vs the TensorFlow DCGAN tutorial's recipe, at
+"""DCGAN on real digits: `zoo train gan` vs the TensorFlow DCGAN tutorial's recipe, at
 equal epochs, in one run.
 
 Data: scikit-learn's 1,797 real handwritten digits (8x8 scans upsampled to 28x28,
@@ -6,7 +6,7 @@ Data: scikit-learn's 1,797 real handwritten digits (8x8 scans upsampled to 28x28
 train both sides; the 360 held-out ones (never seen by either GAN, nor by LeNet-5's
 shipped weights) are the reference set.
 
-- zoo: `zoo.train("dcgan", "digits", epochs=E)` — the task's defaults (width 64, batch
+- zoo: `zoo.train("gan", "digits", epochs=E)` — the task's defaults (width 64, batch
   64, Adam 2e-4 / beta_1 0.5 for each network, one-sided label smoothing 0.1, 4x4
   kernels, BatchNorm + ReLU in the generator, no BatchNorm in the discriminator).
 - peer: the TensorFlow tutorial (tensorflow.org/tutorials/generative/dcgan) as written —
@@ -124,7 +124,7 @@ def main(argv=None):
     loads = [load()]
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        run = zoo.train("dcgan", "digits", epochs=args.epochs, out=os.path.join(tmp, "run"), verbose=0,
+        run = zoo.train("gan", "digits", epochs=args.epochs, out=os.path.join(tmp, "run"), verbose=0,
                         no_tensorboard=True)
         zoo_images = run.sample(args.samples, seed=1)
         zoo_grid = run.sample(64, seed=2)
@@ -164,7 +164,7 @@ def main(argv=None):
     print("| side | LeNet-5 confident (>= 0.9) | digits >= 3 % | rarest digit | Fréchet distance | seconds | "
           "share of each digit 0-9 (%) |")
     print("|---|---|---|---|---|---|---|")
-    print(row("zoo `train dcgan`", report["zoo"], report["zoo"]["seconds"]))
+    print(row("zoo `train gan`", report["zoo"], report["zoo"]["seconds"]))
     print(row("TF tutorial DCGAN", report["peer"], report["peer"]["seconds"]))
     print(row("held-out real digits", report["held_out_digits"], "—"))
     return report

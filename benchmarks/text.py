@@ -2,7 +2,7 @@
 against training time, zoo's `char-lstm` beside keras-io's character-LSTM recipe, with
 the same time budget in the same script.
 
-zoo: `zoo.train("char-lstm", TEXT, minutes=M)` as a user runs it (embedding 64, LSTM
+zoo: `zoo.train("text-generation", TEXT, minutes=M)` as a user runs it (embedding 64, LSTM
 384, dropout 0.2, next-character loss at every position of 100-character windows, batches of 32, Adam 5e-3
 annealed linearly to zero by the budget, gradient clipping), scored on the held-out
 10 % after every epoch.
@@ -47,7 +47,7 @@ def run_zoo(text, minutes, units, workdir):
     import zoo
 
     started = time.time()
-    run = zoo.train("char-lstm", text, out=Path(workdir) / "zoo", minutes=minutes, units=units, verbose=2,
+    run = zoo.train("text-generation", text, out=Path(workdir) / "zoo", minutes=minutes, units=units, verbose=2,
                     no_tensorboard=True)
     points, clock = [], 0.0
     for record in run.metrics["history"]:
