@@ -11,6 +11,8 @@ inside functions included (they run later, but they are still dependencies). It 
   `serving/` neither data nor interpret (a task's signatures hold what images and
   models need); `cli.py` and `serving/cli.py` only public names; no private name (`_x`)
   crosses a room, neither imported nor reached as `module._x`;
+* every task module (zoo/tasks/*.py with a `train`) defines `signatures`, so that
+  `zoo export` calls it without asking whether it is there;
 * one fit path: `.compile(`, `.fit(`, `.train_on_batch(`, `.compile_from_config(` are
   called only in `zoo/training/`;
 * Keras classes at module level: no class with a Keras base (a layer, model, metric,
@@ -391,6 +393,18 @@ def serving_violations(pkg):
     return found
 
 
+def _top_level_functions(m):
+    return {node.name for node in m.tree.body if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))}
+
+
+def task_signature_violations(pkg):
+    """Task modules (those in zoo/tasks/ with a top-level `train`) lacking a top-level
+    `signatures`: `zoo export` calls every task's, it never asks whether there is one."""
+    return [f"{m.file}  (defines train but not signatures)" for m in pkg.modules.values()
+            if m.name.startswith("zoo.tasks.") and "train" in _top_level_functions(m)
+            and "signatures" not in _top_level_functions(m)]
+
+
 def _owner_room(pkg, owner, name):
     full = f"{owner}.{name}"
     return room_of(full if full in pkg.known else owner)
@@ -575,6 +589,13 @@ def test_serving_imports_neither_data_nor_interpret():
             "images and models is in the task's signatures); these do", serving_violations(pkg))
 
 
+def test_every_task_module_defines_signatures():
+    pkg = scan(ZOO)
+    _require(pkg, "zoo.tasks")
+    _report("every task module defines signatures(source, top_k=..., classes=...) (see zoo.tasks); "
+            "these do not", task_signature_violations(pkg))
+
+
 def test_cli_uses_public_api_only():
     pkg = scan(ZOO)
     _require(pkg, "zoo.cli", "zoo.serving.cli")
@@ -636,6 +657,10 @@ FAKE = {
                           "    import zoo.data\n"),
     "data/images.py": "",
     "interpret/graph.py": "",
+    # A task module defines signatures beside train.
+    "tasks/good.py": "def train():\n    pass\ndef signatures(source):\n    pass\n",
+    "tasks/bad.py": "def train():\n    def signatures():\n        pass\n",
+    "tasks/helper.py": "def signatures_of():\n    pass\n",
     # Keras classes: at module level fine; inside a function (or a method) not, whatever the
     # spelling of the base; a plain class inside a function is fine.
     "layers.py": ("import keras\nfrom keras import layers as kl\nfrom keras.callbacks import Callback\n"
@@ -679,6 +704,7 @@ def test_checker_on_a_made_up_package(tmp_path):
         "zoo/serving/export.py:2 from zoo.data.images import decode",
         "zoo/serving/export.py:4 from zoo import interpret", "zoo/serving/export.py:5 import zoo.interpret.graph as g",
         "zoo/serving/export.py:6 import zoo.data"]
+    assert [v.split("  ")[0] for v in task_signature_violations(pkg)] == ["zoo/tasks/bad.py"]
     assert [v.split(" ", 1)[0] for v in nested_keras_class_violations(pkg)] == [
         "zoo/layers.py:8", "zoo/layers.py:10", "zoo/layers.py:12", "zoo/layers.py:14", "zoo/layers.py:16",
         "zoo/layers.py:23"]

@@ -626,6 +626,26 @@ def test_export_of_a_non_classifier(tmp_path):
     assert meta["task"] == "other" and meta["classes"] is None
 
 
+def test_export_of_a_keras_file_and_of_a_registry_model_of_another_task(tmp_path, run_dir, model, batch):
+    """A `.keras` file exports as its model would (its task from the registry by the
+    model's name); a registry name exports with its spec's task."""
+    from zoo.runs import MODEL_FILE
+
+    path = zoo.export(Path(run_dir) / MODEL_FILE, tmp_path, "from-file")
+    meta = export_module.read_metadata(path)
+    assert meta["task"] == "image-classification" and meta["model"] == "lenet5" and meta["source_run"] is None
+    assert meta["classes"] == ["0", "1", "2"]  # a file holds no class names
+    assert set(meta["signatures"]) == {"serving_default", "serving_uint8", "serving_bytes", "top_k", "explain",
+                                      "classify"}
+    served = tf.saved_model.load(str(path)).signatures["serving_uint8"](images=tf.constant(batch, tf.uint8))
+    assert np.max(np.abs(served["probabilities"].numpy() - keras_probabilities(model, batch))) < 1e-4
+
+    path = zoo.export("conv_autoencoder", tmp_path, "autoencoder")
+    meta = export_module.read_metadata(path)
+    assert meta["task"] == "autoencoder" and list(meta["signatures"]) == ["serving_default"]
+    assert list(tf.saved_model.load(str(path)).signatures) == ["serving_default"]
+
+
 # -------------------------------------------------------------------------------- CLI
 def test_cli_does_not_import_tensorflow():
     code = (
