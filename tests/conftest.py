@@ -18,6 +18,24 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+# ------------------------------------------------------------------------ tiers
+# keras-hub's habit: the default run is the fast tier (the README's test command, a
+# few minutes on 2 cores); tests marked `large` (whole trainings in subprocesses, kills
+# and resumes, clusters, servers under load) run with --run_large, as CI does.
+def pytest_addoption(parser):
+    parser.addoption("--run_large", action="store_true", default=False,
+                     help="also run the large tier (tests marked `large`); CI runs it")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--run_large"):
+        return
+    skip = pytest.mark.skip(reason="large tier: run with --run_large")
+    for item in items:
+        if item.get_closest_marker("large"):
+            item.add_marker(skip)
+
+
 # ------------------------------------------------------------------------ file server
 @dataclass
 class ServedFile:
@@ -225,7 +243,7 @@ def weights_manifest(tmp_path, monkeypatch, zoo_home):
 def digits():
     """scikit-learn's digits at 28x28, split as every recipe splits them:
     `(x_train, x_test, y_train, y_test)`."""
-    from zoo.recipes.digits import load_digits_28, train_test_split_digits
+    from zoo.data.digits import load_digits_28, train_test_split_digits
 
     x, y = load_digits_28()
     return train_test_split_digits(x, y)

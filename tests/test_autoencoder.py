@@ -75,7 +75,7 @@ def test_a_plain_autoencoder_refuses_to_sample(denoiser):
 
 
 def test_the_encoder_is_a_feature_extractor_for_transfer(denoiser):
-    from zoo.recipes.digits import load_digits_28, train_test_split_digits
+    from zoo.data.digits import load_digits_28, train_test_split_digits
     from zoo.transfer import fine_tune, replace_head
 
     x, x_val, y, y_val = train_test_split_digits(*load_digits_28())

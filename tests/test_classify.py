@@ -250,6 +250,6 @@ def test_zoo_classify_stays_the_function_after_runs_predict(tmp_path):
     """`zoo.classify` must not be shadowed by a submodule of the same name once other
     parts of zoo (e.g. Run.predict) have imported the implementation."""
     import zoo.runs  # noqa: F401
-    import zoo.inference  # noqa: F401
+    import zoo.tasks.classify  # noqa: F401
 
     assert callable(zoo.classify) and zoo.classify.__name__ == "classify"

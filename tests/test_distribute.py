@@ -18,7 +18,7 @@ TRAIN_BOTH_WAYS = textwrap.dedent("""
     import json, sys
     import numpy as np
     import keras
-    from zoo.distribute import replicas, strategy
+    from zoo.training.distribute import replicas, strategy
     from zoo.training import Defaults, Settings, Tracking, fit, strategy_scope
 
     def train(chosen, dataset=False):
@@ -89,7 +89,7 @@ def test_zoo_finetune_distributed_over_two_devices_writes_a_complete_run(tmp_pat
         import json
         import numpy as np
         import zoo
-        from zoo.recipes.digits import load_digits_28
+        from zoo.data.digits import load_digits_28
         from helpers.digit_folders import write_folder
 
         x, y = load_digits_28()
@@ -106,7 +106,7 @@ def test_zoo_finetune_distributed_over_two_devices_writes_a_complete_run(tmp_pat
 
 
 def test_a_bad_distribution_is_one_clear_error(monkeypatch):
-    from zoo.distribute import strategy
+    from zoo.training.distribute import strategy
     from zoo.errors import OptionError
 
     with pytest.raises(OptionError, match="one of none, mirrored, multiworker"):
@@ -124,7 +124,7 @@ def test_a_bad_distribution_is_one_clear_error(monkeypatch):
 
 
 def test_each_worker_writes_its_own_run_and_the_chief_the_one_named():
-    from zoo.distribute import is_chief, worker_run_dir
+    from zoo.training.distribute import is_chief, worker_run_dir
 
     def tf_config(task_type, index, chief=False):
         cluster = {"worker": ["a:1", "b:1"], **({"chief": ["c:1"]} if chief else {})}

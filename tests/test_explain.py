@@ -157,7 +157,7 @@ def _dense_logits(dense):
 
 def test_gradcam_matches_the_paper_on_a_registry_model():
     model = zoo.create("lenet5")  # shipped weights; flat graph
-    from zoo.recipes.digits import load_digits_28
+    from zoo.data.digits import load_digits_28
 
     images = load_digits_28()[0][:6]
     class_ids = np.asarray(model.predict_on_batch(images)).argmax(-1)

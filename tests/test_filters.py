@@ -26,7 +26,7 @@ from zoo.interpret import filters  # noqa: E402
 TINY = r'''
 def tiny_layers(keras, input_layer=True):
     from keras import layers
-    from zoo.preprocessing import Preprocess
+    from zoo.architectures.preprocessing import Preprocess
 
     stack = [keras.Input((24, 24, 3), dtype="uint8", name="image")] if input_layer else []
     return stack + [
@@ -127,7 +127,7 @@ def test_pictures_of_a_deeper_model_are_shapes_not_noise():
     Random filters share tastes (colour, contrast), so the diagonal leads by less."""
     from keras import layers
 
-    from zoo.preprocessing import Preprocess
+    from zoo.architectures.preprocessing import Preprocess
 
     keras.utils.set_random_seed(5)
     inputs = keras.Input((48, 48, 3), dtype="uint8")

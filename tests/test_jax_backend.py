@@ -16,7 +16,7 @@ import json, sys
 sys.modules["tensorflow"] = None  # as on a machine without TensorFlow: importing it fails
 import numpy as np
 import keras, zoo
-from zoo.recipes.digits import load_digits_28, train_test_split_digits
+from zoo.data.digits import load_digits_28, train_test_split_digits
 from zoo.transfer import cached_features, replace_head, fine_tune
 from zoo.training import Defaults, Tracking, fit, lr_find
 x, y = load_digits_28()
@@ -33,9 +33,9 @@ fit(scratch, (x_train[:200], y_train[:200]), (x_test[:60], y_test[:60]), epochs=
 resumed = fit(scratch, (x_train[:200], y_train[:200]), (x_test[:60], y_test[:60]), epochs=3,
               defaults=Defaults.classifier(), tracking=Tracking(run_dir=run, resume=True), verbose=0)
 # The fast defaults on JAX (told it is on a GPU): bfloat16, 8 steps per XLA-compiled call.
-import zoo.distribute
+import zoo.training.distribute
 from zoo.training import precision
-zoo.distribute.accelerator = lambda: ("gpu", (9, 0))
+zoo.training.distribute.accelerator = lambda: ("gpu", (9, 0))
 with precision("auto"):
     fast = zoo.create("lenet5", weights=None)
 fit(fast, (x_train[:256], y_train[:256]), epochs=1, defaults=Defaults.classifier(), tracking=Tracking(checkpoint=None),

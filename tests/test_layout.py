@@ -344,7 +344,7 @@ def registry_violations(pkg):
             for imp in m.imports if any(t != "zoo.errors" for t in imp.targets)]
 
 
-ARCHITECTURES_MAY_IMPORT = ("zoo.registry", "zoo.preprocessing", "zoo.errors", "zoo.architectures")
+ARCHITECTURES_MAY_IMPORT = ("zoo.registry", "zoo.architectures.preprocessing", "zoo.errors", "zoo.architectures")
 ARCHITECTURES_EXTERNALS = {"keras", "numpy", "__future__", *sys.stdlib_module_names}
 
 
@@ -361,6 +361,12 @@ def architecture_violations(pkg):
     return found
 
 
+# The two modules of training/ and transfer/ whose whole subject is a TensorFlow object:
+# tf.distribute strategies and TF Hub SavedModels. Each imports TensorFlow inside the
+# functions that need it, on the TensorFlow backend only; nothing else in the rooms may.
+TENSORFLOW_MODULES = {"zoo.training.distribute", "zoo.transfer.hub"}
+
+
 def training_violations(pkg):
     found = []
     for m in pkg.modules.values():
@@ -371,7 +377,7 @@ def training_violations(pkg):
         else:
             continue
         for imp in m.imports:
-            bad = [e for e in imp.externals if e in TENSORFLOW]
+            bad = [e for e in imp.externals if e in TENSORFLOW and m.name not in TENSORFLOW_MODULES]
             bad += [t for t in imp.targets if any(_under(t, b) for b in banned)]
             if bad:
                 found.append(f"{imp}  (imports {', '.join(bad)})")
@@ -482,6 +488,60 @@ def private_attribute_violations(pkg):
     return found
 
 
+# ------------------------------------------------------------------- the rooms themselves
+# zoo/ at the top holds the public core only; everything else is in a room named for
+# what it does (DESIGN.md, "Rooms").
+TOP_LEVEL_MODULES = {"zoo", "zoo.__main__", "zoo.cli", "zoo.registry", "zoo.models", "zoo.weights", "zoo.runs",
+                     "zoo.errors", "zoo.io"}
+ROOMS = {"architectures", "data", "training", "transfer", "tasks", "interpret", "serving", "plots"}
+
+
+def top_level_violations(pkg):
+    found = []
+    for name, m in sorted(pkg.modules.items()):
+        parts = name.split(".")
+        if len(parts) <= 2 and name not in TOP_LEVEL_MODULES and parts[-1] not in ROOMS:
+            found.append(f"{m.file}  (a module at zoo's top level)")
+        elif len(parts) > 2 and parts[1] not in ROOMS and name.split(".")[:2] != ["zoo", "cli"]:
+            found.append(f"{m.file}  (in zoo/{parts[1]}/, which is not one of the rooms)")
+    return found
+
+
+def private_module_import_violations(pkg):
+    """A private name imported from another module, even in the same room: a name that
+    two modules share is public, and says so by losing its underscore."""
+    found = []
+    for m in pkg.modules.values():
+        for imp in m.imports:
+            crossing = [(o, n) for o, n in imp.privates if o != m.name and f"{o}.{n}" != m.name]
+            if crossing:
+                found.append(f"{imp}  ({', '.join(f'{o}.{n}' for o, n in crossing)})")
+    return found
+
+
+def room_graph(pkg):
+    """`{room: {rooms it imports}}`, from the module graph (`zoo` itself, the lazy public
+    API, is left out: it names everything and runs nothing at import)."""
+    graph = {}
+    for src, targets in import_graph(pkg).items():
+        room = room_of(src)
+        if room == "__init__":
+            continue
+        for target in targets:
+            other = room_of(target)
+            if other not in ("__init__", room):
+                graph.setdefault(room, set()).add(other)
+        graph.setdefault(room, set())
+    return graph
+
+
+def room_cycles(pkg):
+    """Cycles between rooms: `interpret` importing `tasks` while `tasks` imports
+    `interpret` is one, whichever files the two arrows start from."""
+    graph = room_graph(pkg)
+    return [" <-> ".join(sorted(component)) for component in strongly_connected(graph)]
+
+
 # --------------------------------------------------------------------------- fit path
 def fit_violations(pkg):
     found = []
@@ -569,7 +629,7 @@ def test_registry_imports_only_errors():
 def test_architectures_import_only_registry_preprocessing_errors():
     pkg = scan(ZOO)
     _require(pkg, "zoo.architectures")
-    _report("zoo/architectures/* import only zoo.registry, zoo.preprocessing, zoo.errors, "
+    _report("zoo/architectures/* import only zoo.registry, zoo.architectures.preprocessing, zoo.errors, "
             "each other, keras, numpy and the standard library; these import more",
             architecture_violations(pkg))
 
@@ -599,7 +659,7 @@ def test_every_task_module_defines_signatures():
 def test_cli_uses_public_api_only():
     pkg = scan(ZOO)
     _require(pkg, "zoo.cli", "zoo.serving.cli")
-    _report("zoo/cli.py and zoo/serving/cli.py use public names only; these are private",
+    _report("zoo/cli/__init__.py and zoo/serving/cli.py use public names only; these are private",
             cli_violations(pkg))
 
 
@@ -610,6 +670,23 @@ def test_no_private_import_across_rooms():
 def test_no_private_attribute_across_rooms():
     _report("private attributes (module._x) reached on a module of another room",
             private_attribute_violations(scan(ZOO)))
+
+
+def test_top_level_holds_only_the_public_core():
+    pkg = scan(ZOO)
+    _report(f"zoo/ at the top holds only {sorted(m.split('.')[-1] for m in TOP_LEVEL_MODULES)} and the rooms "
+            f"{sorted(ROOMS)}; these are elsewhere", top_level_violations(pkg))
+
+
+def test_no_private_name_imported_from_another_module():
+    pkg = scan(ZOO)
+    _report("no module imports a private name (_x) from another module; these do",
+            private_module_import_violations(pkg))
+
+
+def test_no_import_cycles_between_rooms():
+    pkg = scan(ZOO)
+    _report("no two rooms import each other (directly or round a loop); these do", room_cycles(pkg))
 
 
 def test_one_fit_path():

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 import zoo
-from zoo.recipes.digits import load_digits_28, train_test_split_digits
+from zoo.data.digits import load_digits_28, train_test_split_digits
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +26,7 @@ def held_out():
 
 @pytest.mark.slow
 def test_recipe_reaches_97_percent_held_out():
-    from zoo.recipes.digits import train_lenet5
+    from zoo.tasks.shipped_weights import train_lenet5
 
     model, accuracy = train_lenet5()
     assert accuracy >= 0.97, accuracy

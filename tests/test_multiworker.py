@@ -28,7 +28,7 @@ FINETUNE = ["--model", "lenet5", "--freeze-epochs", "1", "--batch-size", "16", "
 
 @pytest.fixture(scope="module")
 def digits(tmp_path_factory):
-    from zoo.recipes.digits import load_digits_28
+    from zoo.data.digits import load_digits_28
 
     x, y = load_digits_28()
     # 96 training images: whole global batches of 16, 8 per worker.

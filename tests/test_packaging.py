@@ -49,9 +49,9 @@ def test_wheel_contains_labels_and_shipped_weights(wheel):
         data = [n for n in names if ".data/data/share/zoo/weights/" in n]
         assert {Path(n).name for n in data} >= {
             "manifest.json", "lenet5_digits.weights.h5", "lenet5_digits04.weights.h5"}
-        assert "zoo/labels/imagenet.json" in names
-        assert "zoo/labels/digits.json" in names
-        assert len(json.loads(archive.read("zoo/labels/imagenet.json"))) == 1000
+        assert "zoo/architectures/labels/imagenet.json" in names
+        assert "zoo/architectures/labels/digits.json" in names
+        assert len(json.loads(archive.read("zoo/architectures/labels/imagenet.json"))) == 1000
         # Every file the manifest ships is in the wheel, byte for byte.
         manifest_name = next(n for n in data if n.endswith("manifest.json"))
         manifest = json.loads(archive.read(manifest_name))
@@ -72,7 +72,7 @@ def test_installed_wheel_classifies_a_digit_offline(wheel, tmp_path):
     checkout, with an empty cache: the weights are found under <prefix>/share/zoo."""
     from PIL import Image
 
-    from zoo.recipes.digits import load_digits_28, train_test_split_digits
+    from zoo.data.digits import load_digits_28, train_test_split_digits
 
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)

@@ -183,7 +183,7 @@ def test_preprocess_input_equals_keras_applications(name, app_module):
     expected = getattr(keras.applications, app_module).preprocess_input(image.copy())
     np.testing.assert_allclose(family.preprocess_input(image.copy()), expected, rtol=1e-6, atol=1e-4)
     # And the model's in-graph layer does the same arithmetic on uint8 input.
-    from zoo.preprocessing import Preprocess
+    from zoo.architectures.preprocessing import Preprocess
 
     layer = Preprocess(registry.get_spec(name).preprocessing)
     np.testing.assert_allclose(np.asarray(layer(image.astype("uint8"))), expected, rtol=1e-6, atol=1e-4)
@@ -191,7 +191,7 @@ def test_preprocess_input_equals_keras_applications(name, app_module):
 
 @pytest.mark.parametrize("mode", ["caffe", "tf", "torch", "unit", "digits"])
 def test_preprocess_layer_equals_preprocess_input(mode):
-    from zoo.preprocessing import Preprocess, preprocess_input
+    from zoo.architectures.preprocessing import Preprocess, preprocess_input
 
     rng = np.random.default_rng(2)
     batch = rng.integers(0, 256, (3, 8, 8, 3), dtype="uint8")
@@ -204,7 +204,7 @@ def test_preprocess_layer_equals_preprocess_input(mode):
 
 
 def test_torch_mode_matches_torchvision_constants():
-    from zoo.preprocessing import preprocess_input
+    from zoo.architectures.preprocessing import preprocess_input
 
     import keras
 
@@ -214,7 +214,7 @@ def test_torch_mode_matches_torchvision_constants():
 
 
 def test_preprocess_rejects_unknown_mode():
-    from zoo.preprocessing import Preprocess, preprocess_input
+    from zoo.architectures.preprocessing import Preprocess, preprocess_input
 
     with pytest.raises(ValueError, match="`mode` must be one of .*Received: mode='bgr'"):
         preprocess_input(np.zeros((1, 2, 2, 3)), "bgr")

@@ -29,7 +29,7 @@ from PIL import Image  # noqa: E402
 
 import zoo  # noqa: E402
 from zoo.errors import ZooError  # noqa: E402
-from zoo.recipes.digits import load_digits_28  # noqa: E402
+from zoo.data.digits import load_digits_28  # noqa: E402
 from zoo.runs import save_run  # noqa: E402
 from zoo.serving import client, export as export_module  # noqa: E402
 from zoo.serving.server import ModelServer  # noqa: E402
@@ -676,7 +676,7 @@ def test_cli_export_prints_path_docker_and_curl(tmp_path, run_dir, capsys):
 def test_an_export_holds_each_variable_once(tmp_path):
     import keras
 
-    from zoo.preprocessing import Preprocess
+    from zoo.architectures.preprocessing import Preprocess
 
     inputs = keras.Input((28, 28, 3), dtype="uint8")
     x = keras.layers.Flatten()(Preprocess("unit")(inputs))

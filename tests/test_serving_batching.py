@@ -447,7 +447,7 @@ def test_end_to_end_lenet_served_with_batching_answers_as_without(lenet_base, tm
     batching has the same property)."""
     if not _server_supports_batching():
         pytest.skip("ModelServer has no enable_batching yet")
-    from zoo.recipes.digits import load_digits_28
+    from zoo.data.digits import load_digits_28
     from zoo.serving.server import ModelServer
 
     images = load_digits_28()[0][:32].astype("float32")

@@ -12,7 +12,7 @@ from PIL import Image
 
 import zoo
 from zoo import runs, tasks
-from zoo.recipes.digits import load_digits_28
+from zoo.data.digits import load_digits_28
 from helpers.processes import kill_when
 
 

@@ -304,33 +304,33 @@ def test_lr_find_through_fit_agrees_with_the_old_loop_on_digits(digits):
 
 
 def test_fast_defaults_follow_the_hardware(monkeypatch):
-    import zoo.distribute
+    import zoo.training.distribute
     from zoo.training import resolve_precision
     from zoo.training import resolve_steps_per_execution
 
     for found, policy, spe in [(("cpu", None), "float32", 1), (("gpu", (9, 0)), "mixed_bfloat16", 8),
                                (("gpu", (8, 0)), "mixed_bfloat16", 8), (("gpu", (7, 5)), "mixed_float16", 8),
                                (("gpu", None), "mixed_float16", 8), (("tpu", None), "mixed_bfloat16", 8)]:
-        monkeypatch.setattr(zoo.distribute, "accelerator", lambda found=found: found)
+        monkeypatch.setattr(zoo.training.distribute, "accelerator", lambda found=found: found)
         assert resolve_precision("auto") == policy, found
         assert resolve_steps_per_execution("auto", 100) == spe and resolve_steps_per_execution("auto", 3) == min(spe, 3)
         assert resolve_precision("float32") == "float32" and resolve_steps_per_execution(1, 100) == 1  # off switches
-    monkeypatch.setattr(zoo.distribute, "accelerator", lambda: ("gpu", (7, 0)))
+    monkeypatch.setattr(zoo.training.distribute, "accelerator", lambda: ("gpu", (7, 0)))
     assert resolve_precision("auto", float16=False) == "float32"  # a GAN's two optimizers: no loss scaling
     monkeypatch.undo()
-    assert zoo.distribute.accelerator() == ("cpu", None)  # this machine, asked for real
+    assert zoo.training.distribute.accelerator() == ("cpu", None)  # this machine, asked for real
 
 
 def test_fast_defaults_apply_and_train_as_well_as_float32(tmp_path, digits, monkeypatch):
     """On a GPU (here: told it is one), a run's defaults are mixed bfloat16 and 8 steps
     per compiled call, on uint8 input; it learns as well as the same run in float32."""
-    import zoo.distribute
+    import zoo.training.distribute
     from zoo.training import Defaults, fit, precision
 
     x_train, x_test, y_train, y_test = digits
     accuracies = {}
     for name, found in [("float32", ("cpu", None)), ("auto", ("gpu", (9, 0)))]:
-        monkeypatch.setattr(zoo.distribute, "accelerator", lambda found=found: found)
+        monkeypatch.setattr(zoo.training.distribute, "accelerator", lambda found=found: found)
         keras.utils.set_random_seed(0)
         with precision("auto"):
             model = zoo.create("lenet5", weights=None)

@@ -6,7 +6,7 @@ import pytest
 import keras
 
 import zoo
-from zoo.recipes.digits import load_digits_28, train_test_split_digits
+from zoo.data.digits import load_digits_28, train_test_split_digits
 from zoo.training import lr_find
 from zoo.transfer import cached_features, fine_tune, fit_one_cycle, freeze, replace_head, unfreeze
 from zoo.transfer.fine_tune import layer_change, snapshot
@@ -38,7 +38,7 @@ def tiny_resnet(num_classes=3, size=32):
 def small_bn_net(num_classes=3, size=32, blocks=6):
     """A plain conv/BatchNorm stack: the BatchNorm wiring of a ResNet at a fraction of
     the cost of compiling ResNet50's training step (~45 s on 2 cores)."""
-    from zoo.preprocessing import Preprocess
+    from zoo.architectures.preprocessing import Preprocess
 
     keras.utils.set_random_seed(0)
     inputs = keras.Input((size, size, 3), dtype="uint8")

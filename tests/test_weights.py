@@ -410,7 +410,7 @@ def test_lenet5_loads_shipped_weights_without_network(zoo_home, monkeypatch):
     import keras
 
     import zoo
-    from zoo.recipes.digits import load_digits_28, train_test_split_digits
+    from zoo.data.digits import load_digits_28, train_test_split_digits
 
     def no_network(*args, **kwargs):
         raise AssertionError("zoo.create('lenet5') tried the network")
@@ -431,7 +431,7 @@ def test_lenet5_without_top_cuts_the_shipped_full_weights(zoo_home):
     import keras
 
     import zoo
-    from zoo.recipes.digits import load_digits_28
+    from zoo.data.digits import load_digits_28
 
     images = load_digits_28()[0][:8]
     full = zoo.create("lenet5")

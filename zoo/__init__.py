@@ -13,7 +13,7 @@ _LAZY = {
     "labels": ("zoo.models", "labels"),
     "register": ("zoo.registry", "register"),
     "ModelSpec": ("zoo.registry", "ModelSpec"),
-    "classify": ("zoo.inference", "classify"),
+    "classify": ("zoo.tasks.classify", "classify"),
     "train": ("zoo.tasks", "train"),
     "finetune": ("zoo.tasks.image_classifier", "finetune"),
     "kinds": ("zoo.tasks", "kinds"),
@@ -22,7 +22,7 @@ _LAZY = {
     "generate": ("zoo.tasks.char_lstm", "generate"),
     "style": ("zoo.tasks.style_transfer", "style"),
     "sample": ("zoo.tasks.dcgan", "sample"),
-    "explain": ("zoo.interpret.explain", "explain"),
+    "explain": ("zoo.tasks.explain", "explain"),
 }
 
 __all__ = ["__version__", *_LAZY]

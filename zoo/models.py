@@ -137,7 +137,7 @@ def info(name) -> dict:
 
 def labels(name):
     """Class names of a model's original head (a list of str), or None."""
-    from zoo.labels import load_labels
+    from zoo.architectures.labels import load_labels
 
     spec = get_spec(name)
     return load_labels(spec.labels) if spec.labels else None
@@ -200,7 +200,7 @@ def create_image_model(
     import keras
 
     from zoo import weights as weights_store
-    from zoo.preprocessing import Preprocess
+    from zoo.architectures.preprocessing import Preprocess
 
     if weights == "default":
         weights = spec.default_weights

@@ -83,9 +83,9 @@ class ModelSpec:
             any other task, a callable `(**options) -> keras.Model` that builds the
             whole model (a text model takes token ids, a generator a latent vector).
         input_size: `(height, width)` the published weights expect.
-        preprocessing: str. A `zoo.preprocessing.MODES` key; becomes the model's first
+        preprocessing: str. A `zoo.architectures.preprocessing.MODES` key; becomes the model's first
             layer, so the model takes raw uint8 RGB.
-        labels: str or None. Name of the label set in `zoo/labels/` (`"imagenet"`).
+        labels: str or None. Name of the label set in `zoo/architectures/labels/` (`"imagenet"`).
         num_classes: int. Classes of the original head.
         num_params: int. Parameters of the full model with its original head (shown by
             `zoo list` without building anything; a test checks it).

@@ -199,7 +199,7 @@ def load_model(run_dir):
 
 # The modules whose Keras classes (`register_keras_serializable(package="zoo")`) a saved
 # zoo model may hold: importing one registers its classes, so loading finds them.
-KERAS_CLASS_MODULES = ("zoo.preprocessing", "zoo.architectures.autoencoder", "zoo.architectures.dcgan",
+KERAS_CLASS_MODULES = ("zoo.architectures.preprocessing", "zoo.architectures.autoencoder", "zoo.architectures.dcgan",
                        "zoo.architectures.style_transfer", "zoo.training")
 
 
@@ -215,7 +215,7 @@ def load_model_file(model_path):
     if not model_path.is_file():
         raise RunError(f"No such model file: {model_path}")
     if _holds_hub_layer(model_path):
-        import zoo.hub  # noqa: F401  (registers HubLayer; a hub module needs TensorFlow)
+        import zoo.transfer.hub  # noqa: F401  (registers HubLayer; a hub module needs TensorFlow)
     try:
         return keras.saving.load_model(model_path, compile=False)
     except ValueError as error:

@@ -14,7 +14,7 @@ No pretrained weights are published for this Keras model yet.
 
 import functools
 
-from zoo.preprocessing import preprocess_input as _preprocess
+from zoo.architectures.preprocessing import preprocess_input as _preprocess
 
 preprocess_input = functools.partial(_preprocess, mode="torch")
 

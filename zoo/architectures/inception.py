@@ -4,8 +4,8 @@ Spec: `zoo.architectures` (`inception_v3`)."""
 
 import functools
 
-from zoo.architectures._applications import keras_application
-from zoo.preprocessing import preprocess_input as _preprocess
+from zoo.architectures.applications import keras_application
+from zoo.architectures.preprocessing import preprocess_input as _preprocess
 
 preprocess_input = functools.partial(_preprocess, mode="tf")
 

@@ -10,12 +10,12 @@ Variant: the common modern reading of LeNet-5 for 28x28 digits (MNIST layout).
 - Single stream, 61,706 parameters.
 
 Shipped weights `digits`: trained on scikit-learn's 8x8 handwritten digits upsampled to
-28x28 (`python -m zoo.recipes.digits lenet5`, see weights/README.md).
+28x28 (`python -m zoo.tasks.shipped_weights lenet5`, see weights/README.md).
 """
 
 import functools
 
-from zoo.preprocessing import preprocess_input as _preprocess
+from zoo.architectures.preprocessing import preprocess_input as _preprocess
 
 preprocess_input = functools.partial(_preprocess, mode="digits")
 

@@ -19,7 +19,7 @@ weight, and the losses (registered with Keras as `zoo>StyleTransfer`, with its m
 import keras
 from keras import ops
 
-from zoo.preprocessing import Preprocess
+from zoo.architectures.preprocessing import Preprocess
 from zoo.registry import lookup
 
 STYLE_LAYERS = ("block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1", "block5_conv1")

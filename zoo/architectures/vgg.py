@@ -4,8 +4,8 @@ Specs: `zoo.architectures` (`vgg16`, `vgg19`)."""
 
 import functools
 
-from zoo.architectures._applications import keras_application
-from zoo.preprocessing import preprocess_input as _preprocess
+from zoo.architectures.applications import keras_application
+from zoo.architectures.preprocessing import preprocess_input as _preprocess
 
 preprocess_input = functools.partial(_preprocess, mode="caffe")
 

@@ -69,7 +69,7 @@ def image_arrays(source, image_size=None, channels=None, held_out=HELD_OUT, seed
 
 def _digits(size, channels):
     try:
-        from zoo.recipes.digits import load_digits_28, train_test_split_digits
+        from zoo.data.digits import load_digits_28, train_test_split_digits
         images, labels = load_digits_28(size)
         train, val, _, _ = train_test_split_digits(images, labels)
     except ImportError:

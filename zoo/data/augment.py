@@ -1,6 +1,6 @@
 """Augmentation as Keras preprocessing layers that take and give uint8 images.
 
-The model's first layer normalises (see `zoo.preprocessing`), so augmentation must
+The model's first layer normalises (see `zoo.architectures.preprocessing`), so augmentation must
 hand it the same 0..255 uint8 pixels an un-augmented batch has: the layers work in
 float inside and the result is rounded and clipped back to uint8.
 """

@@ -6,7 +6,7 @@
 `photos/` holds one sub-folder per class. Every file is checked with Pillow before a
 dataset is built, so a truncated, empty or non-image file is skipped and reported
 instead of stopping training halfway through an epoch. Images stay uint8 all the way:
-normalisation is the model's first layer (`zoo.preprocessing`).
+normalisation is the model's first layer (`zoo.architectures.preprocessing`).
 """
 
 from __future__ import annotations
@@ -254,7 +254,7 @@ class ImageFolder(tuple):
         return f"ImageFolder(train={self[0]!r}, val={self[1]!r}, classes={self[2]!r})"
 
 
-def _check_image_size(image_size):
+def check_image_size(image_size):
     if isinstance(image_size, int):
         image_size = (image_size, image_size)
     try:
@@ -621,7 +621,7 @@ def resize_uint8(image, image_size, resize="squish"):
     return resized
 
 
-def _use_cache(cache, count, image_size):
+def use_cache(cache, count, image_size):
     if cache == "auto":
         return count * image_size[0] * image_size[1] * 3 <= CACHE_BUDGET_BYTES
     if isinstance(cache, (str, os.PathLike)):
@@ -667,7 +667,7 @@ def from_files(
 
     from zoo.data.augment import apply_uint8, resolve_augmentation
 
-    image_size = _check_image_size(image_size)
+    image_size = check_image_size(image_size)
     if resize not in RESIZE_MODES:
         raise ValueError(f"`resize` must be one of {RESIZE_MODES}. Received: resize={resize!r}")
     if not isinstance(batch_size, int) or batch_size < 1:
@@ -681,7 +681,7 @@ def from_files(
     pillow_files = set(pillow_files)
     use_pillow = [f in pillow_files for f in files]
     layer = resolve_augmentation(augment, seed=seed)
-    cached = _use_cache(cache, len(files), image_size)
+    cached = use_cache(cache, len(files), image_size)
     count = len(files)
 
     ds = tf.data.Dataset.from_tensor_slices(
@@ -782,7 +782,7 @@ def image_folder(
     model.fit(train, validation_data=val, epochs=5)
     ```
     """
-    image_size = _check_image_size(image_size)
+    image_size = check_image_size(image_size)
     if resize not in RESIZE_MODES:
         raise ValueError(f"`resize` must be one of {RESIZE_MODES}. Received: resize={resize!r}")
     report = scan_folder(

@@ -89,7 +89,7 @@ def tfds(
     import tensorflow_datasets as tfds_lib
 
     from zoo.data.augment import apply_uint8, resolve_augmentation
-    from zoo.data.images import RESIZE_MODES, _check_image_size, _use_cache, resize_uint8
+    from zoo.data.images import RESIZE_MODES, check_image_size, use_cache, resize_uint8
 
     if resize not in RESIZE_MODES:
         raise ValueError(f"`resize` must be one of {RESIZE_MODES}. Received: resize={resize!r}")
@@ -124,7 +124,7 @@ def tfds(
                 f"(shape {shape}). Received: image_size=None"
             )
         image_size = shape[:2]
-    image_size = _check_image_size(image_size)
+    image_size = check_image_size(image_size)
     classes = list(features[label_key].names)
     layer = resolve_augmentation(augment, seed=seed)
 
@@ -139,7 +139,7 @@ def tfds(
         shuffled = split_name.startswith("train") if shuffle is None else bool(shuffle)
         count = int(ds.cardinality())
         ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=not shuffled)
-        cached = count >= 0 and _use_cache(cache, count, image_size)
+        cached = count >= 0 and use_cache(cache, count, image_size)
         if cached:
             ds = ds.cache(cached if isinstance(cached, str) else "")
         if shuffled:

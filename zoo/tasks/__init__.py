@@ -244,7 +244,7 @@ def train(kind, data=None, **options):
     """
     import inspect
 
-    from zoo.distribute import strategy, worker_losses, worker_run_dir
+    from zoo.training.distribute import strategy, worker_losses, worker_run_dir
 
     note = renamed_note(kind)
     module = get(kind)

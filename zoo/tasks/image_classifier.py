@@ -1,8 +1,8 @@
 """The image classifier task: a folder of images in, a fine-tuned run directory out.
 
-    zoo train classifier photos/ --model resnet50 --epochs 3 --out runs/birds
+    zoo train image-classification photos/ --model resnet50 --epochs 3 --out runs/birds
     zoo finetune photos/ --model resnet50 --epochs 3 --out runs/birds     # the same
-    run = zoo.train("classifier", "photos/", model="resnet50", epochs=3, out="runs/birds")
+    run = zoo.train("image-classification", "photos/", model="resnet50", epochs=3, out="runs/birds")
     run.predict(["new.jpg"])
 
 The path: `zoo.data.image_folder` (files checked, split, tf.data) → `zoo.create` (base
@@ -21,42 +21,14 @@ import numpy as np
 
 from zoo import io, runs
 from zoo.errors import OptionError, ZooError
-from zoo.tasks.base import RUN_OPTIONS, Option
+from zoo import tasks
 
 KIND = "image-classification"
-DESCRIPTION = "fine-tune a registry image model on a folder of images (one sub-folder per class)"
+_TASK = tasks.MANIFEST[KIND]
+DESCRIPTION = _TASK.description
+OPTIONS = _TASK.options  # zoo.tasks.MANIFEST: the CLI reads them without importing this module
 MODEL_TASK = "image-classification"
 DEFAULT_LR = 1e-3
-
-def learning_rate(value):
-    """`--lr`: a positive number, or `auto`."""
-    if value == "auto":
-        return value
-    rate = float(value)
-    if not rate > 0:
-        raise ValueError(value)
-    return rate
-
-
-OPTIONS = (
-    Option("data_dir", str, None, "folder with one sub-folder of images per class", positional=True,
-           metavar="DATA_DIR"),
-    Option("model", str, None, "a registry image model (zoo list)", required=True),
-    Option("weights", str, None, "imagenet | none | FILE (default: the model's default)"),
-    Option("epochs", int, None, "epochs after the frozen phase", required=True),
-    Option("freeze_epochs", int, None, "epochs training the new head on the frozen base (default: 1; 0 from scratch)"),
-    Option("image_size", int, None, "input size in pixels (default: the model's)"),
-    Option("batch_size", int, None, "default: 32"),
-    Option("lr", learning_rate, None,
-           f"head learning rate, or auto: run lr-find on the new head first and use its suggestion "
-           f"(default: {DEFAULT_LR:g})"),
-    Option("lr_mult", float, None,
-           "head-to-first-layer learning-rate ratio when unfrozen (default: 100; 1 from scratch)"),
-    Option("head_dropout", float, None, "dropout before the new head's classifier (default: 0.2)"),
-    Option("augment", None, None,
-           "flip/rotate/zoom/contrast training images (the frozen phase then cannot use cached features)"),
-    *RUN_OPTIONS,
-)
 
 # What a run starts with when an option is not given (and a resumed run takes from run.json).
 DEFAULTS = {"weights": "default", "freeze_epochs": 1, "image_size": None, "batch_size": 32, "lr": DEFAULT_LR,
@@ -82,7 +54,7 @@ class ClassifierRun(runs.Run):
     def predict(self, images, top=1):
         """Label and probability for each image (paths or arrays), like fastai's
         `learn.predict`."""
-        from zoo.inference import classify
+        from zoo.tasks.classify import classify
 
         return classify(images, model=self.model, labels=self.classes, top=top)
 
@@ -160,7 +132,7 @@ def train(data_dir=None, out="runs/classifier", resume=False, overwrite=False, v
             epoch. Settings left out are the run's; a setting given must equal the run's.
         overwrite: bool. Replace the run in `out`.
         no_tensorboard: bool. Write no TensorBoard logs.
-        distribute: `"none"`, `"mirrored"` or `"multiworker"` (`zoo.distribute`): train
+        distribute: `"none"`, `"mirrored"` or `"multiworker"` (`zoo.training.distribute`): train
             on this machine's devices or TF_CONFIG's workers; `batch_size` is global.
         callbacks: more Keras callbacks for both phases (Python API only).
         verbose: `"auto"` (a progress bar on a terminal, one plain line per epoch when
@@ -254,7 +226,7 @@ def evaluate(model, val, classes, out=None, top_losses=9, files=None):
     `plot_top_losses(heatmap=True)`."""
     from zoo.plots import confusion_matrix, plot_confusion_matrix, plot_top_losses
 
-    from zoo.inference import forward_function
+    from zoo.tasks.classify import forward_function
 
     # One compiled forward pass (not predict_on_batch, which a distribution strategy
     # would split over its replicas and hand back per replica).

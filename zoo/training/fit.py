@@ -308,7 +308,7 @@ def fit(model, train, val=None, *, epochs=1, defaults=None, settings=None, track
     checkpoint = own.checkpoint
     initial_epoch = checkpoint.epochs_done if checkpoint is not None else 0
     if settings.strategy is not None:  # every worker asks, or one would wait for the others
-        from zoo.distribute import check_same_epoch
+        from zoo.training.distribute import check_same_epoch
 
         check_same_epoch(settings.strategy, initial_epoch)
 

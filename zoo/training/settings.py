@@ -5,7 +5,7 @@ once per run, and recorded in run.json (`Settings.record`); `zoo.training.fit` o
 applies what it is handed. Each has an `"auto"` that picks the fast choice for the
 hardware and an off switch (README, "Fast by default").
 
-    settings = Settings(precision="auto", strategy=zoo.distribute.strategy("mirrored"))
+    settings = Settings(precision="auto", strategy=zoo.training.distribute.strategy("mirrored"))
     with settings.building():           # layers take the policy, variables the strategy
         model = build()
     fit(model, data, settings=settings)
@@ -33,7 +33,7 @@ def resolve_precision(policy="auto", float16=True):
         raise ValueError(f"`precision` must be one of {PRECISIONS}. Received: precision={policy!r}")
     if policy != "auto":
         return policy
-    from zoo.distribute import accelerator
+    from zoo.training.distribute import accelerator
 
     kind, capability = accelerator()
     if kind == "tpu" or (kind == "gpu" and capability is not None and capability >= (8, 0)):
@@ -53,7 +53,7 @@ def resolve_steps_per_execution(value, batches_per_epoch=None):
             raise ValueError(f"`steps_per_execution` must be a positive int or 'auto'. "
                              f"Received: steps_per_execution={value!r}")
         return value
-    from zoo.distribute import accelerator
+    from zoo.training.distribute import accelerator
 
     if accelerator()[0] == "cpu":
         return 1
@@ -96,7 +96,7 @@ class Settings:
 
     Attributes:
         precision: str. One of `PRECISIONS`; `"auto"` is settled by `resolved()`.
-        strategy: a `zoo.distribute.strategy(...)` (anything with `scope()`) or None
+        strategy: a `zoo.training.distribute.strategy(...)` (anything with `scope()`) or None
             for one device. The batch size a run is given is then the global batch.
         steps_per_execution: int or `"auto"` (see `resolve_steps_per_execution`).
         jit_compile: `"auto"`, True or False: XLA, as `keras.Model.compile` takes it.
@@ -113,7 +113,7 @@ class Settings:
     @classmethod
     def for_run(cls, config, distribute="none", float16=True):
         """The settings a task's run config asks for, with the strategy `distribute` names."""
-        from zoo.distribute import strategy as make_strategy
+        from zoo.training.distribute import strategy as make_strategy
 
         return cls(precision=config.get("precision") or "auto", strategy=make_strategy(distribute),
                    float16=float16).resolved()
@@ -141,7 +141,7 @@ class Settings:
 
     def record(self):
         """What run.json records of these settings."""
-        from zoo.distribute import replicas
+        from zoo.training.distribute import replicas
 
         return {"precision": self.precision, "replicas": replicas(self.strategy) if self.strategy else 1,
                 "steps_per_execution": self.steps_per_execution, "jit_compile": self.jit_compile}

@@ -4,7 +4,7 @@ Heads (`replace_head`), freezing (`freeze`, `unfreeze`, BatchNorm kept in infere
 mode), layer groups (`layerwise_multipliers`), cached features (`cached_features`, for
 `zoo.training.lr_find(..., features=...)` and the frozen phase), two-phase `fine_tune`,
 and TF Hub modules as Keras 3 layers (`hub_layer`: the TensorFlow-backend code is
-`zoo.hub`, imported when called). Training itself goes through `zoo.training.fit`.
+`zoo.transfer.hub`, imported when called). Training itself goes through `zoo.training.fit`.
 """
 
 from zoo.transfer.head import replace_head  # noqa: F401
@@ -14,7 +14,7 @@ from zoo.transfer.freeze import freeze, layerwise_multipliers, unfreeze  # noqa:
 
 
 def hub_layer(handle, trainable=False, output_key=None, arguments=None, name=None):
-    """A TF Hub module (a TF2 SavedModel) as a Keras 3 layer; see `zoo.hub`."""
-    from zoo.hub import hub_layer as build
+    """A TF Hub module (a TF2 SavedModel) as a Keras 3 layer; see `zoo.transfer.hub`."""
+    from zoo.transfer.hub import hub_layer as build
 
     return build(handle, trainable=trainable, output_key=output_key, arguments=arguments, name=name)

@@ -1,7 +1,6 @@
-"""Real handwritten digits (scikit-learn's 1,797 8x8 scans) as 28x28 RGB images, and
-the recipes that train the digit weights zoo ships.
+"""The recipes that train the weights zoo ships (LeNet-5 on scikit-learn's digits).
 
-    python -m zoo.recipes.digits lenet5 --out weights/
+    python -m zoo.tasks.shipped_weights lenet5 --out weights/
 
 writes `weights/lenet5_digits.weights.h5` and records its sha256 in the manifest.
 """
@@ -14,45 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-HELD_OUT = 0.2
-SPLIT_SEED = 0
-
-
-def load_digits_28(size=28):
-    """scikit-learn's digits upsampled to `size`x`size`, as uint8 RGB (white ink on black).
-
-    Returns:
-        `(images, labels)`: uint8 `(1797, size, size, 3)` and int `(1797,)`.
-    """
-    from PIL import Image
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    scaled = (digits.images * (255.0 / 16.0)).round().astype("uint8")
-    big = np.stack(
-        [np.asarray(Image.fromarray(img).resize((size, size), Image.BILINEAR)) for img in scaled]
-    )
-    return np.repeat(big[..., None], 3, axis=-1), digits.target.astype("int64")
-
-
-def train_test_split_digits(images, labels, held_out=HELD_OUT, seed=SPLIT_SEED):
-    """A stratified split that every recipe and test uses, so held-out means held out."""
-    from sklearn.model_selection import train_test_split
-
-    return train_test_split(images, labels, test_size=held_out, random_state=seed, stratify=labels)
-
-
-def shifted_copies(images, labels, pixels=2):
-    """The images plus copies moved `pixels` up, down, left and right (5x the data).
-
-    1,437 training digits are few for a CNN: without these shifts LeNet-5 overfits to
-    ~96-97 % held-out; with them it reaches ~99 %.
-    """
-    moved = [images] + [
-        np.roll(images, shift, axis=axis)
-        for axis in (1, 2) for shift in (-pixels, pixels)
-    ]
-    return np.concatenate(moved), np.concatenate([labels] * len(moved))
+from zoo.data.digits import load_digits_28, shifted_copies, train_test_split_digits
 
 
 def _train_on_digits(build, classes, epochs, seed, verbose):
@@ -127,7 +88,7 @@ def _record(weights_dir: Path, entry: dict):
 def main(argv=None):
     from zoo.weights import file_hash
 
-    parser = argparse.ArgumentParser(prog="python -m zoo.recipes.digits", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m zoo.tasks.shipped_weights", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("recipe", choices=sorted(RECIPES))
     parser.add_argument("--out", default="weights", help="the weights/ folder holding manifest.json")
@@ -151,7 +112,7 @@ def main(argv=None):
         "size": path.stat().st_size,
         "license": "Apache-2.0 (zoo); data: scikit-learn digits (UCI, CC BY 4.0)",
         "origin": f"trained by zoo on scikit-learn's digits upsampled to 28x28 ({trained_on})",
-        "recipe": f"python -m zoo.recipes.digits {args.recipe} --out {args.out} --epochs {args.epochs} --seed {args.seed}",
+        "recipe": f"python -m zoo.tasks.shipped_weights {args.recipe} --out {args.out} --epochs {args.epochs} --seed {args.seed}",
         "held_out_accuracy": round(accuracy, 4),
     }
     _record(out, entry)

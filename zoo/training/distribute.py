@@ -1,6 +1,6 @@
 """Training on more than one device or machine: `--distribute mirrored|multiworker`.
 
-    >>> from zoo.distribute import strategy
+    >>> from zoo.training.distribute import strategy
     >>> from zoo.training import Settings, fit
     >>> settings = Settings(strategy=strategy("mirrored"))   # every local GPU (or CPU device)
     >>> with settings.building():
@@ -72,7 +72,7 @@ def strategy(name="none"):
                 if "program startup" not in str(error):
                     raise
                 raise OptionError("--distribute multiworker must be set up before TensorFlow runs anything in this "
-                                  "process: call zoo.distribute.strategy('multiworker') first thing (zoo train "
+                                  "process: call zoo.training.distribute.strategy('multiworker') first thing (zoo train "
                                   "and zoo finetune do).") from None
         return _MULTI_WORKER  # one per process: TensorFlow configures its collectives once
     if backend == "jax":

@@ -112,7 +112,7 @@ def resolve_model(model_or_run, weights="default"):
         from zoo.runs import load_model_file
 
         return load_model_file(path), None, None
-    from zoo.inference import registry_model, require_pretrained
+    from zoo.tasks.classify import registry_model, require_pretrained
 
     name = str(model_or_run).lower()
     if weights == "default":
@@ -167,7 +167,7 @@ def explain(model_or_run, images, method="gradcam", class_=None, layer=None, wei
         An `Explanation`; `np.asarray(result)` is the maps `(N, H, W)` in [0, 1].
     """
     from zoo.data.pillow import image_items, load_many
-    from zoo.inference import class_names, file_loader
+    from zoo.tasks.classify import class_names, file_loader
 
     method = attribution.check_method(method)
     model, run_classes, name = resolve_model(model_or_run, weights)

@@ -165,7 +165,7 @@ def cmd_weights(args):
 
 def _multi_worker_setup():
     # TensorFlow fixes its collectives when its runtime starts: the strategy comes first.
-    from zoo.distribute import strategy
+    from zoo.training.distribute import strategy
 
     strategy("multiworker")
 
@@ -249,7 +249,7 @@ def _image_model(args, size=None):
     """--model NAME (with --weights, and --size: built without its top at that size) or a
     run / .keras file."""
     import zoo
-    from zoo.interpret.explain import resolve_model
+    from zoo.tasks.explain import resolve_model
 
     source = args.model
     weights = args.weights if args.weights else "default"
@@ -566,7 +566,7 @@ def main(argv=None):
 
     try:
         if args.command not in NO_BACKEND:
-            from zoo.console import start_backend
+            from zoo.cli.console import start_backend
 
             start_backend(_multi_worker_setup if getattr(args, "distribute", None) == "multiworker" else None)
         return args.func(args)

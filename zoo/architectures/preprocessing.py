@@ -59,7 +59,7 @@ def preprocess_input(x, mode):
 
     Args:
         x: array-like of shape `(N, H, W, 3)` (or `(H, W, 3)`), values in 0–255.
-        mode: str. One of `zoo.preprocessing.MODES`.
+        mode: str. One of `zoo.architectures.preprocessing.MODES`.
 
     Returns:
         float32 numpy array, as the model's first layer would see it.
@@ -86,7 +86,7 @@ class Preprocess(keras.layers.Layer):
     """Casts uint8 (or float) RGB pixels to float32 and normalises them for a model.
 
     Args:
-        mode: str. One of `zoo.preprocessing.MODES`.
+        mode: str. One of `zoo.architectures.preprocessing.MODES`.
     """
 
     def __init__(self, mode, **kwargs):

@@ -1,1 +1,0 @@
-"""Recipes that reproduce the small weights zoo ships in `weights/`."""
