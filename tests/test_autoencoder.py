@@ -14,7 +14,8 @@ from PIL import Image
 import zoo
 from zoo.tasks.autoencoder import add_noise
 
-pytestmark = pytest.mark.slow
+
+pytestmark = pytest.mark.large  # the large tier (--run_large; CI runs it)
 
 
 @pytest.fixture(scope="module")

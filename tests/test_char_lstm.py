@@ -15,7 +15,8 @@ import pytest
 import zoo
 from zoo.errors import OptionError
 
-pytestmark = pytest.mark.slow
+
+pytestmark = pytest.mark.large  # the large tier (--run_large; CI runs it)
 
 
 @pytest.fixture(scope="module")

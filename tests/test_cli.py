@@ -179,7 +179,7 @@ def test_a_run_that_recorded_an_old_task_name_loads_silently(tmp_path, capsys):
 
 
 # ------------------------------------------------------------------------ list / info
-@pytest.mark.slow
+@pytest.mark.large
 def test_list_and_info(zoo_home):
     listed = run_zoo("list", "res*", "--json")
     assert listed.returncode == 0, listed.stderr
@@ -193,6 +193,7 @@ def test_list_and_info(zoo_home):
     assert info.returncode == 0 and json.loads(info.stdout)["num_params"] == 61_706
 
 
+@pytest.mark.large
 def test_unknown_model_is_one_clear_line(photos, zoo_home):
     result = run_zoo("classify", str(photos / "chelsea.jpg"), "--model", "resnet5")
     assert result.returncode == 1
@@ -201,7 +202,7 @@ def test_unknown_model_is_one_clear_line(photos, zoo_home):
 
 
 # ---------------------------------------------------------------------------- classify
-@pytest.mark.slow
+@pytest.mark.large
 def test_classify_real_photos_with_a_weights_file(photos, tmp_path, zoo_home):
     """ResNet-50 with weights the test wrote (--weights FILE), on real photos, one of
     them truncated: JSON parses, the bad file is named, the others are classified with
@@ -233,6 +234,7 @@ def test_classify_real_photos_with_a_weights_file(photos, tmp_path, zoo_home):
                                    [p["probability"] for p in want["predictions"]], rtol=1e-4)
 
 
+@pytest.mark.large
 def test_classify_every_image_mode_and_report_the_bad_file(photos, zoo_home):
     """Text output: PNG with alpha, grayscale, CMYK and 16-bit are read as RGB; the
     truncated JPEG is reported by name on stderr and the exit code is 1."""
@@ -248,6 +250,7 @@ def test_classify_every_image_mode_and_report_the_bad_file(photos, zoo_home):
     assert result.stdout.count("(class ") == 2 * 4
 
 
+@pytest.mark.large
 def test_classify_all_good_exits_zero(photos, zoo_home):
     result = run_zoo("classify", "chelsea.jpg", "coffee.jpg", "--model", "lenet5", "--top", "1", "--json", cwd=photos)
     assert result.returncode == 0, result.stderr
@@ -268,6 +271,7 @@ STARTUP_LINE = __import__("re").compile(
     r"rebuild TensorFlow|^[IWEF]\d{4} \d\d:\d\d:\d\d")
 
 
+@pytest.mark.large
 def test_commands_print_no_tensorflow_startup_lines(tmp_path, digits):
     from helpers.digit_folders import write_folder
 
@@ -313,6 +317,7 @@ def test_info_shows_no_internal_keys():
     assert not [k for k in keys(json.loads(done.stdout)) if k.startswith("_")]
 
 
+@pytest.mark.large
 def test_classify_refuses_a_model_without_pretrained_weights(tmp_path):
     image = Path(__file__).resolve().parents[1] / "examples" / "digit-7.png"
     done = run_zoo("classify", str(image), "--model", "alexnet")
@@ -346,6 +351,7 @@ def test_every_option_has_help_and_every_command_an_example():
     assert not missing_example, missing_example
 
 
+@pytest.mark.large
 @pytest.mark.parametrize("flag", ["--port", "--grpc-port"])
 def test_serve_on_a_port_in_use_says_so_in_one_line(tmp_path, flag):
     import socket
@@ -379,6 +385,7 @@ def _png_claiming(path, width, height):
     return path
 
 
+@pytest.mark.large
 def test_pixel_bombs_are_refused_by_name_and_the_other_images_still_classified(tmp_path):
     good = Path(__file__).resolve().parents[1] / "examples" / "digit-7.png"
     bomb = _png_claiming(tmp_path / "bomb.png", 9000, 9000)  # 81 Mpx: above zoo's cap, below Pillow's
@@ -408,6 +415,7 @@ def test_pixel_bombs_are_refused_by_name_and_the_other_images_still_classified(t
     assert "9000x9000" in report.skipped[0].reason
 
 
+@pytest.mark.large
 def test_classify_a_fifo_or_a_folder_answers_at_once(tmp_path):
     pipe = tmp_path / "pipe.png"
     os.mkfifo(pipe)
@@ -418,6 +426,7 @@ def test_classify_a_fifo_or_a_folder_answers_at_once(tmp_path):
     assert "not a regular file" in results[0]["error"] and results[1]["predictions"][0]["label"] == "7"
 
 
+@pytest.mark.large
 def test_classify_and_predict_take_folders_and_write_csv(tmp_path, digits):
     import csv
 

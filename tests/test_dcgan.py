@@ -21,6 +21,8 @@ import zoo
 from zoo.errors import OptionError, ZooError
 from helpers.processes import kill_when
 
+pytestmark = pytest.mark.large  # the large tier (--run_large; CI runs it)
+
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)}
 # A tiny network for the run that is killed; small batches, so that an epoch (180 steps)
@@ -36,7 +38,6 @@ def zoo_cli(*args, timeout=600):
 
 
 # --------------------------------------------------------------------------- quality
-@pytest.mark.slow
 def test_a_short_run_on_real_digits_draws_digits_lenet5_reads(tmp_path):
     # The benchmark's recipe in small: width 32 instead of 64, 25 epochs instead of 60.
     # Bound: at least 50 % of 1,000 samples read with confidence >= 0.9 (the benchmark:
@@ -73,7 +74,6 @@ def killed_and_resumed(tmp_path_factory):
     return run, killed_state, first_output, resumed
 
 
-@pytest.mark.slow
 def test_a_run_killed_mid_epoch_resumes_with_both_optimizers(killed_and_resumed):
     run, killed_state, first_output, resumed = killed_and_resumed
     assert killed_state["epochs_done"] == 1, first_output[-3000:]
@@ -97,7 +97,6 @@ def test_a_run_killed_mid_epoch_resumes_with_both_optimizers(killed_and_resumed)
 
 
 # ----------------------------------------------------------------------- zoo sample
-@pytest.mark.slow
 def test_zoo_sample_writes_a_grid_and_a_seed_draws_the_same_images(killed_and_resumed, tmp_path):
     from PIL import Image
 
@@ -118,7 +117,6 @@ def test_zoo_sample_writes_a_grid_and_a_seed_draws_the_same_images(killed_and_re
 
 
 # ------------------------------------------------------------------ export and serve
-@pytest.mark.slow
 def test_the_exported_generator_serves_latents_to_uint8_images_over_rest_and_grpc(killed_and_resumed, tmp_path):
     import grpc
     import tensorflow as tf
@@ -162,6 +160,7 @@ import json, sys
 import keras, zoo, zoo.data
 from zoo.training import Defaults, Tracking, fit
 
+
 images = zoo.data.image_arrays("digits").train[:256]
 def train(epochs, resume):
     gan = zoo.create("dcgan", width=8, latent_dim=8, seed=0)
@@ -179,7 +178,6 @@ print(json.dumps({"backend": keras.backend.backend(), "tensorflow_imported": "te
 """
 
 
-@pytest.mark.slow
 @pytest.mark.skipif(__import__("importlib").util.find_spec("jax") is None, reason="jax is not installed")
 def test_the_gan_trains_and_resumes_on_jax_without_tensorflow(tmp_path):
     env = {**ENV, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}

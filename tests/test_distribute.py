@@ -12,6 +12,9 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.large  # the large tier (--run_large; CI runs it)
+
+
 ROOT = Path(__file__).resolve().parents[1]
 
 TRAIN_BOTH_WAYS = textwrap.dedent("""

@@ -29,6 +29,9 @@ import zoo  # noqa: E402
 from tests.helpers import localisation  # noqa: E402
 from zoo.interpret import attribution  # noqa: E402
 
+pytestmark = pytest.mark.large  # the large tier (--run_large; CI runs it)
+
+
 ROOT = Path(__file__).resolve().parents[1]
 CLASSES = sorted(localisation.OBJECTS)  # the run's classes: its folder names, sorted
 

@@ -280,6 +280,7 @@ print(json.dumps({"backend": keras.backend.backend(), "tensorflow_imported": "te
 '''
 
 
+@pytest.mark.large
 @pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax is not installed")
 def test_filters_and_maps_on_the_jax_backend(tiny, tmp_path):
     base, _ = tiny

@@ -13,6 +13,9 @@ import zoo
 from helpers.digit_folders import write_folder
 from helpers.processes import kill_when
 
+pytestmark = pytest.mark.large  # the large tier (--run_large; CI runs it)
+
+
 ZOO = [sys.executable, "-m", "zoo"]
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
 

@@ -17,6 +17,9 @@ import zoo  # noqa: E402
 from zoo.errors import OptionError, ZooError  # noqa: E402
 from zoo.transfer import hub_layer  # noqa: E402
 
+pytestmark = pytest.mark.large  # the large tier (--run_large; CI runs it)
+
+
 REGULARISATION = 0.01
 
 

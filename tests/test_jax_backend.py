@@ -9,7 +9,8 @@ import sys
 
 import pytest
 
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax is not installed")
+pytestmark = [pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax is not installed"),
+              pytest.mark.large]  # the large tier (--run_large; CI runs it)
 
 SCRIPT = r"""
 import json, sys
@@ -42,6 +43,7 @@ fit(fast, (x_train[:256], y_train[:256]), epochs=1, defaults=Defaults.classifier
     verbose=0)
 fast_config = [fast.get_layer("c1").dtype_policy.name, fast.steps_per_execution, bool(fast.jit_compile)]
 import pathlib
+
 print(json.dumps({
     "backend": keras.backend.backend(),
     "tensorflow_imported": sys.modules.get("tensorflow") is not None,

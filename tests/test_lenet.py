@@ -24,7 +24,7 @@ def held_out():
     return x_test, y_test
 
 
-@pytest.mark.slow
+@pytest.mark.large
 def test_recipe_reaches_97_percent_held_out():
     from zoo.tasks.shipped_weights import train_lenet5
 
@@ -53,6 +53,7 @@ def test_shipped_weights_classify_held_out_pngs(tmp_path, held_out, invert, zoo_
     assert accuracy >= 0.97, accuracy
 
 
+@pytest.mark.large
 def test_cli_classifies_digit_pngs_offline(tmp_path, held_out, zoo_home):
     """`zoo classify digit.png --model lenet5` with an empty cache, no proxy and a
     proxy that refuses connections: the weights come from the package."""

@@ -225,6 +225,7 @@ def test_metrics_count_exactly_the_requests_sent(config_server):
     assert 'status="success"' in text  # load attempts
 
 
+@pytest.mark.large
 def test_zoo_serve_takes_tf_servings_flags(models, tmp_path):
     """`zoo serve --model_config_file F --rest_api_port 0 ...` serves the config; neither
     a folder nor a config is one line (a bad config's one line: test_a_bad_config_file...)."""

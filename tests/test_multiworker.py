@@ -18,6 +18,9 @@ import pytest
 
 from helpers.digit_folders import write_folder
 
+pytestmark = pytest.mark.large  # the large tier (--run_large; CI runs it)
+
+
 ROOT = Path(__file__).resolve().parents[1]
 # lenet5 from scratch with a frozen-head phase first: phase 1 trains the head on cached
 # features (array data), phase 2 everything on the image dataset, which reshuffles

@@ -17,11 +17,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+
 keras = pytest.importorskip("keras")
 h5py = pytest.importorskip("h5py")
 skimage_data = pytest.importorskip("skimage.data")
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.large  # the large tier (--run_large; CI runs it)
 
 # model, keras.applications constructor and module, variant, head, input side, hash kind.
 # vgg19-top is the one published file of ~550 MB (about 25 s here); the others keep

@@ -65,7 +65,7 @@ def test_wheel_contains_labels_and_shipped_weights(wheel):
         assert not any(n.startswith(("tests/", "benchmarks/")) for n in names)
 
 
-@pytest.mark.slow
+@pytest.mark.large
 def test_installed_wheel_classifies_a_digit_offline(wheel, tmp_path):
     """Install the wheel into a throwaway venv (dependencies from this environment via
     a path entry) and run its `zoo classify --model lenet5` from a folder outside the

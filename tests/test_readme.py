@@ -10,6 +10,10 @@ import sys
 from pathlib import Path
 
 from helpers.digit_folders import write_folder
+import pytest
+
+pytestmark = pytest.mark.large  # the large tier (--run_large; CI runs it)
+
 
 ROOT = Path(__file__).resolve().parents[1]
 

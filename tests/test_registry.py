@@ -26,7 +26,7 @@ HEAVY = {"vgg16", "vgg19", "resnet101", "resnet152", "inception_v3", "resnet50"}
 
 
 def _params(names, heavy):
-    return [pytest.param(n, marks=pytest.mark.slow) if n in heavy else n for n in names]
+    return [pytest.param(n, marks=pytest.mark.large) if n in heavy else n for n in names]
 
 
 def small_shape(name):

@@ -11,7 +11,8 @@ import pytest
 import zoo
 from tests.helpers.digit_folders import write_folder
 
-pytestmark = pytest.mark.slow
+
+pytestmark = pytest.mark.large  # the large tier (--run_large; CI runs it)
 
 
 @pytest.fixture(scope="module")

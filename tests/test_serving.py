@@ -190,6 +190,7 @@ def _saved_model_cli():
     return [found] if found else [sys.executable, "-m", "tensorflow.python.tools.saved_model_cli"]
 
 
+@pytest.mark.large
 def test_saved_model_cli_show_and_run(export_dir, loaded, tmp_path):
     show = subprocess.run(
         [*_saved_model_cli(), "show", "--dir", str(export_dir), "--all"],
@@ -582,6 +583,7 @@ def _kill_export(run_dir, base, when):
     return temporary
 
 
+@pytest.mark.large
 @pytest.mark.parametrize("when", ["while-writing", "before-rename"])
 def test_kill_9_mid_export_leaves_no_version_and_server_keeps_serving(tmp_path, run_dir, export_dir, batch, when):
     base = tmp_path / "models"
@@ -893,6 +895,7 @@ def test_a_photo_scores_the_same_locally_served_and_in_training(server, run_dir,
         np.testing.assert_array_equal(load_like_the_pipeline(path, (28, 28)), from_pipeline)
 
 
+@pytest.mark.large
 def test_a_large_json_body_does_not_stall_other_requests(base, batch):
     """A 30 MiB body is parsed in a worker process: small requests sent meanwhile are
     answered while it is still being parsed (json.loads alone takes seconds on it and,

@@ -436,6 +436,7 @@ def _predict_concurrently(port, images, signature="serving_default"):
     return answers
 
 
+@pytest.mark.large
 def test_end_to_end_lenet_served_with_batching_answers_as_without(lenet_base, tmp_path):
     """32 concurrent clients each POST one digit: the batching server merges them
     (its batches are > 1) and answers what the unbatched server answers.

@@ -40,6 +40,9 @@ from conftest import variant  # noqa: E402
 
 import zoo  # noqa: E402
 
+pytestmark = pytest.mark.large  # the large tier (--run_large; CI runs it)
+
+
 ZOO = shutil.which("zoo", path=os.path.dirname(sys.executable)) or shutil.which("zoo")
 CONTENT_SIZE = (512, 400)  # (height, width) of the content photo
 SIDE = 64  # the longer side painted at

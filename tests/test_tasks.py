@@ -135,7 +135,6 @@ def run_task_test(kind, tmp_path):
         np.testing.assert_allclose(prediction, answer, atol=1e-4 if request is None else 1)
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("kind", sorted(KIND_CASES))
 def test_task(kind, tmp_path):
     run_task_test(kind, tmp_path)
@@ -150,7 +149,7 @@ KILL_CASES = {
 }
 
 
-@pytest.mark.slow
+@pytest.mark.large
 @pytest.mark.parametrize("kind", sorted(KILL_CASES))
 def test_kill_9_during_an_epoch_and_resume_from_the_last_finished_one(kind, tmp_path):
     import subprocess

@@ -28,7 +28,7 @@ def zoo_cli(*args, timeout=600):
 
 
 # ------------------------------------------------------------------ two optimizers
-@pytest.mark.slow
+@pytest.mark.large
 def test_gan_with_two_optimizers_killed_mid_epoch_resumes_to_the_uninterrupted_weights(tmp_path):
     whole = subprocess.run([*GAN, tmp_path / "whole"], capture_output=True, text=True, env=ENV, timeout=300)
     assert whole.returncode == 0, whole.stderr[-3000:]
@@ -181,6 +181,7 @@ def test_tensorboard_logs_hold_every_epoch_and_the_confusion_matrix(tmp_path, di
     assert zoo_cli  # the CLI flag is covered below
 
 
+@pytest.mark.large
 def test_no_tensorboard_writes_no_logs(tmp_path, digits):
     x_train, _, y_train, _ = digits
     data = write_folder(tmp_path / "data", x_train, y_train, classes=(0, 3), per_class=20)
@@ -191,6 +192,7 @@ def test_no_tensorboard_writes_no_logs(tmp_path, digits):
 
 
 # ------------------------------------------------------------ one command, two names
+@pytest.mark.large
 def test_train_classifier_and_finetune_produce_the_same_run(tmp_path, digits):
     x_train, _, y_train, _ = digits
     data = write_folder(tmp_path / "data", x_train, y_train, classes=(2, 5), per_class=30)
@@ -216,6 +218,7 @@ def test_train_classifier_and_finetune_produce_the_same_run(tmp_path, digits):
 
 
 # ------------------------------------------------------------ a user's work is kept
+@pytest.mark.large
 def test_finished_runs_are_not_overwritten_and_resume_names_what_differs(tmp_path, digits):
     x_train, _, y_train, _ = digits
     data = write_folder(tmp_path / "data", x_train, y_train, classes=(2, 5), per_class=20)
@@ -350,6 +353,7 @@ def test_fast_defaults_apply_and_train_as_well_as_float32(tmp_path, digits, monk
     assert accuracies["float32"] >= 0.9 and abs(accuracies["auto"] - accuracies["float32"]) <= 0.03, accuracies
 
 
+@pytest.mark.large
 @pytest.mark.parametrize("policy", ["mixed_float16"])
 def test_precision_switch_builds_and_trains_in_mixed_precision(tmp_path, digits, policy):
     x_train, _, y_train, _ = digits
@@ -364,6 +368,7 @@ def test_precision_switch_builds_and_trains_in_mixed_precision(tmp_path, digits,
         zoo.train("classifier", data, model="lenet5", epochs=0, out=tmp_path / "bad", precision="fp8", verbose=0)
 
 
+@pytest.mark.large
 def test_run_files_and_exports_follow_the_users_umask(tmp_path, digits):
     import stat
 
@@ -381,6 +386,7 @@ def test_run_files_and_exports_follow_the_users_umask(tmp_path, digits):
     assert all(stat.S_IMODE(p.stat().st_mode) & 0o044 == 0o044 for p in Path(version).rglob("*") if p.is_file())
 
 
+@pytest.mark.large
 def test_piped_output_is_plain_and_says_each_thing_once(tmp_path, digits):
     x_train, _, y_train, _ = digits
     data = write_folder(tmp_path / "data", x_train, y_train, classes=(1, 7), per_class=12)
@@ -393,6 +399,7 @@ def test_piped_output_is_plain_and_says_each_thing_once(tmp_path, digits):
     assert everything.count("broken.png") == 1, everything
 
 
+@pytest.mark.large
 def test_refusals_are_one_line_not_a_traceback(tmp_path, digits):
     # A model file carrying Python code (a Lambda layer) is refused, and says why.
     inputs = keras.Input((28, 28, 3), dtype="uint8")
@@ -426,6 +433,7 @@ def test_refusals_are_one_line_not_a_traceback(tmp_path, digits):
     assert "Refusing to resume" in resumed.stderr and "--overwrite" in resumed.stderr
 
 
+@pytest.mark.large
 def test_lr_auto_runs_lr_find_first_and_records_the_rate(tmp_path, digits):
     x_train, _, y_train, _ = digits
     data = write_folder(tmp_path / "data", x_train, y_train, classes=(1, 4, 7), per_class=30)
