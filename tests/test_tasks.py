@@ -83,18 +83,50 @@ def test_every_kind_has_a_case():
     assert set(zoo.kinds()) == set(tasks.KINDS)
 
 
-def run_task_test(kind, tmp_path):
+def spy_on_the_task_path(monkeypatch):
+    """`calls`: the names of `zoo.tasks.base.start_run`, `zoo.training.fit` and
+    `zoo.tasks.base.finish_run` in the order a task called them, wherever it looks them
+    up (its module's globals, or the module it imports them from when it runs)."""
+    import sys
+
+    from zoo import training
+    from zoo.tasks import base
+
+    for task in tasks.MANIFEST.values():
+        task.load()  # every task module (and what it imports) before the names are replaced
+
+    calls = []
+    for owner, name in ((base, "start_run"), (training, "fit"), (base, "finish_run")):
+        original = getattr(owner, name)
+
+        def spy(*args, _name=name, _original=original, **kwargs):
+            calls.append(_name)
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(owner, name, spy)
+        for module in [m for m in list(sys.modules.values()) if getattr(m, "__name__", "").startswith("zoo.")]:
+            if getattr(module, name, None) is original:
+                monkeypatch.setattr(module, name, spy)
+    return calls
+
+
+def run_task_test(kind, tmp_path, monkeypatch):
     make_data, options, request = KIND_CASES[kind]
     data, examples = make_data(tmp_path / "data")
     out = tmp_path / "run"
+    calls = spy_on_the_task_path(monkeypatch)
 
     # Train, interrupted after the first epoch: an unfinished run with a checkpoint.
     with pytest.raises(KeyboardInterrupt):
         zoo.train(kind, data, out=out, verbose=0, callbacks=[InterruptAfterFirstEpoch()], **options)
     assert runs.status(out) == "unfinished"
     assert json.loads((out / "checkpoints" / "state.json").read_text())["epochs_done"] == 1
-    # ... and resumed to the end.
+    # Every task walks the one path: start_run, then the one fit (once, or once per phase).
+    assert calls[0] == "start_run" and set(calls[1:]) == {"fit"} and "finish_run" not in calls, calls
+    calls.clear()
+    # ... and resumed to the end, through the same path, ending in finish_run.
     run = zoo.train(kind, data, out=out, resume=True, verbose=0, **options)
+    assert calls[0] == "start_run" and calls[-1] == "finish_run" and set(calls[1:-1]) == {"fit"}, calls
     assert run.kind == kind and type(run) is type(zoo.load_run(out))
     assert [h["epoch"] for h in run.metrics["history"]] == list(range(1, len(run.metrics["history"]) + 1))
     assert not (out / "checkpoints").exists()
@@ -136,8 +168,8 @@ def run_task_test(kind, tmp_path):
 
 
 @pytest.mark.parametrize("kind", sorted(KIND_CASES))
-def test_task(kind, tmp_path):
-    run_task_test(kind, tmp_path)
+def test_task(kind, tmp_path, monkeypatch):
+    run_task_test(kind, tmp_path, monkeypatch)
 
 
 KILL_CASES = {
