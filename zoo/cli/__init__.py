@@ -200,22 +200,12 @@ def cmd_lr_find(args):
     return EXIT_OK
 
 
-def _is_model_path(path):
-    from pathlib import Path
-
-    path = Path(path)
-    return (path / "model.keras").is_file() or (path.suffix == ".keras" and path.is_file())
-
-
 def cmd_explain(args):
     import zoo
+    from zoo.tasks.explain import split_run
 
     if not args.model and not args.run:
-        # `zoo explain IMAGE... RUN` (or RUN IMAGE...): the run is the argument that is one.
-        runs = [a for a in (args.images[-1], args.images[0]) if _is_model_path(a)]
-        if runs and len(args.images) > 1:
-            args.run = runs[0]
-            args.images = [a for a in args.images if a != args.run]
+        args.run, args.images = split_run(args.images)
     if bool(args.model) == bool(args.run):
         raise SystemExit("zoo explain: error: give the model as --model NAME (a registry model) or RUN "
                          "(a run directory or a .keras file), one of the two")
@@ -246,19 +236,9 @@ def cmd_explain(args):
 
 
 def _image_model(args, size=None):
-    """--model NAME (with --weights, and --size: built without its top at that size) or a
-    run / .keras file."""
-    import zoo
-    from zoo.tasks.explain import resolve_model
+    from zoo.tasks.explain import image_model
 
-    source = args.model
-    weights = args.weights if args.weights else "default"
-    if size and not _is_model_path(source):
-        chosen = None if str(weights).lower() == "none" else weights
-        return zoo.create(source, weights=chosen, include_top=False, input_shape=(size, size, 3))
-    if str(weights).lower() == "none" and not _is_model_path(source):
-        return zoo.create(source, weights=None)
-    return resolve_model(source, weights)[0]
+    return image_model(args.model, args.weights or "default", size)
 
 
 def cmd_filters(args):

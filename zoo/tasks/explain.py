@@ -121,6 +121,37 @@ def resolve_model(model_or_run, weights="default"):
     return registry_model(name, os.fspath(weights) if isinstance(weights, os.PathLike) else weights), None, name
 
 
+def is_model_path(path):
+    """Whether `path` is a run directory (holding model.keras) or a `.keras` file."""
+    path = Path(path)
+    return (path / "model.keras").is_file() or (path.suffix == ".keras" and path.is_file())
+
+
+def split_run(arguments):
+    """`zoo explain IMAGE... RUN` (or `RUN IMAGE...`): `(run, images)`, the run being the
+    first or last argument that is one (`is_model_path`); `(None, arguments)` otherwise."""
+    arguments = list(arguments)
+    found = [a for a in (arguments[-1], arguments[0]) if is_model_path(a)] if len(arguments) > 1 else []
+    if not found:
+        return None, arguments
+    return found[0], [a for a in arguments if a != found[0]]
+
+
+def image_model(source, weights="default", size=None):
+    """An image model to look inside: a registry name (with `weights`: a variant, a file
+    or `"none"`; with `size`, built without its top at `size` x `size`), or a run
+    directory or `.keras` file (`weights` and `size` do not apply)."""
+    from zoo import models
+
+    if not is_model_path(source):
+        chosen = None if str(weights).lower() == "none" else weights
+        if size:
+            return models.create(source, weights=chosen, include_top=False, input_shape=(size, size, 3))
+        if chosen is None:
+            return models.create(source, weights=None)
+    return resolve_model(source, weights)[0]
+
+
 def class_index(class_, names):
     """A class given as an index or a label, as an index."""
     if isinstance(class_, (int, np.integer)) and not isinstance(class_, bool):
