@@ -11,9 +11,11 @@ loads that file). The reference is what the Keras docs show:
 zoo's side is `zoo.classify(paths, model=zoo_model, top=5)`, which also does the
 top-k and label formatting. One warm-up pass each is excluded; then the two sides
 alternate for `--repeats` rounds and the median round of each is reported (`predict`
-here alternates between using one core and two; the best round would hide that).
+here alternates between using one core and two; the best round would hide that), with
+the highest 1-minute load average seen during that side's rounds (benchmarks/load.py).
 
     PYTHONPATH=. python benchmarks/classify.py              # --model vgg19 --repeats 5
+    PYTHONPATH=. python benchmarks/classify.py --smoke      # tiny: checks the script end to end
 """
 
 from __future__ import annotations
@@ -22,13 +24,18 @@ import argparse
 import datetime
 import os
 import platform
+import sys
 import tempfile
-import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import numpy as np
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+
+from benchmarks.load import Load, highest, text  # noqa: E402
 
 # registry name -> (keras.applications constructor, its preprocess_input module)
 REFERENCES = {
@@ -69,7 +76,11 @@ def main(argv=None):
     parser.add_argument("--images", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--smoke", action="store_true",
+                        help="tiny: resnet50, 4 images, batch 2, 1 round (checks the script, figures mean nothing)")
     args = parser.parse_args(argv)
+    if args.smoke:
+        args.model, args.images, args.batch_size, args.repeats = "resnet50", 4, 2, 1
 
     import importlib
 
@@ -104,23 +115,26 @@ def main(argv=None):
         zoo_top = np.array([r["predictions"][0]["class_id"] for r in run_zoo()])
         agreement = float((ref_top == zoo_top).mean())
 
+        load = Load()
         times = {"keras": [], "zoo": []}
-        for _ in range(args.repeats):
+        loads = {"keras": [], "zoo": []}
+        for round_ in range(args.repeats):
             for name, fn in (("keras", run_reference), ("zoo", run_zoo)):
-                start = time.perf_counter()
-                fn()
-                times[name].append(time.perf_counter() - start)
+                with load.timed(f"{name}, round {round_ + 1}") as part:
+                    fn()
+                times[name].append(part.seconds)
+                loads[name].append(part)
 
     median = {name: len(paths) / float(np.median(t)) for name, t in times.items()}
-    load = os.getloadavg() if hasattr(os, "getloadavg") else ("?",)
     print(f"model {args.model}, {len(paths)} JPEGs, batch {args.batch_size}, median of {args.repeats}, "
-          f"{os.cpu_count()} CPUs ({platform.processor() or platform.machine()}), "
-          f"{datetime.date.today()}, load average after: {load[0]:.2f}")
+          f"{os.cpu_count()} CPUs ({platform.processor() or platform.machine()}), {datetime.date.today()}; "
+          f"load: the highest 1-minute load average during a side's rounds")
     print(f"top-1 agreement keras vs zoo: {agreement:.0%}")
     for name in ("keras", "zoo"):
         rounds = ", ".join(f"{len(paths) / t:.2f}" for t in times[name])
-        print(f"{name:6s} {median[name]:7.2f} img/s   (rounds: {rounds})")
+        print(f"{name:6s} {median[name]:7.2f} img/s   (rounds: {rounds}; load {text(highest(loads[name]))})")
     print(f"ratio zoo / keras: {median['zoo'] / median['keras']:.3f}")
+    load.verdict()
 
 
 if __name__ == "__main__":

@@ -8,12 +8,13 @@
    start goes.
 2. Batch-1 latency and batch-32 throughput of zoo's inference path against the graph's
    floor, a warmed `tf.function` of the same model called on the same uint8 batch:
-   `zoo.inference.forward_function` (the compiled call `zoo classify`, `Run.predict`
+   `zoo.tasks.classify.forward_function` (the compiled call `zoo classify`, `Run.predict`
    and evaluation use) and `zoo.classify` on in-memory images (with top-5 labels).
    Goal: within 5 % of the floor.
 
 Sides alternate and medians are reported (on a shared 2-core machine one side can
-catch another process's burst; best-of hides that, medians do not).
+catch another process's burst; best-of hides that, medians do not), each with the
+highest 1-minute load average seen while it was timed (benchmarks/load.py).
 
     PYTHONPATH=. python benchmarks/cpu.py [--models vgg19,resnet50,inception_v3] [--repeats 5]
     PYTHONPATH=. python benchmarks/cpu.py --smoke      # tiny: CI keeps it working
@@ -39,6 +40,8 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from benchmarks.load import Load, highest, text  # noqa: E402
 
 # registry name -> (keras.applications module, constructor)
 APPLICATIONS = {"vgg19": ("vgg19", "VGG19"), "resnet50": ("resnet50", "ResNet50"),
@@ -73,7 +76,7 @@ def run_process(command):
     return wall, done.stdout
 
 
-def cli_wall_time(name, repeats, folder):
+def cli_wall_time(name, repeats, folder, load):
     """`zoo classify` against the minimal Keras script, cold processes, alternating."""
     import keras
     from PIL import Image
@@ -93,17 +96,21 @@ def cli_wall_time(name, repeats, folder):
     keras_command = [sys.executable, "-c", script, str(image), str(weights)]
     imports_command = [sys.executable, "-c", "import tensorflow, keras"]
     walls = {"zoo classify": [], "keras script": [], "import tensorflow, keras": []}
+    loads = {key: [] for key in walls}
     splits = []
-    for _ in range(repeats):
-        wall, _ = run_process(zoo_command)
-        walls["zoo classify"].append(wall)
-        wall, out = run_process(keras_command)
-        walls["keras script"].append(wall)
-        splits.append([float(v) for v in out.splitlines()[-1].split()[1:]])
-        walls["import tensorflow, keras"].append(run_process(imports_command)[0])
+    for round_ in range(repeats):
+        for key, command in (("zoo classify", zoo_command), ("keras script", keras_command),
+                             ("import tensorflow, keras", imports_command)):
+            with load.timed(f"{key}, round {round_ + 1}") as part:
+                wall, out = run_process(command)
+            walls[key].append(wall)
+            loads[key].append(part)
+            if key == "keras script":
+                splits.append([float(v) for v in out.splitlines()[-1].split()[1:]])
     medians = {k: statistics.median(v) for k, v in walls.items()}
     split = [statistics.median(s[i] for s in splits) for i in range(3)]
     return {"model": name, "medians_s": medians, "rounds_s": walls,
+            "load": {k: highest(v) for k, v in loads.items()},
             "keras_script_split_s": dict(zip(("imports", "build + weights", "image + forward"), split)),
             "zoo_overhead_s": medians["zoo classify"] - medians["keras script"]}
 
@@ -117,14 +124,14 @@ def timed(fn, repeats):
     return times
 
 
-def inference_path(name, repeats, batch_sizes=(1, 32), size=None):
+def inference_path(name, repeats, load, batch_sizes=(1, 32), size=None):
     """zoo's compiled call and `zoo.classify` against a warmed tf.function of the model."""
     import keras
     import numpy as np
     import tensorflow as tf
 
     import zoo
-    from zoo.inference import forward_function
+    from zoo.tasks.classify import forward_function
 
     keras.utils.set_random_seed(0)
     options = {"input_shape": (size, size, 3), "num_classes": 10} if size else {}
@@ -148,15 +155,17 @@ def inference_path(name, repeats, batch_sizes=(1, 32), size=None):
             fn()
         times = {k: [] for k in sides}
         calls = repeats * (5 if batch_size == 1 else 1)
-        for _ in range(calls):  # alternate, so a burst from elsewhere hits every side alike
-            for key, fn in sides.items():
-                times[key] += timed(fn, 1)
+        # One load part for the three sides: they alternate call by call.
+        with load.timed(f"{name}, batch {batch_size}") as part:
+            for _ in range(calls):  # alternate, so a burst from elsewhere hits every side alike
+                for key, fn in sides.items():
+                    times[key] += timed(fn, 1)
         medians = {k: statistics.median(v) for k, v in times.items()}
         floor = medians["floor (tf.function)"]
         rows.append({"model": name, "batch": batch_size, "size": [int(height), int(width)], "calls": calls,
                      "median_ms": {k: round(1000 * v, 2) for k, v in medians.items()},
                      "images_per_s": {k: round(batch_size / v, 2) for k, v in medians.items()},
-                     "vs_floor": {k: round(v / floor, 3) for k, v in medians.items()}})
+                     "vs_floor": {k: round(v / floor, 3) for k, v in medians.items()}, "load": part.max})
     return rows
 
 
@@ -170,30 +179,35 @@ def main(argv=None):
     args = parser.parse_args(argv)
     models = [m for m in args.models.split(",") if m]
     repeats = 1 if args.smoke else args.repeats
-    from zoo.console import start_backend
+    from zoo.cli.console import start_backend
 
     start_backend()  # TensorFlow without its start-up chatter
-    print(f"machine: {os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), load average "
-          f"{os.getloadavg()[0]:.1f}, {time.strftime('%Y-%m-%d')}", flush=True)
+    print(f"machine: {os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), "
+          f"{time.strftime('%Y-%m-%d')}; load: the highest 1-minute load average while a figure was timed",
+          flush=True)
+    load = Load()
     results = {"cli": None, "inference": []}
     with tempfile.TemporaryDirectory() as tmp:
-        cli = cli_wall_time("resnet50" if args.smoke else args.cli_model, repeats, Path(tmp))
+        cli = cli_wall_time("resnet50" if args.smoke else args.cli_model, repeats, Path(tmp), load)
     results["cli"] = cli
-    m = cli["medians_s"]
+    m, loads = cli["medians_s"], cli["load"]
     print(f"zoo classify, one photo, {cli['model']} (median of {repeats} cold starts): "
-          f"zoo {m['zoo classify']:.2f} s, minimal Keras script {m['keras script']:.2f} s, "
-          f"import tensorflow+keras alone {m['import tensorflow, keras']:.2f} s")
+          f"zoo {m['zoo classify']:.2f} s (load {text(loads['zoo classify'])}), minimal Keras script "
+          f"{m['keras script']:.2f} s (load {text(loads['keras script'])}), import tensorflow+keras alone "
+          f"{m['import tensorflow, keras']:.2f} s (load {text(loads['import tensorflow, keras'])})")
     split = cli["keras_script_split_s"]
     print("  the script's split: " + ", ".join(f"{k} {v:.2f} s" for k, v in split.items()))
     print(f"  zoo's overhead beyond the script: {cli['zoo_overhead_s']:+.2f} s (goal < 0.5 s)", flush=True)
     for name in (["resnet50"] if args.smoke else models):
-        for row in inference_path(name, repeats, batch_sizes=(1, 4) if args.smoke else (1, 32),
+        for row in inference_path(name, repeats, load, batch_sizes=(1, 4) if args.smoke else (1, 32),
                                   size=75 if args.smoke else None):
             results["inference"].append(row)
             cells = ", ".join(f"{k} {row['median_ms'][k]:.1f} ms ({row['vs_floor'][k]:.3f}x)"
                               for k in row["median_ms"])
-            print(f"{name} batch {row['batch']} at {row['size'][0]} px, median of {row['calls']}: {cells}",
-                  flush=True)
+            print(f"{name} batch {row['batch']} at {row['size'][0]} px, median of {row['calls']}: {cells} "
+                  f"(load {text(row['load'])})", flush=True)
+    results["load"] = load.as_dict()
+    load.verdict()
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1, default=str))
     return results

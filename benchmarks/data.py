@@ -7,7 +7,11 @@ to a temporary folder by `make_photo_folder`, which other benchmarks import too:
     from benchmarks.data import make_photo_folder
     make_photo_folder("/tmp/photos", per_class=200)      # 2 classes x 200 JPEGs
 
+Every rate is printed with the highest 1-minute load average seen while that side was
+timed (benchmarks/load.py).
+
 Run:  PYTHONPATH=. python benchmarks/data.py [--per-class 200] [--repeats 3]
+      PYTHONPATH=. python benchmarks/data.py --smoke     # tiny: checks the script end to end
 Results go in benchmarks/README.md, section "Data pipeline".
 """
 
@@ -16,11 +20,16 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.load import Load, highest, text  # noqa: E402
 
 # Photos that ship with scikit-learn / scikit-image, distinct enough that a classifier
 # can tell crops of one from crops of another.
@@ -136,7 +145,7 @@ def measure(fn, count, repeats):
     return count / best_wall, 1000 * best_cpu / count
 
 
-def bench_size(size, per_class, repeats, batch_size, folder=None):
+def bench_size(size, per_class, repeats, batch_size, folder=None, load=None):
     import zoo.data
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -155,11 +164,16 @@ def bench_size(size, per_class, repeats, batch_size, folder=None):
         pil_threads(files[:8])  # start the pool's threads once
         # Alternate the three so a burst of load from elsewhere hits each alike; report
         # medians (best-of would hide which side a burst happened to hit).
+        load = load or Load()
         pil, threads, tf = [], [], []
-        for _ in range(repeats):
-            pil.append(measure(lambda: pil_loop(files), n, 1))
-            threads.append(measure(lambda: pil_threads(files), n, 1))
-            tf.append(measure(lambda: tf_epoch(dataset), n, 1))
+        loads = {"pil": [], "threads": [], "tf": []}
+        for round_ in range(repeats):
+            for key, rounds, fn in (("pil", pil, lambda: pil_loop(files)), ("threads", threads, lambda: pil_threads(files)),
+                                    ("tf", tf, lambda: tf_epoch(dataset))):
+                with load.timed(f"{key}, {size[1]}x{size[0]}, round {round_ + 1}") as part:
+                    rounds.append(measure(fn, n, 1))
+                loads[key].append(part)
+        loads = {key: text(highest(parts)) for key, parts in loads.items()}
 
     def medians(rounds):
         return float(np.median([r for r, _ in rounds])), float(np.median([c for _, c in rounds]))
@@ -167,13 +181,15 @@ def bench_size(size, per_class, repeats, batch_size, folder=None):
     (pil_rate, pil_cpu), (threads_rate, threads_cpu), (tf_rate, tf_cpu) = medians(pil), medians(threads), medians(tf)
     print(f"{n} JPEGs of {size[1]}x{size[0]} ({', '.join(report.classes)}) -> 224x224 uint8, medians of {repeats}")
     print(f"  up-front check (Pillow, threads): {check_rate:,.0f} files/s")
-    print(f"  PIL loop:                {pil_rate:7,.0f} img/s   {pil_cpu:.2f} CPU-ms/img")
-    print(f"  PIL draft + {os.cpu_count()} threads:   {threads_rate:7,.0f} img/s   {threads_cpu:.2f} CPU-ms/img")
-    print(f"  zoo.data (tf):           {tf_rate:7,.0f} img/s   {tf_cpu:.2f} CPU-ms/img")
+    print(f"  PIL loop:                {pil_rate:7,.0f} img/s   {pil_cpu:.2f} CPU-ms/img   load {loads['pil']}")
+    print(f"  PIL draft + {os.cpu_count()} threads:   {threads_rate:7,.0f} img/s   {threads_cpu:.2f} CPU-ms/img   "
+          f"load {loads['threads']}")
+    print(f"  zoo.data (tf):           {tf_rate:7,.0f} img/s   {tf_cpu:.2f} CPU-ms/img   load {loads['tf']}")
     print(f"  zoo.data vs PIL loop:    {tf_rate / pil_rate:.2f}x wall, {pil_cpu / tf_cpu:.2f}x CPU")
     print(f"  zoo.data vs PIL threads: {tf_rate / threads_rate:.2f}x wall, {threads_cpu / tf_cpu:.2f}x CPU")
     return {"size": size, "files": n, "check": check_rate, "pil": pil_rate, "pil_threads": threads_rate,
-            "tf": tf_rate, "pil_cpu_ms": pil_cpu, "pil_threads_cpu_ms": threads_cpu, "tf_cpu_ms": tf_cpu}
+            "tf": tf_rate, "pil_cpu_ms": pil_cpu, "pil_threads_cpu_ms": threads_cpu, "tf_cpu_ms": tf_cpu,
+            "load": loads}
 
 
 def main(argv=None):
@@ -184,12 +200,19 @@ def main(argv=None):
     parser.add_argument("--sizes", default="480x640,240x320",
                         help="comma-separated HxW sizes of the JPEGs to write")
     parser.add_argument("--folder", help="use this folder instead of writing temporary ones")
+    parser.add_argument("--smoke", action="store_true",
+                        help="tiny: 16 small JPEGs per class, one round (checks the script, figures mean nothing)")
     args = parser.parse_args(argv)
+    if args.smoke:
+        args.per_class, args.repeats, args.sizes = 16, 1, "240x320"
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes.split(",")]
-    print(f"machine: {os.cpu_count()} CPU cores ({platform.machine()}), load average "
-          f"{os.getloadavg()[0]:.1f}, {time.strftime('%Y-%m-%d')}")
-    return [bench_size(size, args.per_class, args.repeats, args.batch_size, args.folder) for size in sizes]
+    print(f"machine: {os.cpu_count()} CPU cores ({platform.machine()}), {time.strftime('%Y-%m-%d')}; load: the "
+          f"highest 1-minute load average while a side was timed")
+    load = Load()
+    results = [bench_size(size, args.per_class, args.repeats, args.batch_size, args.folder, load) for size in sizes]
+    load.verdict()
+    return results
 
 
 if __name__ == "__main__":

@@ -20,7 +20,11 @@ weights) reads with confidence >= 0.9, the share of each digit among them, and t
 Fréchet distance between the held-out digits and the samples on LeNet-5's penultimate
 features (`f6`, 84 values): FID's formula, on a digit classifier instead of Inception.
 
+Each side's seconds are printed with the highest 1-minute load average seen while it
+trained (benchmarks/load.py).
+
 Run:  PYTHONPATH=. python benchmarks/gan.py [--epochs 50] [--png benchmarks/gan_samples.png]
+      PYTHONPATH=. python benchmarks/gan.py --smoke     # tiny: checks the script end to end (no PNG)
 Results go in benchmarks/README.md, section "DCGAN".
 """
 
@@ -30,14 +34,15 @@ import argparse
 import json
 import os
 import platform
+import sys
 import tempfile
-import time
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-def load():
-    return round(os.getloadavg()[0], 2)
+from benchmarks.load import Load  # noqa: E402
 
 
 def tutorial_dcgan(images, epochs, seed=0, batch_size=256, latent_dim=100):
@@ -104,7 +109,11 @@ def main(argv=None):
     parser.add_argument("--samples", type=int, default=1000, help="generated digits scored per side (default: 1000)")
     parser.add_argument("--png", default="benchmarks/gan_samples.png", help="side-by-side sample grids")
     parser.add_argument("--json", default=None, help="also write the figures as JSON here")
+    parser.add_argument("--smoke", action="store_true",
+                        help="tiny: 1 epoch, 100 samples, no PNG (checks the script, figures mean nothing)")
     args = parser.parse_args(argv)
+    if args.smoke:
+        args.epochs, args.samples, args.png = 1, 100, None
 
     import keras
     import numpy as np
@@ -121,29 +130,27 @@ def main(argv=None):
               "versions": {"keras": keras.__version__}}
     report["held_out_digits"] = digit_scores(digits.val, real=digits.train, classifier=lenet)
 
-    loads = [load()]
-    started = time.perf_counter()
-    with tempfile.TemporaryDirectory() as tmp:
+    load = Load()
+    with load.timed("zoo train gan") as zoo_part, tempfile.TemporaryDirectory() as tmp:
         run = zoo.train("gan", "digits", epochs=args.epochs, out=os.path.join(tmp, "run"), verbose=0,
                         no_tensorboard=True)
         zoo_images = run.sample(args.samples, seed=1)
         zoo_grid = run.sample(64, seed=2)
-    zoo_seconds = time.perf_counter() - started
-    loads.append(load())
-    report["zoo"] = {"seconds": round(zoo_seconds, 1), "config": {k: run.config[k] for k in (
+    zoo_seconds = zoo_part.seconds
+    report["zoo"] = {"seconds": round(zoo_seconds, 1), "load": zoo_part.max, "config": {k: run.config[k] for k in (
         "epochs", "batch_size", "latent_dim", "width", "lr")},
         **digit_scores(zoo_images, real=digits.val, classifier=lenet)}
-    print(f"zoo done in {zoo_seconds:.0f} s: {json.dumps(report['zoo'])}", flush=True)
+    print(f"zoo done in {zoo_seconds:.0f} s (load {zoo_part.describe()}): {json.dumps(report['zoo'])}", flush=True)
 
-    started = time.perf_counter()
-    peer = tutorial_dcgan(digits.train, args.epochs)
-    peer_seconds = time.perf_counter() - started
-    loads.append(load())
+    with load.timed("TF tutorial DCGAN") as peer_part:
+        peer = tutorial_dcgan(digits.train, args.epochs)
+    peer_seconds = peer_part.seconds
     peer_images, peer_grid = peer(args.samples, seed=1), peer(64, seed=2)
-    report["peer"] = {"seconds": round(peer_seconds, 1), **digit_scores(peer_images, real=digits.val,
-                                                                        classifier=lenet)}
-    report["load_average"] = loads
-    print(f"peer done in {peer_seconds:.0f} s: {json.dumps(report['peer'])}", flush=True)
+    report["peer"] = {"seconds": round(peer_seconds, 1), "load": peer_part.max,
+                      **digit_scores(peer_images, real=digits.val, classifier=lenet)}
+    report["load"] = load.as_dict()
+    print(f"peer done in {peer_seconds:.0f} s (load {peer_part.describe()}): {json.dumps(report['peer'])}",
+          flush=True)
 
     if args.png:
         left, right = tile(zoo_grid, columns=8), tile(peer_grid, columns=8)
@@ -154,19 +161,20 @@ def main(argv=None):
         with open(args.json, "w") as f:
             json.dump(report, f, indent=2)
 
-    def row(name, scores, seconds):
+    def row(name, scores, seconds, part=None):
         shares = " / ".join(f"{100 * s:.1f}" for s in scores["class_shares"])
         return (f"| {name} | {100 * scores['confident']:.1f} % | {scores['classes_at_3_percent']}/10 | "
-                f"{100 * min(scores['class_shares']):.1f} % | {scores['frechet_distance']:.1f} | {seconds} | {shares} |")
+                f"{100 * min(scores['class_shares']):.1f} % | {scores['frechet_distance']:.1f} | {seconds} | "
+                f"{'—' if part is None else part} | {shares} |")
 
-    print(f"\n{args.epochs} epochs each; load average {loads[0]} / {loads[1]} / {loads[2]} "
-          f"(start / after zoo / after the tutorial)\n")
-    print("| side | LeNet-5 confident (>= 0.9) | digits >= 3 % | rarest digit | Fréchet distance | seconds | "
+    print(f"\n{args.epochs} epochs each; load: the highest 1-minute load average while the side trained\n")
+    print("| side | LeNet-5 confident (>= 0.9) | digits >= 3 % | rarest digit | Fréchet distance | seconds | load | "
           "share of each digit 0-9 (%) |")
-    print("|---|---|---|---|---|---|---|")
-    print(row("zoo `train gan`", report["zoo"], report["zoo"]["seconds"]))
-    print(row("TF tutorial DCGAN", report["peer"], report["peer"]["seconds"]))
+    print("|---|---|---|---|---|---|---|---|")
+    print(row("zoo `train gan`", report["zoo"], report["zoo"]["seconds"], zoo_part))
+    print(row("TF tutorial DCGAN", report["peer"], report["peer"]["seconds"], peer_part))
     print(row("held-out real digits", report["held_out_digits"], "—"))
+    load.verdict()
     return report
 
 

@@ -7,7 +7,7 @@ synthetic data, training (SGD with momentum, as the peers) and inference at batc
 - training: `zoo.create(name, weights=None)` built under `zoo.training.precision("auto")`,
   trained by `zoo.training.fit` on uint8 host arrays (images stay uint8 until the
   model), with its fast defaults (XLA, 8 steps per compiled call on a GPU);
-- inference: `zoo.inference.forward_function(model)` on uint8 host batches, what
+- inference: `zoo.tasks.classify.forward_function(model)` on uint8 host batches, what
   `zoo classify` and `Run.predict` call.
 
 In the same run, the peers are imported from `../shared/bench/` (`anchor_bench.py`,
@@ -24,7 +24,10 @@ Run (a machine with an NVIDIA GPU; JAX backend, TensorFlow not needed):
     KERAS_BACKEND=jax python benchmarks/gpu.py [--rows resnet50-train,...] [--profile]
     python benchmarks/gpu.py --smoke      # tiny, on a CPU: keeps the script working in CI
 On a GPU the table, with the device's name, is written into benchmarks/README.md
-(section "GPU speed").
+(section "GPU speed") — only when the run was quiet: each row carries the highest
+1-minute load average seen while it was measured (zoo's side and the peers), and above
+1.5 during any timed part the README is left as it is, with one line saying why
+(benchmarks/load.py).
 """
 
 from __future__ import annotations
@@ -41,6 +44,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from benchmarks.load import Load, text  # noqa: E402
 
 # 2 x multiply-accumulates of one forward pass per image; training is ~3x.
 GFLOP_FORWARD = {"resnet50": 8.2, "vgg19": 39.3, "inception_v3": 11.5}
@@ -111,8 +116,8 @@ def zoo_train(name, batch, size, steps, warmup, num_classes=1000):
 
 
 def zoo_infer(name, batch, size, steps, warmup, model=None):
-    """Images per second through `zoo.inference.forward_function` on uint8 host batches."""
-    from zoo.inference import forward_function
+    """Images per second through `zoo.tasks.classify.forward_function` on uint8 host batches."""
+    from zoo.tasks.classify import forward_function
 
     model = model or build(name, size)
     x, _ = synthetic(batch, size, 1)
@@ -217,8 +222,8 @@ def peers(name, mode, batch, steps, smoke):
 
 
 def table(rows, device, peak):
-    lines = [f"| images/s on {device} | zoo | best peer | which | zoo/peer | zoo % of bf16 peak | goal |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [f"| images/s on {device} | zoo | best peer | which | zoo/peer | zoo % of bf16 peak | goal | load |",
+             "|---|---|---|---|---|---|---|---|"]
     for row in rows:
         best = max(row["peers"].items(), key=lambda item: item[1]) if row["peers"] else (None, None)
         ratio = f"{row['zoo'] / best[1]:.2f}" if best[1] else "—"
@@ -226,14 +231,14 @@ def table(rows, device, peak):
         share = f"{100 * row['zoo'] * flop / (peak * 1e12):.0f} %" if peak else "—"
         lines.append(f"| {row['model']} {row['mode']}, batch {row['batch']}, {row['size']} px | {row['zoo']:,.0f} | "
                      f"{best[1] and f'{best[1]:,.0f}' or '—'} | {best[0] or '—'} | {ratio} | {share} | "
-                     f"{GOALS[(row['model'], row['mode'])]:,} |")
+                     f"{GOALS[(row['model'], row['mode'])]:,} | {text(row.get('load'))} |")
     return "\n".join(lines)
 
 
-def write_readme(text):
+def write_readme(table_text):
     path = ROOT / "benchmarks" / "README.md"
     readme = path.read_text()
-    block = f"{README_START}\n{text}\n{README_END}"
+    block = f"{README_START}\n{table_text}\n{README_END}"
     if README_START in readme:
         head, rest = readme.split(README_START, 1)
         readme = head + block + rest.split(README_END, 1)[1]
@@ -269,34 +274,43 @@ def main(argv=None):
     peak = None if args.smoke or platform == "cpu" else matmul_peak_tflops()
     print(f"device: {device} ({platform}); Keras {keras.__version__} on {keras.backend.backend()}; "
           f"bf16 matmul peak: {f'{peak:.0f} TFLOP/s' if peak else 'not measured (smoke or CPU)'}", flush=True)
+    load = Load()
     results = []
     for name, mode, batch, size in rows:
         if args.smoke:
             batch, size = 2, 75  # the smallest input InceptionV3 takes
-        if mode == "train":
-            zoo_rate, _ = zoo_train(name, batch, size, steps, warmup, num_classes=10 if args.smoke else 1000)
-        else:
-            zoo_rate = zoo_infer(name, batch, size, steps, warmup)
-        found, note = peers(name, mode, batch, steps, args.smoke)
-        result = {"model": name, "mode": mode, "batch": batch, "size": size, "zoo": zoo_rate, "peers": found}
+        # One load part per row: zoo's side and the peers it is compared with.
+        with load.timed(f"{name} {mode}, batch {batch}") as part:
+            if mode == "train":
+                zoo_rate, _ = zoo_train(name, batch, size, steps, warmup, num_classes=10 if args.smoke else 1000)
+            else:
+                zoo_rate = zoo_infer(name, batch, size, steps, warmup)
+            found, note = peers(name, mode, batch, steps, args.smoke)
+        result = {"model": name, "mode": mode, "batch": batch, "size": size, "zoo": zoo_rate, "peers": found,
+                  "load": part.max}
         results.append(result)
         print(json.dumps({**result, "note": note}), flush=True)
-    text = table(results, device, peak)
+    table_text = table(results, device, peak)
     if args.smoke:
-        text += "\n(smoke: tiny sizes on a CPU, and the peers, when found, at their own sizes: the figures mean nothing)"
-    print(text)
+        table_text += ("\n(smoke: tiny sizes on a CPU, and the peers, when found, at their own sizes: the figures "
+                       "mean nothing)")
+    print(table_text)
     if args.profile:
         batch, size = (2, 75) if args.smoke else (args.profile_batch, args.profile_size)
-        parts = profile_train("resnet50", batch, size, steps, warmup)
+        with load.timed("profile, ResNet50 training") as part:
+            parts = profile_train("resnet50", batch, size, steps, warmup)
         print(f"ResNet50 training, batch {batch}, {size} px (images/s): "
               + ", ".join(f"{k} {v:,.1f}" for k, v in parts.items())
-              + f"; zoo's path at {parts['zoo.training.fit'] / parts['compute only']:.0%} of compute only")
-        results.append({"profile": parts})
+              + f"; zoo's path at {parts['zoo.training.fit'] / parts['compute only']:.0%} of compute only"
+              + f"; load {part.describe()}")
+        results.append({"profile": parts, "load": part.max})
     print(f"TensorFlow imported: {sys.modules.get('tensorflow') is not None}")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
-    if platform == "gpu" and not args.smoke:
-        write_readme(f"{time.strftime('%Y-%m-%d')}, {device}, one run of `benchmarks/gpu.py`:\n\n{text}")
+    load.verdict()
+    if platform == "gpu" and not args.smoke and load.may_write_readme():
+        write_readme(f"{time.strftime('%Y-%m-%d')}, {device}, one run of `benchmarks/gpu.py` (load: the highest "
+                     f"1-minute load average while the row was measured):\n\n{table_text}")
     return results
 
 

@@ -20,7 +20,8 @@ default) per `:predict` request, for `--seconds` after a warm-up. Reported per r
 requests/s, p50/p99 latency, the on/off ratio, CPU ms per request of the server and the
 client, and for batching on the mean batch size and the time requests spent in the
 batcher; then the answers of the two servers compared (class ids, probabilities), and
-one batch's compute (the served signature at batch 1 and 32, in process).
+one batch's compute (the served signature at batch 1 and 32, in process). Each run is
+printed with the highest 1-minute load average seen while it ran (benchmarks/load.py).
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
+
+from benchmarks.load import Load, highest, text as load_text  # noqa: E402
 
 MODEL = "bench"
 SIGNATURES = {"uint8": "serving_uint8", "float": "serving_default", "png": "serving_bytes"}
@@ -370,7 +373,7 @@ def main(argv=None):
     import tensorflow as tf
 
     import zoo
-    from zoo.recipes.digits import load_digits_28
+    from zoo.data.digits import load_digits_28
     from zoo.serving.batching import BatchingParameters, format_batching_parameters
 
     images = load_digits_28()[0][:256]
@@ -406,7 +409,8 @@ def main(argv=None):
     print(f"zoo serve --enable_batching --batching_parameters_file: answered {status}", flush=True)
 
     threads = tuple(int(n) for n in args.threads.split(","))
-    results, lone, inside = {}, {}, {}
+    load = Load()
+    results, lone, inside, loads = {}, {}, {}, {}
     for label, config in (("off", None), ("on", batching_file)):
         with Server(work / "models", config, signature, threads) as server:
             status, _ = request(server.port, bodies[0].encode())
@@ -418,7 +422,10 @@ def main(argv=None):
                 # The batcher's own figures cover the measured seconds, not the warm-up.
                 timer = threading.Timer(warmup + 0.3, server.batcher_stats)
                 timer.start()
-                result = run_clients(server.port, clients, seconds, warmup, str(bodies_file), server.process.pid)
+                with load.timed(f"batching {label}, {clients} clients") as part:
+                    result = run_clients(server.port, clients, seconds, warmup, str(bodies_file),
+                                         server.process.pid)
+                loads[label, clients] = part.max
                 timer.join()
                 stats = server.batcher_stats()
                 if clients == 1:
@@ -435,7 +442,8 @@ def main(argv=None):
                 cpu = (f"  CPU ms/request: server {result['server_cpu_ms']:.2f}, client {result['client_cpu_ms']:.2f}"
                        if result["server_cpu_ms"] is not None else "")
                 print(f"batching {label:3s} {clients:3d} clients: {result['rate']:7.0f} req/s  "
-                      f"p50 {result['p50']:7.2f} ms  p99 {result['p99']:7.2f} ms  failures {result['failed']}{cpu}"
+                      f"p50 {result['p50']:7.2f} ms  p99 {result['p99']:7.2f} ms  load {part}  "
+                      f"failures {result['failed']}{cpu}"
                       + (f" {result['failures'][:1]}" if result["failed"] else "") + extra, flush=True)
 
     bound = args.timeout_micros / 1000 + compute[32] * 1e3
@@ -446,24 +454,24 @@ def main(argv=None):
     compared, same_class, identical, worst = compare(answers_off, answers_on)
 
     cpus = os.cpu_count()
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"\n#### {described} `{signature}`, one digit per request — {datetime.date.today()}, {cpus} CPU cores, "
           f"{platform.processor() or platform.machine()}, TF {tf.__version__}, {args.seconds:g} s per run, "
-          f"load average at the end {load:.1f}\n")
+          f"highest 1-minute load average during the runs {load_text(highest(loads.values()))} (last column: per run, "
+          f"off / on)\n")
     print(f"max_batch_size {args.max_batch_size}, batch_timeout_micros {args.timeout_micros}, num_batch_threads "
           f"{args.batch_threads}; one batch of 32 in process: {compute[32] * 1e3:.2f} ms (batch 1: "
           f"{compute[1] * 1e3:.2f} ms); timeout + one batch = {bound:.2f} ms; model threads (intra, inter) "
           f"{threads}\n")
     print("| clients | off: req/s | off: p50 / p99 ms | on: req/s | on: p50 / p99 ms | **on/off** | "
-          "on: mean (max) batch | on: in the batcher p50 / p99 ms | server CPU ms/request off / on |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "on: mean (max) batch | on: in the batcher p50 / p99 ms | server CPU ms/request off / on | load off / on |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for clients in [1] + client_counts:
         off, on = (lone["off"], lone["on"]) if clients == 1 else (results["off", clients], results["on", clients])
         mean, biggest, in50, in99 = inside.get(clients, (0, 0, 0, 0))
         print(f"| {clients} | {off['rate']:.0f} | {off['p50']:.2f} / {off['p99']:.2f} | {on['rate']:.0f} | "
               f"{on['p50']:.2f} / {on['p99']:.2f} | **{on['rate'] / max(off['rate'], 1e-9):.2f}x** | "
               f"{mean:.1f} ({biggest}) | {in50:.2f} / {in99:.2f} | {_ms(off['server_cpu_ms'])} / "
-              f"{_ms(on['server_cpu_ms'])} |")
+              f"{_ms(on['server_cpu_ms'])} | {load_text(loads.get(('off', clients)))} / {load_text(loads.get(('on', clients)))} |")
     failed = sum(r["failed"] for r in results.values()) + lone["off"]["failed"] + lone["on"]["failed"]
     print(f"\nfailures: {failed}; answers compared on {compared} images: class ids equal {same_class}/{compared}, "
           f"bit-identical JSON {identical}/{compared}, max |probability difference| {worst:.1e}")
@@ -472,6 +480,7 @@ def main(argv=None):
         p99, in99 = results["on", 32]["p99"], inside.get(32, (0, 0, 0, 0))[3]
         print(f"acceptance at 32 clients: throughput {ratio:.2f}x (>= 2x: {'yes' if ratio >= 2 else 'NO'}); "
               f"p99 end to end {p99:.2f} ms, in the batcher {in99:.2f} ms, vs timeout + one batch {bound:.2f} ms")
+    load.verdict()
     ok = failed == 0 and compared > 0 and same_class == compared
     return 0 if ok else 1
 

@@ -13,7 +13,11 @@ the server's interpreter), then measures at batch 1, one JPEG per request:
   `serving_default`, gRPC (official stub) with the JPEG bytes;
 - load: C concurrent clients x R requests each, REST and gRPC, kept-alive connections.
 
-Prints a markdown table for benchmarks/README.md. Timings are wall-clock per request.
+Prints a markdown table for benchmarks/README.md. Timings are wall-clock per request;
+each row carries the highest 1-minute load average seen while it was measured
+(benchmarks/load.py).
+
+    python benchmarks/serving_overhead.py --smoke     # tiny: checks the script end to end
 """
 
 from __future__ import annotations
@@ -38,6 +42,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
+
+from benchmarks.load import Load, text  # noqa: E402
 
 SERVER = """
 import sys
@@ -145,7 +151,11 @@ def main(argv=None):
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--requests", type=int, default=200, help="requests per client in the load test")
     parser.add_argument("--single", type=int, default=200, help="requests in the one-client measurements")
+    parser.add_argument("--smoke", action="store_true",
+                        help="tiny: 20 single requests, 2 clients x 10 (checks the script, figures mean nothing)")
     args = parser.parse_args(argv)
+    if args.smoke:
+        args.single, args.clients, args.requests = 20, 2, 10
 
     import grpc
     import tensorflow as tf
@@ -162,23 +172,33 @@ def main(argv=None):
     pixels_uint8 = pixels.astype("uint8")[None]
 
     rows = []
+    monitor = Load()
 
-    def row(label, seconds, extra=""):
+    def row(label, seconds, part, extra=""):
         p50, p99, mean = percentiles(seconds)
-        rows.append((label, p50, p99, mean, extra))
-        print(f"{label:55s} p50 {p50:8.2f} ms  p99 {p99:8.2f} ms  mean {mean:8.2f} ms {extra}", flush=True)
+        rows.append((label, p50, p99, mean, extra, text(part)))
+        print(f"{label:55s} p50 {p50:8.2f} ms  p99 {p99:8.2f} ms  mean {mean:8.2f} ms  load {part} {extra}",
+              flush=True)
+
+    def measured(label, fn, *args):
+        with monitor.timed(label) as part:
+            seconds = fn(*args)
+        return seconds, part
 
     # In process.
-    row("in process: Keras model.predict (uint8 array)", timed(lambda: model.predict(pixels_uint8, verbose=0), args.single))
+    label = "in process: Keras model.predict (uint8 array)"
+    row(label, *measured(label, timed, lambda: model.predict(pixels_uint8, verbose=0), args.single))
     loaded = tf.saved_model.load(str(export_dir))
     by_bytes = loaded.signatures["serving_bytes"]
     by_array = loaded.signatures["serving_default"]
     jpeg_tensor = tf.constant([jpeg])
     float_tensor = tf.constant(pixels[None], tf.float32)
-    in_process = timed(lambda: by_bytes(image_bytes=jpeg_tensor)["probabilities"].numpy(), args.single)
-    row("in process: SavedModel serving_bytes (JPEG)", in_process)
-    row("in process: SavedModel serving_default (float array)",
-        timed(lambda: by_array(images=float_tensor)["probabilities"].numpy(), args.single))
+    label = "in process: SavedModel serving_bytes (JPEG)"
+    in_process, part = measured(label, timed, lambda: by_bytes(image_bytes=jpeg_tensor)["probabilities"].numpy(),
+                                args.single)
+    row(label, in_process, part)
+    label = "in process: SavedModel serving_default (float array)"
+    row(label, *measured(label, timed, lambda: by_array(images=float_tensor)["probabilities"].numpy(), args.single))
     del loaded, by_bytes, by_array
 
     # The server in its own process.
@@ -197,13 +217,14 @@ def main(argv=None):
 
         results, failures = [], []
         rest_client(port, path, bytes_body, 10, [], failures)  # warm-up
-        rest_client(port, path, bytes_body, args.single, results, failures)
+        label = "1 client: REST b64 JPEG -> serving_bytes"
+        _, part = measured(label, rest_client, port, path, bytes_body, args.single, results, failures)
         rest_p50 = percentiles(results)[0]
-        row("1 client: REST b64 JPEG -> serving_bytes", results,
-            f"overhead vs in process p50: {rest_p50 / percentiles(in_process)[0] - 1:+.0%}")
+        row(label, results, part, f"overhead vs in process p50: {rest_p50 / percentiles(in_process)[0] - 1:+.0%}")
         results = []
-        rest_client(port, path, array_body, args.single, results, failures)
-        row(f"1 client: REST JSON array ({len(array_body) // 1024} KiB) -> serving_default", results)
+        label = f"1 client: REST JSON array ({len(array_body) // 1024} KiB) -> serving_default"
+        _, part = measured(label, rest_client, port, path, array_body, args.single, results, failures)
+        row(label, results, part)
 
         stub = prediction_service_pb2_grpc.PredictionServiceStub(grpc.insecure_channel(f"127.0.0.1:{grpc_port}"))
         request = predict_pb2.PredictRequest()
@@ -212,8 +233,9 @@ def main(argv=None):
         request.inputs["image_bytes"].CopyFrom(tf.make_tensor_proto([jpeg]))
         grpc_client(stub, request, 10, [], failures)
         results = []
-        grpc_client(stub, request, args.single, results, failures)
-        row("1 client: gRPC JPEG -> serving_bytes", results,
+        label = "1 client: gRPC JPEG -> serving_bytes"
+        _, part = measured(label, grpc_client, stub, request, args.single, results, failures)
+        row(label, results, part,
             f"overhead vs in process p50: {percentiles(results)[0] / percentiles(in_process)[0] - 1:+.0%}")
 
         load_rows = []
@@ -221,13 +243,14 @@ def main(argv=None):
             ("REST", lambda n, r, f, b: rest_client(port, path, bytes_body, n, r, f, b)),
             ("gRPC", lambda n, r, f, b: grpc_client(stub, request, n, r, f, b)),
         ):
-            results, load_failures, elapsed = load(run_one, args.clients, args.requests)
+            (results, load_failures, elapsed), part = measured(f"load {label}", load, run_one, args.clients,
+                                                               args.requests)
             p50, p99, _ = percentiles(results)
             total = args.clients * args.requests
-            load_rows.append((label, total, len(load_failures), total / elapsed, p50, p99))
+            load_rows.append((label, total, len(load_failures), total / elapsed, p50, p99, text(part)))
             print(
                 f"load {label}: {args.clients} clients x {args.requests} requests: {len(load_failures)} failures, "
-                f"{total / elapsed:.0f} req/s, p50 {p50:.2f} ms, p99 {p99:.2f} ms",
+                f"{total / elapsed:.0f} req/s, p50 {p50:.2f} ms, p99 {p99:.2f} ms, load {part}",
                 flush=True,
             )
         if failures:
@@ -239,13 +262,16 @@ def main(argv=None):
     cpus = os.cpu_count()
     print(f"\n#### {described}, batch 1 — {datetime.date.today()}, {cpus} CPU cores, "
           f"{platform.processor() or platform.machine()}, TF {tf.__version__}\n")
-    print("| path | p50 ms | p99 ms | mean ms | note |\n|---|---|---|---|---|")
-    for label, p50, p99, mean, extra in rows:
-        print(f"| {label} | {p50:.2f} | {p99:.2f} | {mean:.2f} | {extra} |")
-    print(f"\n| load ({args.clients} clients x {args.requests} requests, b64 JPEG) | failures | requests/s | p50 ms | p99 ms |")
-    print("|---|---|---|---|---|")
-    for label, total, failed, rate, p50, p99 in load_rows:
-        print(f"| {label} | {failed} / {total} | {rate:.0f} | {p50:.2f} | {p99:.2f} |")
+    print("Load: the highest 1-minute load average while the row was measured.\n")
+    print("| path | p50 ms | p99 ms | mean ms | note | load |\n|---|---|---|---|---|---|")
+    for label, p50, p99, mean, extra, load_average in rows:
+        print(f"| {label} | {p50:.2f} | {p99:.2f} | {mean:.2f} | {extra} | {load_average} |")
+    print(f"\n| load ({args.clients} clients x {args.requests} requests, b64 JPEG) | failures | requests/s | p50 ms "
+          f"| p99 ms | load average |")
+    print("|---|---|---|---|---|---|")
+    for label, total, failed, rate, p50, p99, load_average in load_rows:
+        print(f"| {label} | {failed} / {total} | {rate:.0f} | {p50:.2f} | {p99:.2f} | {load_average} |")
+    monitor.verdict()
 
 
 if __name__ == "__main__":

@@ -13,11 +13,13 @@ RMSprop 0.01, batch 128. It trains on windows from the same first 90 % and is sc
 on the same held-out 10 % (every held-out position with its 40 preceding characters)
 every `--eval-seconds` of training; evaluation time is not counted as training time.
 
-Both sides' clocks count training only. The machine is shared, so the load average is
-recorded, and the comparison is at equal training time in the same run.
+Both sides' clocks count training only. The machine is shared, so the highest 1-minute
+load average while each side trained is printed beside its row (benchmarks/load.py),
+and the comparison is at equal training time in the same run.
 
 Run:  PYTHONPATH=. python benchmarks/text.py [--text ../shared/data/tinyshakespeare.txt]
           [--minutes 15] [--plot benchmarks/text_curve.png] [--json FILE]
+      PYTHONPATH=. python benchmarks/text.py --smoke   # tiny: checks the script end to end (no plot)
 Results go in benchmarks/README.md, section "Text generation".
 """
 
@@ -27,6 +29,7 @@ import argparse
 import json
 import math
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -35,12 +38,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.load import Load, text as load_text  # noqa: E402
+
 HELD_OUT = 0.1
 PEER_WINDOW, PEER_STEP, PEER_UNITS, PEER_BATCH, PEER_LR = 40, 3, 128, 128, 0.01
-
-
-def load_average():
-    return round(os.getloadavg()[0], 2)
 
 
 def run_zoo(text, minutes, units, workdir):
@@ -147,16 +150,24 @@ def main(argv=None):
     parser.add_argument("--eval-seconds", type=float, default=60.0)
     parser.add_argument("--plot", default="benchmarks/text_curve.png")
     parser.add_argument("--json")
+    parser.add_argument("--smoke", action="store_true",
+                        help="tiny: the first 40,000 characters, 0.25 minutes a side, LSTM 64, no plot "
+                             "(checks the script, figures mean nothing)")
     args = parser.parse_args(argv)
 
-    loads = [load_average()]
+    load = Load()
     with tempfile.TemporaryDirectory() as workdir:
-        zoo_side = run_zoo(args.text, args.minutes, args.units, workdir)
-    loads.append(load_average())
-    peer = run_peer(args.text, args.minutes, args.eval_seconds)
-    loads.append(load_average())
+        if args.smoke:
+            small = Path(workdir) / "small.txt"
+            small.write_text(Path(args.text).read_text(encoding="utf-8")[:40_000], encoding="utf-8")
+            args.text, args.minutes, args.units, args.eval_seconds, args.plot = str(small), 0.25, 64, 5.0, None
+        with load.timed("zoo text-generation") as zoo_part:
+            zoo_side = run_zoo(args.text, args.minutes, args.units, workdir)
+        with load.timed("keras-io character LSTM") as peer_part:
+            peer = run_peer(args.text, args.minutes, args.eval_seconds)
+    loads = {"zoo": zoo_part.max, "peer": peer_part.max}
 
-    marks = [m for m in range(1, int(args.minutes) + 1)]
+    marks = [m for m in range(1, int(args.minutes) + 1)] or [args.minutes]
     print(f"\n{'minute':>6} {'zoo':>8} {'peer':>8}")
     rows = []
     for m in marks:
@@ -168,12 +179,22 @@ def main(argv=None):
     print(f"zoo best {zoo_side['best']:.4f} nats/char ({zoo_side['best'] / math.log(2):.3f} bits) in "
           f"{zoo_side['points'][-1][0] / 60:.1f} min, {zoo_side['epochs']} epochs, {zoo_side['params']:,} params")
     print(f"peer best {peer['best']:.4f} nats/char in {peer['points'][-1][0] / 60:.1f} min, {peer['params']:,} params")
-    print(f"zoo lower at every minute both have a score: {lower_everywhere}; load averages {loads}")
-    print("zoo sample (ROMEO:, T=0.8):\n" + zoo_side["sample"])
-    plot(zoo_side, peer, args.minutes, args.plot)
+    print(f"zoo lower at every minute both have a score: {lower_everywhere}")
+    print(f"load (the highest 1-minute load average while the side trained): zoo {zoo_part.describe()}, "
+          f"keras-io recipe {peer_part.describe()}")
+    print("\n| minute | " + " | ".join(str(m) for m in marks) + " | load |")
+    print("|---" * (len(marks) + 2) + "|")
+    for side, label in (("zoo", "zoo"), ("peer", "keras-io recipe")):
+        cells = " | ".join("—" if r[side] is None else f"{r[side]:.3f}" for r in rows)
+        print(f"| {label} | {cells} | {load_text(loads[side])} |")
+    print("\nzoo sample (ROMEO:, T=0.8):\n" + zoo_side["sample"])
+    if args.plot:
+        plot(zoo_side, peer, args.minutes, args.plot)
+    load.verdict()
     if args.json:
         Path(args.json).write_text(json.dumps({"zoo": zoo_side, "peer": peer, "rows": rows, "loads": loads,
-                                               "lower_everywhere": lower_everywhere}, indent=2))
+                                               "load": load.as_dict(), "lower_everywhere": lower_everywhere},
+                                              indent=2))
 
 
 if __name__ == "__main__":
