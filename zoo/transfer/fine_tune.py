@@ -18,8 +18,7 @@ import time
 
 import numpy as np
 
-from zoo.training import Defaults, DiscriminativeAdam, FitResult, OneCycle, Settings, Tracking, fit
-
+from zoo.training import Defaults, DiscriminativeAdam, OneCycle, Settings, Tracking, fit
 from zoo.training.data import augmented, compute_features, is_arrays, num_batches
 from zoo.transfer.features import feature_extractor, head_model
 from zoo.transfer.freeze import base_layers, freeze, layerwise_multipliers, unfreeze
@@ -70,9 +69,11 @@ def fine_tune(model, train, val=None, epochs=1, freeze_epochs=1, base_lr=1e-3, l
     settings = settings or Settings()
     total = freeze_epochs + epochs
     tracking = (tracking or Tracking()).replace(saved_model=model).shared(defaults, val is not None)
-    # Each phase writes into the run's shared checkpoint and history; the run's end
-    # (best epoch, metrics.json) is decided here, once both have trained.
+    # Each phase writes into the run's shared checkpoint and history; the last one to
+    # train ends the run (the best epoch of both phases back in the model), and the
+    # task writes metrics.json once.
     phase = tracking.replace(write_metrics=False, restore_best=False, total_epochs=total)
+    last = phase.replace(restore_best=tracking.restore_best)
     checkpoint = tracking.checkpoint
     done = checkpoint.epochs_done if checkpoint is not None else 0
     if done:
@@ -101,12 +102,13 @@ def fine_tune(model, train, val=None, epochs=1, freeze_epochs=1, base_lr=1e-3, l
         results.append(fit(
             trainer, train_data, val_data, epochs=freeze_epochs, batch_size=batch_size, settings=settings,
             defaults=defaults.replace(learning_rate=OneCycle(base_lr, steps, pct_start=HEAD_PCT_START)),
-            tracking=phase.replace(tags={"phase": 1}), callbacks=callbacks, verbose=verbose))
+            tracking=(phase if epochs else last).replace(tags={"phase": 1}), callbacks=callbacks, verbose=verbose))
         done = checkpoint.epochs_done if checkpoint is not None else freeze_epochs
         seconds["phase1"] = round(time.time() - t0, 3)
 
-    # Phase 2: everything, earlier layers slower.
-    if done < total:
+    # Phase 2: everything, earlier layers slower (and, for a run resumed after its last
+    # epoch, the call that restores how it ended).
+    if epochs and (done < total or not results):
         t0 = time.time()
         if checkpoint is not None:
             checkpoint.segment = "phase2"
@@ -119,21 +121,16 @@ def fine_tune(model, train, val=None, epochs=1, freeze_epochs=1, base_lr=1e-3, l
                                            lr_multipliers=layerwise_multipliers(model, lr_mult))
         results.append(fit(
             model, train, val, epochs=total, batch_size=batch_size, settings=settings,
-            defaults=defaults.replace(optimizer=optimizer), tracking=phase.replace(tags={"phase": 2}),
+            defaults=defaults.replace(optimizer=optimizer), tracking=last.replace(tags={"phase": 2}),
             callbacks=callbacks, verbose=verbose))
         seconds["phase2"] = round(time.time() - t0, 3)
+    if not results:  # resumed after the last epoch of a head-only run: fit restores how it ended
+        results.append(fit(model, train, val, epochs=total, batch_size=batch_size, settings=settings,
+                           defaults=defaults, tracking=last, verbose=0))
 
-    result = FitResult(history=tracking.history, checkpoint=checkpoint,
-                       monitor=checkpoint.monitor if checkpoint is not None else None,
-                       stopped_early=any(r.stopped_early for r in results),
-                       settings=results[-1].settings if results else settings.resolved(),
-                       info={"cached_features": use_cache, "phase_seconds": seconds})
-    if checkpoint is not None and checkpoint.state:
-        state = checkpoint.state
-        result.best_epoch, result.best_value = state.get("best_epoch"), state.get("best_value")
-        if tracking.restore_best and result.best_epoch is not None and result.best_epoch != checkpoint.epochs_done:
-            checkpoint.restore_best(model)
-            result.restored_best = True
+    result = results[-1]
+    result.stopped_early = any(r.stopped_early for r in results)
+    result.info.update(cached_features=use_cache, phase_seconds=seconds)
     return result
 
 
