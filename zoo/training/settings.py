@@ -115,19 +115,16 @@ class Settings:
         """The settings a task's run config asks for, with the strategy `distribute` names."""
         from zoo.training.distribute import strategy as make_strategy
 
-        return cls(precision=config.get("precision") or "auto", strategy=make_strategy(distribute),
-                   float16=float16).resolved()
+        # The steps per execution stay "auto" until `fit` knows the epoch's length.
+        return cls(precision=resolve_precision(config.get("precision") or "auto", float16),
+                   strategy=make_strategy(distribute), float16=float16)
 
     def resolved(self, batches_per_epoch=None):
-        """These settings with every `"auto"` that can be settled now settled (the steps
-        per execution need the epoch's length, when known)."""
-        steps = self.steps_per_execution
-        if steps == "auto" and batches_per_epoch is not None:
-            steps = resolve_steps_per_execution(steps, batches_per_epoch)
-        elif steps != "auto":
-            steps = resolve_steps_per_execution(steps)
-        return dataclasses.replace(self, precision=resolve_precision(self.precision, self.float16),
-                                   steps_per_execution=steps)
+        """These settings as `fit` applies them: every `"auto"` settled for this machine
+        (the steps per execution at most one epoch of `batches_per_epoch`, when known)."""
+        return dataclasses.replace(
+            self, precision=resolve_precision(self.precision, self.float16),
+            steps_per_execution=resolve_steps_per_execution(self.steps_per_execution, batches_per_epoch))
 
     @contextlib.contextmanager
     def building(self):
