@@ -25,9 +25,10 @@ def denoiser(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def vae(tmp_path_factory):
-    out = tmp_path_factory.mktemp("runs") / "vae"
-    return zoo.train("autoencoder", "digits", out=out, variational=True, epochs=5, latent_dim=8, verbose=0)
+def vae(vae_run):
+    """The session's VAE on digits (5 epochs, an 8-number code, input noise 0.2; killed in
+    epoch 2 and resumed: tests/helpers/trained_runs.py)."""
+    return zoo.load_run(vae_run.path)
 
 
 @pytest.fixture(scope="module")

@@ -20,19 +20,15 @@ pytestmark = pytest.mark.large  # the large tier (--run_large; CI runs it)
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    import pydoc_data.topics
-
-    text = "".join(pydoc_data.topics.topics[k] for k in sorted(pydoc_data.topics.topics))
-    path = tmp_path_factory.mktemp("text") / "topics.txt"
-    path.write_text(text, encoding="utf-8")
-    return path
+def corpus(topics_text):
+    return topics_text  # the session's copy of the text (tests/helpers/trained_runs.py)
 
 
 @pytest.fixture(scope="module")
-def run(corpus, tmp_path_factory):
-    out = tmp_path_factory.mktemp("runs") / "topics"
-    return zoo.train("char-lstm", corpus, out=out, epochs=3, units=256, lr=4e-3, batch_size=32, dropout=0.0, verbose=0)
+def run(text_generation_run):
+    """The session's text-generation run on `corpus` (3 epochs, 256 units, lr 4e-3, batch
+    32, no dropout; killed in epoch 2 and resumed: tests/helpers/trained_runs.py)."""
+    return zoo.load_run(text_generation_run.path)
 
 
 def unigram_entropy_bits(text):

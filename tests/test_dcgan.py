@@ -19,16 +19,16 @@ import pytest
 
 import zoo
 from zoo.errors import OptionError, ZooError
-from helpers.processes import kill_when
+from helpers.trained_runs import GAN_EPOCHS
 
 pytestmark = pytest.mark.large  # the large tier (--run_large; CI runs it)
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)}
-# A tiny network for the run that is killed; small batches, so that an epoch (180 steps)
+# The run that is killed is the session's GAN run (tests/helpers/trained_runs.py): a tiny
+# network (width 8, 8-number latents) in small batches, so that an epoch (180 steps)
 # lasts long enough to be killed in the middle of it.
-TINY = ["--width", "8", "--latent-dim", "8", "--batch-size", "8", "--no-tensorboard"]
-EPOCHS = 3
+EPOCHS = GAN_EPOCHS
 STEPS_PER_EPOCH = 180  # 1,437 training digits in batches of 8
 
 
@@ -61,17 +61,11 @@ def test_a_short_run_on_real_digits_draws_digits_lenet5_reads(tmp_path):
 
 # -------------------------------------------------------------- kill -9 and --resume
 @pytest.fixture(scope="module")
-def killed_and_resumed(tmp_path_factory):
-    """A tiny run killed with SIGKILL during epoch 2, then resumed through the CLI."""
-    run = tmp_path_factory.mktemp("dcgan") / "run"
-    args = ["train", "dcgan", "--data", "digits", "--epochs", EPOCHS, *TINY, "--out", run]
-    # Killed as epoch 2 starts: epoch 1's checkpoint and sample grid are written by then.
-    first_output = kill_when([sys.executable, "-m", "zoo", *args], lambda line: line.startswith("Epoch 2/"),
-                             env=ENV)
-    state_file = run / "checkpoints" / "state.json"
-    killed_state = json.loads(state_file.read_text())
-    resumed = zoo_cli(*args, "--resume")
-    return run, killed_state, first_output, resumed
+def killed_and_resumed(gan_run):
+    """The session's tiny GAN run, killed with SIGKILL as epoch 2 started (epoch 1's
+    checkpoint and sample grid are written by then), then resumed through the CLI:
+    (run dir, checkpoints/state.json when killed, output up to the kill, the resume)."""
+    return gan_run.path, gan_run.state, gan_run.killed_output, gan_run.resumed
 
 
 def test_a_run_killed_mid_epoch_resumes_with_both_optimizers(killed_and_resumed):

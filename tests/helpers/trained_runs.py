@@ -1,0 +1,104 @@
+"""One trained run per kind, trained once per test session and read by every test that
+needs a finished run of that kind, instead of each file training its own.
+
+tests/conftest.py exposes the fixtures; pytest builds one only when a test that asks for
+it runs, so the fast tier never trains these (every test that uses them is `large`).
+Each run is trained the way its strictest reader needs, with `kill -9` in epoch 2 and
+`--resume` on the way, so that the kill tests check the interruption and the other tests
+check that the resumed run learned, generates, samples and serves like any run.
+
+A shared run is read only: tests that export it write under their own `tmp_path`, and a
+test that needs to change a run trains its own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from helpers.processes import kill_when
+
+ROOT = Path(__file__).resolve().parents[2]
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)}
+
+
+@dataclass(frozen=True)
+class KilledAndResumed:
+    """A `zoo train` run killed with SIGKILL as epoch 2 started, then resumed to its end."""
+
+    path: Path  # the finished run directory
+    epochs: int  # the run's epochs
+    state: dict  # `checkpoints/state.json` when it was killed
+    status_when_killed: str  # `zoo.runs.status` of the directory then
+    killed_output: str  # what the first process printed up to the kill
+    resumed: subprocess.CompletedProcess  # the `--resume` process (stdout, stderr, returncode)
+
+    @property
+    def epochs_done(self):  # the epochs finished when it was killed
+        return self.state["epochs_done"]
+
+
+def kill_in_epoch_2_and_resume(kind, options, epochs, out):
+    command = [sys.executable, "-m", "zoo", "train", kind, *map(str, options), "--epochs", str(epochs),
+               "--out", str(out), "--no-tensorboard"]
+    killed_output = kill_when(command, lambda line: line.startswith("Epoch 2/"), env=ENV, timeout=600)
+    state = json.loads((out / "checkpoints" / "state.json").read_text())
+    from zoo import runs  # here, not at import: conftest imports this module in every session
+
+    status = runs.status(out)
+    resumed = subprocess.run([*command, "--resume"], capture_output=True, text=True, env=ENV, timeout=900)
+    return KilledAndResumed(out, epochs, state, status, killed_output, resumed)
+
+
+@pytest.fixture(scope="session")
+def topics_text(tmp_path_factory):
+    """Real English: the standard library's `pydoc_data.topics` (~465 KB) as a UTF-8 file."""
+    import pydoc_data.topics
+
+    text = "".join(pydoc_data.topics.topics[k] for k in sorted(pydoc_data.topics.topics))
+    path = tmp_path_factory.mktemp("text") / "topics.txt"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def text_generation_run(topics_text, tmp_path_factory):
+    """The char-LSTM on all of `topics_text`: 3 epochs, 256 units, lr 4e-3, no dropout
+    (test_char_lstm.py's bound of 2.5 held-out bits/char needs that much), killed in
+    epoch 2 and resumed (test_tasks.py's kill test). Read by test_char_lstm.py's
+    quality, generate, `zoo generate` and export/serve tests."""
+    out = tmp_path_factory.mktemp("runs") / "topics"
+    return kill_in_epoch_2_and_resume(
+        "text-generation", ["--text", topics_text, "--units", 256, "--lr", "4e-3", "--batch-size", 32,
+                            "--dropout", 0.0], 3, out)
+
+
+@pytest.fixture(scope="session")
+def vae_run(tmp_path_factory):
+    """A variational autoencoder on scikit-learn's digits: 5 epochs, an 8-number code,
+    input noise 0.2, killed in epoch 2 and resumed (test_tasks.py's kill test). Read by
+    test_autoencoder.py's ELBO, sampling and export/serve tests."""
+    out = tmp_path_factory.mktemp("runs") / "vae"
+    return kill_in_epoch_2_and_resume(
+        "autoencoder", ["--data", "digits", "--variational", "--latent-dim", 8, "--noise", 0.2], 5, out)
+
+
+# The GAN's shared run: a tiny network in small batches, so that an epoch (180 steps of
+# 8 of the 1,437 training digits) lasts long enough to be killed in the middle of it.
+GAN_OPTIONS = ["--data", "digits", "--width", 8, "--latent-dim", 8, "--batch-size", 8]
+GAN_EPOCHS = 3
+
+
+@pytest.fixture(scope="session")
+def gan_run(tmp_path_factory):
+    """DCGAN on scikit-learn's digits with `GAN_OPTIONS` for `GAN_EPOCHS` epochs, killed in
+    epoch 2 and resumed (under the task's old name, `dcgan`). Read by test_dcgan.py's
+    kill, `zoo sample` and export/serve tests."""
+    out = tmp_path_factory.mktemp("dcgan") / "run"
+    return kill_in_epoch_2_and_resume("dcgan", GAN_OPTIONS, GAN_EPOCHS, out)
