@@ -172,6 +172,25 @@ def load_many(images, size, workers=None, load_file=None):
                 future.cancel()
 
 
+def results_in_order(images, errors, describe):
+    """One dict per image, in input order, for callers of `load_many`.
+
+    An image that loaded gets `{"image": its name, **describe(row, index, item)}`, where
+    `row` counts only the images that loaded (their row in the batch the caller ran);
+    one that did not gets `{"image", "error"}`, so a bad file costs one entry, not the
+    call. A path is named as given, anything else as `#index`.
+    """
+    results, row = [], 0
+    for index, item in enumerate(images):
+        shown = os.fspath(item) if isinstance(item, (str, os.PathLike)) else f"#{index}"
+        if index in errors:
+            results.append({"image": shown, "error": errors[index]})
+            continue
+        results.append({"image": shown, **describe(row, index, item)})
+        row += 1
+    return results
+
+
 def as_batch(images, size):
     """Load paths / arrays / PIL images into one uint8 batch.
 

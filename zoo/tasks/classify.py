@@ -21,7 +21,7 @@ import weakref
 
 import numpy as np
 
-from zoo.data.pillow import image_items, load_many
+from zoo.data.pillow import image_items, load_many, results_in_order
 
 
 @functools.lru_cache(maxsize=4)
@@ -167,23 +167,11 @@ def classify(images, model="vgg19", top=5, weights="default", labels=None, batch
     names = class_names(model, name, labels, num_outputs)
     k = min(top, len(names))
 
-    results, row = [], 0
-    for index, item in enumerate(images):
-        shown = os.fspath(item) if isinstance(item, (str, os.PathLike)) else f"#{index}"
-        if index in errors:
-            results.append({"image": shown, "error": errors[index]})
-            continue
+    def predictions(row, index, item):
         scores = probabilities[row]
-        row += 1
         best = np.argsort(-scores, kind="stable")[:k]
-        results.append(
-            {
-                "image": shown,
-                "predictions": [
-                    {"label": names[i], "class_id": int(i), "probability": float(scores[i])}
-                    for i in best
-                ],
-            }
-        )
-    return results
+        return {"predictions": [{"label": names[i], "class_id": int(i), "probability": float(scores[i])}
+                                for i in best]}
+
+    return results_in_order(images, errors, predictions)
 

@@ -197,7 +197,7 @@ def explain(model_or_run, images, method="gradcam", class_=None, layer=None, wei
     Returns:
         An `Explanation`; `np.asarray(result)` is the maps `(N, H, W)` in [0, 1].
     """
-    from zoo.data.pillow import image_items, load_many
+    from zoo.data.pillow import image_items, load_many, results_in_order
     from zoo.tasks.classify import class_names, file_loader
 
     method = attribution.check_method(method)
@@ -241,19 +241,13 @@ def explain(model_or_run, images, method="gradcam", class_=None, layer=None, wei
                                     samples=samples, noise=noise, steps=steps, batch_size=batch_size, seed=seed)
         maps = attribution.normalise(attribution.resize_maps(raw, size))
 
-    results, row = [], 0
-    for index, item in enumerate(images):
-        shown = os.fspath(item) if isinstance(item, (str, os.PathLike)) else f"#{index}"
-        if index in errors:
-            results.append({"image": shown, "error": errors[index]})
-            continue
+    def explained(row, index, item):
         scores, heatmap = probabilities[row], maps[row]
         class_id = int(chosen[row])
         best = int(np.argmax(scores))
         y, x = np.unravel_index(int(np.argmax(heatmap)), heatmap.shape)
         width, height = _original_size(item, size)
-        results.append({
-            "image": shown,
+        return {
             "method": method,
             "class_id": class_id,
             "label": names[class_id],
@@ -264,8 +258,9 @@ def explain(model_or_run, images, method="gradcam", class_=None, layer=None, wei
             # Pixel centres scaled to the original image (zoo resizes without cropping).
             "peak": {"x": int((x + 0.5) * width / size[1]), "y": int((y + 0.5) * height / size[0]),
                      "value": float(heatmap[y, x])},
-        })
-        row += 1
+        }
+
+    results = results_in_order(images, errors, explained)
     return Explanation(method=method, maps=maps, images=pixels, results=results, originals=list(images),
                        layer=layer_name)
 
