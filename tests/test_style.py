@@ -191,7 +191,7 @@ def test_without_vgg19_weights_the_store_says_how_to_import_them(images, tmp_pat
         ({"size": 2.5}, r"`size` must be a whole number > 0. Received: size=2.5"),
         ({"tv_weight": -1}, r"`tv_weight` must be a number >= 0. Received: tv_weight=-1"),
         ({"save_every": 10}, r"`save_every` needs `out`.*Received: save_every=10, out=None"),
-        ({"size": 8}, r"`size` must leave the content image's shorter side at least 16 pixels.*Received: size=8"),
+        ({"size": 8}, r"`size` must leave each image's shorter side at least 32 pixels; the content image .* at size=8"),
     ],
 )
 def test_bad_arguments_are_named_before_any_model_is_built(kwargs, pattern, monkeypatch):

@@ -202,8 +202,9 @@ def cmd_lr_find(args):
 
 def cmd_explain(args):
     import zoo
-    from zoo.tasks.explain import split_run
+    from zoo.tasks.explain import check_out_dir, split_run
 
+    check_out_dir(args.out)
     if not args.model and not args.run:
         args.run, args.images = split_run(args.images)
     if bool(args.model) == bool(args.run):
@@ -277,7 +278,7 @@ def cmd_style(args):
     result = zoo.style(
         args.content, args.style, out=args.out, weights=weights, steps=args.steps, size=args.size,
         style_weight=args.style_weight, content_weight=args.content_weight, tv_weight=args.tv_weight,
-        save_every=args.save_every,
+        save_every=args.save_every, overwrite=args.overwrite,
     )
     _print_style(result)
     return EXIT_OK
@@ -545,6 +546,12 @@ def main(argv=None):
     from zoo.errors import ZooError
 
     try:
+        if getattr(args, "distribute", None) == "multiworker":
+            # TF_CONFIG checked and the other workers waited for (in words, with a deadline)
+            # before TensorFlow's start-up, which waits deaf and silent.
+            from zoo.training.distribute import wait_for_cluster
+
+            wait_for_cluster()
         if args.command not in NO_BACKEND:
             from zoo.cli.console import start_backend
 

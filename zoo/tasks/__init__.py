@@ -171,6 +171,8 @@ MANIFEST = {task.name: task for task in (
              Option("tv_weight", float, 30.0, "weight of the total-variation loss (default: 30)", metavar="W"),
              Option("save_every", int, None, "also write the image every N steps as OUT-step0100.png "
                     "(default: only the end)", metavar="N"),
+             Option("overwrite", None, False, "replace OUT and its step images if they exist "
+                    "(an input is never written over)"),
          ), writes_run=False),
     Task("gan", "zoo.tasks.dcgan",
          "a DCGAN that learns to draw images like a folder of them (or real handwritten digits)", (

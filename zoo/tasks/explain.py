@@ -63,6 +63,7 @@ class Explanation:
         from zoo.plots import plot_explanation
 
         out_dir = Path(out_dir)
+        check_out_dir(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         written, used = [], set()
         row = 0
@@ -87,6 +88,12 @@ class Explanation:
             plot_explanation(photo, heatmap, title, path, peak=peak)
             written.append({"image": result["image"], "overlay": str(path)})
         return written
+
+
+def check_out_dir(out_dir):
+    """Refuse an `--out` that is a file: the overlays go into a folder."""
+    if Path(out_dir).exists() and not Path(out_dir).is_dir():
+        raise ZooError(f"{out_dir} is a file: --out names the folder the overlays go to")
 
 
 def resolve_model(model_or_run, weights="default"):
@@ -233,9 +240,12 @@ def explain(model_or_run, images, method="gradcam", class_=None, layer=None, wei
         else:
             chosen = np.full(len(order), class_index(class_, names))
         if method in attribution.CAM_METHODS:
-            from zoo.interpret.graph import find_layer, last_conv_layer
+            from zoo.interpret.graph import find_layer, last_conv_layer, output_rank, spatial_layer_names
 
             layer = find_layer(model, layer) if layer is not None else last_conv_layer(model)
+            if output_rank(layer) != 4:  # a CAM weighs the channels of a map: a Dense output has none
+                raise ZooError(f"`layer` {layer.name} has no spatial output (rank {output_rank(layer)}); "
+                               f"{method} needs a 4-D layer, e.g. {', '.join(spatial_layer_names(model)[-4:])}")
             layer_name = layer.name
         raw = attribution.attribute(model, pixels.astype("float32"), chosen, method=method, layer=layer,
                                     samples=samples, noise=noise, steps=steps, batch_size=batch_size, seed=seed)

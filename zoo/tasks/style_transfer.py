@@ -51,6 +51,7 @@ CONTENT_WEIGHT = _TASK.defaults["content_weight"]  # 1e4
 TV_WEIGHT = _TASK.defaults["tv_weight"]  # 30
 LEARNING_RATE = 0.02 * 255  # the tutorial's Adam rate for 0–1 images, in 0–255 pixels
 BETA_1 = 0.99
+MIN_SIDE = 32  # VGG19's five 2x2 poolings
 EPSILON = 0.1 / 255  # Adam's epsilon is in gradient units, which are 255 times smaller here
 
 
@@ -81,7 +82,26 @@ def _check_positive(name, value, integer=False, allow_zero=False):
         isinstance(value, (int, float, np.number)) and not isinstance(value, bool) and np.isfinite(value))
     if not ok or value < 0 or (value == 0 and not allow_zero):
         rule = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"`{name}` must be {kind} {rule}. Received: {name}={value!r}")
+        raise OptionError(f"`{name}` must be {kind} {rule}. Received: {name}={value!r}")
+
+
+def _check_outputs(out, save_every, steps, inputs, overwrite):
+    """Refuse, before any work, to write over an input or, unless `overwrite`, over any
+    existing file among `out` and its step images: a user's photo is never lost."""
+    if out is None:
+        return
+    planned = [Path(out)]
+    if save_every:
+        planned += [step_path(out, step) for step in range(save_every, steps + 1, save_every)]
+    sources = {os.path.realpath(item) for item in inputs if isinstance(item, (str, os.PathLike))}
+    for path in planned:
+        if os.path.realpath(path) in sources:
+            raise OptionError(f"{path} is an input of this painting: choose another --out "
+                              f"(zoo style never writes over its inputs)")
+    existing = [path for path in planned if path.exists()]
+    if existing and not overwrite:
+        more = f" (and {len(existing) - 1} more of the images this would write)" if len(existing) > 1 else ""
+        raise OptionError(f"{existing[0]} exists{more}: pass --overwrite to replace it")
 
 
 def _read(image, name):
@@ -101,7 +121,7 @@ def _read(image, name):
         pass
     array = np.asarray(image)
     if array.ndim != 3 or array.shape[-1] != 3:
-        raise ValueError(f"`{name}` must be an image file or an (H, W, 3) RGB array. "
+        raise OptionError(f"`{name}` must be an image file or an (H, W, 3) RGB array. "
                          f"Received: {name} with shape {array.shape}")
     if array.dtype != np.uint8:
         array = np.clip(array, 0, 255).astype("uint8")
@@ -191,6 +211,7 @@ def style(
     tv_weight=TV_WEIGHT,
     learning_rate=LEARNING_RATE,
     save_every=None,
+    overwrite=False,
     verbose="auto",
     jit_compile="auto",
     callbacks=(),
@@ -220,6 +241,9 @@ def style(
         learning_rate: float. Adam's rate, in pixel units (0–255). Defaults to `5.1`.
         save_every: int or None. Also write the image every this many steps, as
             `OUT-step0100.png` beside `out`. Defaults to `None`.
+        overwrite: bool. Replace `out` and the step images if they exist; without
+            it an existing one is refused before any work. An input (`content`,
+            `style`) is never written over. Defaults to `False`.
         verbose: `"auto"`, 0, 1 or 2. Keras' progress output; `"auto"` is the live bar
             on a terminal, one line otherwise. Defaults to `"auto"`.
         jit_compile: `"auto"`, True or False. XLA compilation of the step, as
@@ -251,22 +275,25 @@ def style(
     if save_every is not None:
         _check_positive("save_every", save_every, integer=True)
         if out is None:
-            raise ValueError(f"`save_every` needs `out`: the images are written beside it. "
+            raise OptionError(f"`save_every` needs `out`: the images are written beside it. "
                              f"Received: save_every={save_every!r}, out=None")
 
+    _check_outputs(out, save_every, int(steps), (content, style), overwrite)
     content_image = _read(content, "content")
     style_image = _read(style, "style")
     original_size = content_image.shape[:2]
     painted = _fit_side(content_image, int(size)).astype("float32")
     height, width = painted.shape[:2]
-    # Four 2x2 poolings lie before block5: a smaller side leaves block5 nothing to see.
-    if min(height, width) < 16:
-        raise ValueError(f"`size` must leave the content image's shorter side at least 16 pixels; "
-                         f"{original_size[1]}x{original_size[0]} at size={size} gives {width}x{height}. "
-                         f"Received: size={size!r}")
     # The style image at the same scale: the Gram matrices are averages over positions,
     # so its own aspect ratio and size are kept.
     style_pixels = _fit_side(style_image, int(size)).astype("float32")
+    # VGG19 halves the image five times (block5_pool included): a shorter side under 32
+    # pixels leaves nothing to pool.
+    for name, original, fitted in (("content", content_image, painted), ("style", style_image, style_pixels)):
+        if min(fitted.shape[:2]) < MIN_SIDE:
+            raise OptionError(
+                f"`size` must leave each image's shorter side at least {MIN_SIDE} pixels; the {name} image "
+                f"{original.shape[1]}x{original.shape[0]} at size={size} gives {fitted.shape[1]}x{fitted.shape[0]}")
 
     # The weights store's own error (with `zoo weights import ...`) passes through as is.
     base = models.create("vgg19", weights=weights, include_top=False, input_shape=(height, width, 3))

@@ -1,0 +1,101 @@
+"""Issue 22: what a newcomer's mistakes and a user's own files meet at the command line.
+
+Each refusal is one line on stderr naming the problem, exit 1, no traceback, and no
+file of the user's written over. The commands run in-process (`zoo.cli.main`): a
+traceback would escape `main` and fail the test.
+"""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from zoo.cli import main
+
+
+def refused(capsys, *argv):
+    """`zoo ARGV` refused in one line: that line."""
+    code = main(list(argv))
+    err = capsys.readouterr().err.strip()
+    assert code == 1, err
+    assert "Traceback" not in err and len(err.splitlines()) == 1, err
+    return err
+
+
+@pytest.fixture
+def photos(tmp_path):
+    rng = np.random.default_rng(0)
+    content, painting = tmp_path / "photo.png", tmp_path / "painting.png"
+    Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype="uint8")).save(content)  # 32x43 at --size 43
+    Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype="uint8")).save(painting)
+    return content, painting
+
+
+def tiny_style(content, painting, *more):
+    return ["style", str(content), str(painting), "--weights", "none", "--size", "43", "--steps", "2", *more]
+
+
+# ----------------------------------------------------------------------- item 7: style
+def test_style_refuses_an_existing_out_and_keeps_it(capsys, photos, tmp_path):
+    content, painting = photos
+    out = tmp_path / "mine.png"
+    out.write_bytes(b"the user's own picture")
+    err = refused(capsys, *tiny_style(content, painting, "--out", str(out)))
+    assert "mine.png exists: pass --overwrite" in err
+    assert out.read_bytes() == b"the user's own picture"
+    assert main(tiny_style(content, painting, "--out", str(out), "--overwrite")) == 0
+    assert Image.open(out).size == (64, 48)
+
+
+@pytest.mark.parametrize("which", ["content", "style"])
+def test_style_never_writes_over_its_inputs(capsys, photos, which):
+    content, painting = photos
+    target = content if which == "content" else painting
+    before = target.read_bytes()
+    for more in ([], ["--overwrite"]):
+        err = refused(capsys, *tiny_style(content, painting, "--out", str(target), *more))
+        assert "is an input" in err and target.name in err
+    assert target.read_bytes() == before
+
+
+def test_style_save_every_refuses_to_write_over_neighbours(capsys, photos, tmp_path):
+    content, painting = photos
+    neighbour = tmp_path / "mine-step0002.png"
+    neighbour.write_bytes(b"kept")
+    err = refused(capsys, *tiny_style(content, painting, "--out", str(tmp_path / "mine.png"), "--save-every", "1"))
+    assert "mine-step0002.png exists" in err
+    assert neighbour.read_bytes() == b"kept" and not (tmp_path / "mine.png").exists()
+    assert not (tmp_path / "mine-step0001.png").exists()  # refused before any step ran
+    # A step image that is an input is refused even with --overwrite.
+    shutil_copy = content.with_name("mine-step0001.png")
+    shutil_copy.write_bytes(content.read_bytes())
+    err = refused(capsys, *tiny_style(shutil_copy, painting, "--out", str(tmp_path / "mine.png"),
+                                      "--save-every", "1", "--overwrite"))
+    assert "is an input" in err
+
+
+# ----------------------------------------------------------------- item 10: one line each
+def test_style_bad_sizes_and_steps_are_one_line(capsys, photos, tmp_path):
+    content, painting = photos
+    thin = tmp_path / "thin.png"
+    Image.fromarray(np.zeros((1, 2000, 3), "uint8")).save(thin)
+    out = str(tmp_path / "out.png")
+    assert "shorter side at least 32 pixels; the content image 2000x1" in refused(
+        capsys, "style", str(thin), str(painting), "--out", out, "--weights", "none")
+    assert "`steps` must be a whole number > 0" in refused(
+        capsys, "style", str(content), str(painting), "--out", out, "--weights", "none", "--steps", "0")
+    assert "`size` must be a whole number > 0" in refused(
+        capsys, "style", str(content), str(painting), "--out", out, "--weights", "none", "--size", "-5")
+    assert not (tmp_path / "out.png").exists()
+
+
+def test_explain_refuses_a_dense_layer_and_a_file_as_out(capsys, tmp_path):
+    from pathlib import Path
+
+    digit = str(Path(__file__).resolve().parents[1] / "examples" / "digit-7.png")
+    err = refused(capsys, "explain", "--model", "lenet5", digit, "--layer", "f6", "--out", str(tmp_path / "x"))
+    assert "f6 has no spatial output" in err and "c3" in err
+    existing = tmp_path / "notes.txt"
+    existing.write_text("mine")
+    err = refused(capsys, "explain", "--model", "lenet5", digit, "--out", str(existing))
+    assert "notes.txt is a file" in err
+    assert existing.read_text() == "mine"
