@@ -42,6 +42,13 @@ def test_style_refuses_an_existing_out_and_keeps_it(capsys, photos, tmp_path):
     err = refused(capsys, *tiny_style(content, painting, "--out", str(out)))
     assert "mine.png exists: pass --overwrite" in err
     assert out.read_bytes() == b"the user's own picture"
+
+
+@pytest.mark.large  # paints (VGG19 with random weights, two steps)
+def test_style_overwrite_replaces_out(photos, tmp_path):
+    content, painting = photos
+    out = tmp_path / "mine.png"
+    out.write_bytes(b"the user's own picture")
     assert main(tiny_style(content, painting, "--out", str(out), "--overwrite")) == 0
     assert Image.open(out).size == (64, 48)
 
@@ -99,3 +106,43 @@ def test_explain_refuses_a_dense_layer_and_a_file_as_out(capsys, tmp_path):
     err = refused(capsys, "explain", "--model", "lenet5", digit, "--out", str(existing))
     assert "notes.txt is a file" in err
     assert existing.read_text() == "mine"
+
+
+# ------------------------------------------------- item 9: a refused run leaves nothing
+def test_a_text_of_one_character_is_refused_and_leaves_no_run(capsys, tmp_path):
+    text = tmp_path / "one.txt"
+    text.write_text("a" * 5000)
+    err = refused(capsys, "train", "text-generation", "--text", str(text), "--out", str(tmp_path / "run"),
+                  "--epochs", "1")
+    assert "one.txt holds 1 distinct character ('a'): a text generator needs at least 2" in err
+    assert not (tmp_path / "run").exists()
+    # A folder that was there keeps the user's own files, and loses what the run wrote.
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("kept")
+    refused(capsys, "train", "text-generation", "--text", str(text), "--out", str(tmp_path / "mine"), "--epochs", "1")
+    assert sorted(p.name for p in (tmp_path / "mine").iterdir()) == ["notes.txt"]
+    # The next try needs no --overwrite.
+    text.write_text("ab" * 3000)
+    err = refused(capsys, "train", "text-generation", "--text", str(text), "--out", str(tmp_path / "run"),
+                  "--epochs", "1", "--seq-len", "0")
+    assert "`seq_len` must be a positive integer" in err and not (tmp_path / "run").exists()
+
+
+def test_a_refused_classifier_run_leaves_no_run(capsys, tmp_path):
+    photos = tmp_path / "photos" / "only"
+    photos.mkdir(parents=True)
+    Image.fromarray(np.zeros((28, 28, 3), "uint8")).save(photos / "a.png")
+    refused(capsys, "finetune", str(tmp_path / "photos"), "--model", "lenet5", "--epochs", "1",
+            "--out", str(tmp_path / "run"))
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_refusal_of_the_run_directory_leaves_it_alone(capsys, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "run.json").write_text('{"kind": "text-generation"}')  # an unfinished run
+    text = tmp_path / "t.txt"
+    text.write_text("ab" * 3000)
+    err = refused(capsys, "train", "text-generation", "--text", str(text), "--out", str(run), "--epochs", "1")
+    assert "holds an unfinished run" in err
+    assert (run / "run.json").read_text() == '{"kind": "text-generation"}'

@@ -33,7 +33,9 @@ METRICS_FILE = "metrics.json"
 CHECKPOINTS = "checkpoints"
 LOGS = "logs"
 RUN_FILES = (MODEL_FILE, LAST_WEIGHTS_FILE, CLASSES_FILE, RUN_FILE, METRICS_FILE, "skipped.txt", "curves.png",
-             "confusion_matrix.png", "top_losses.png", "lr_find.png")
+             "confusion_matrix.png", "top_losses.png", "lr_find.png", "vocabulary.json", "samples.txt",
+             "samples.png", "reconstructions.png", "denoising.png", "interpolation.png")
+RUN_FOLDERS = (CHECKPOINTS, LOGS, "samples")
 
 
 class RunError(ZooError):
@@ -111,12 +113,26 @@ def prepare(run_dir, resume=False, overwrite=False):
     return False
 
 
+def abandon(run_dir, existed):
+    """Take back what a new run wrote before it could train an epoch (a refused text,
+    a model that would not build, Ctrl-C in the first epoch): with no checkpoint there
+    is nothing to resume, and a half run would only make the next try need
+    --overwrite. A folder the run made goes; one that was there keeps what the user
+    put in it. A run with a checkpoint is kept for --resume."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir() or (run_dir / CHECKPOINTS).is_dir() or (run_dir / MODEL_FILE).is_file():
+        return
+    clear(run_dir)
+    if not existed:
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
 def clear(run_dir):
     """Remove what a run writes (and only that) from `run_dir`."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         return
-    for name in (CHECKPOINTS, LOGS):
+    for name in RUN_FOLDERS:
         shutil.rmtree(run_dir / name, ignore_errors=True)
     # Only names a run writes: --overwrite on a folder that also holds a user's own
     # files must not take them with it.

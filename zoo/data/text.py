@@ -87,6 +87,9 @@ def text_corpus(path, seq_len=100, batch_size=64, held_out=HELD_OUT, seed=0, voc
     text, digest = read_text(path)
     if vocabulary is None:
         vocabulary = sorted(set(text))
+        if len(vocabulary) < 2:  # one character follows every other: there is nothing to learn
+            raise DataError(f"{path} holds {len(vocabulary)} distinct character{'s' if not vocabulary else ''} "
+                            f"({''.join(vocabulary)!r}): a text generator needs at least 2.")
     else:
         unseen = sorted(set(text) - set(vocabulary))
         if unseen:

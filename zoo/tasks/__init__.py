@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -258,9 +259,22 @@ def train(kind, data=None, **options):
         out = options.get("out") or inspect.signature(module.train).parameters["out"].default
         options["out"] = worker_run_dir(out, distribute)
         strategy(distribute)  # before anything starts TensorFlow's runtime, which fixes its collectives
-    with worker_losses(distribute):
-        # The data may also come by its own name (`text=`, `data_dir=`), as the CLI passes it.
-        return module.train(**options) if data is None else module.train(data, **options)
+    out = options.get("out") or inspect.signature(module.train).parameters.get("out", inspect.Parameter).default
+    new_run = isinstance(out, (str, os.PathLike)) and not options.get("resume") and MANIFEST[canonical(kind)].writes_run
+    existed = new_run and Path(out).exists()
+    try:
+        with worker_losses(distribute):
+            # The data may also come by its own name (`text=`, `data_dir=`), as the CLI passes it.
+            return module.train(**options) if data is None else module.train(data, **options)
+    except BaseException as error:
+        # A run refused before its first epoch leaves nothing behind (a folder it did
+        # not make keeps the user's own files). A refusal of the directory itself
+        # (finished, unfinished, a file) is about what is there: it is left alone.
+        from zoo import runs
+
+        if new_run and not isinstance(error, runs.RunError):
+            runs.abandon(out, existed)
+        raise
 
 
 def load_run(run_dir):
