@@ -163,10 +163,13 @@ def cmd_weights(args):
     return status
 
 
-def _multi_worker_setup():
-    # TensorFlow fixes its collectives when its runtime starts: the strategy comes first.
-    from zoo.training.distribute import strategy
+def _multi_worker_setup(terminal):
+    # TensorFlow fixes its collectives when its runtime starts: the strategy comes first,
+    # and before it TF_CONFIG is checked and the other workers waited for, in words on
+    # the terminal and with a deadline (TensorFlow's own start-up waits deaf and silent).
+    from zoo.training.distribute import strategy, wait_for_cluster
 
+    wait_for_cluster(stream=terminal)
     strategy("multiworker")
 
 
@@ -546,16 +549,17 @@ def main(argv=None):
     from zoo.errors import ZooError
 
     try:
-        if getattr(args, "distribute", None) == "multiworker":
-            # TF_CONFIG checked and the other workers waited for (in words, with a deadline)
-            # before TensorFlow's start-up, which waits deaf and silent.
-            from zoo.training.distribute import wait_for_cluster
-
-            wait_for_cluster()
-        if args.command not in NO_BACKEND:
+        if args.command not in NO_BACKEND and getattr(args, "distribute", None) == "multiworker":
             from zoo.cli.console import start_backend
 
-            start_backend(_multi_worker_setup if getattr(args, "distribute", None) == "multiworker" else None)
+            # start_backend holds stderr until TensorFlow is up: the wait for the other
+            # workers speaks on a copy of it.
+            with os.fdopen(os.dup(2), "w") as terminal:
+                start_backend(lambda: _multi_worker_setup(terminal))
+        elif args.command not in NO_BACKEND:
+            from zoo.cli.console import start_backend
+
+            start_backend()
         return args.func(args)
     except ZooError as error:
         print(f"zoo {args.command}: error: {error}", file=sys.stderr)

@@ -27,6 +27,13 @@ checkpoints to resume from and two writers must never share one directory. A wor
 that dies stops the others with `WorkerLostError` within seconds (TensorFlow's
 coordination service notices the missing heartbeats), not a hang.
 
+Starting, each worker first checks `TF_CONFIG` (one line naming what is wrong) and
+waits, in Python, until every other task of the cluster has started
+(`wait_for_cluster`): it says within a second which task it waits for and where, and
+gives up after `ZOO_CLUSTER_TIMEOUT` seconds (default 300) with one line naming the
+task that never answered. TensorFlow's own start-up waits without a deadline and
+without seeing Ctrl-C or SIGTERM; here both stop the wait.
+
 A room of its own because the TensorFlow strategies need TensorFlow; `zoo.training`
 only enters whatever scope it is given (`strategy_scope`).
 """
@@ -34,15 +41,25 @@ only enters whatever scope it is given (`strategy_scope`).
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import json
 import os
 import re
+import signal
+import socket
+import sys
+import threading
+import time
 
 from zoo.errors import OptionError, ZooError
 
 DISTRIBUTIONS = ("none", "mirrored", "multiworker")
 _MULTI_WORKER = None
+CLUSTER_TIMEOUT_ENV = "ZOO_CLUSTER_TIMEOUT"
+DEFAULT_CLUSTER_TIMEOUT = 300.0  # seconds a worker waits for the others to start
+_JOBS = ("chief", "worker")  # the tasks MultiWorkerMirroredStrategy trains on
+_CLUSTER_READY = False
 
 
 def strategy(name="none"):
@@ -65,7 +82,9 @@ def strategy(name="none"):
             return tf.distribute.MirroredStrategy(devices)
         global _MULTI_WORKER
         if _MULTI_WORKER is None:
-            cluster_task()  # a missing or malformed TF_CONFIG is one clear line, not a stack trace
+            wait_for_cluster()  # TF_CONFIG checked (one line, not a stack trace); every other task started
+            main = threading.current_thread() is threading.main_thread()
+            sigterm = signal.getsignal(signal.SIGTERM) if main else None
             try:
                 _MULTI_WORKER = tf.distribute.MultiWorkerMirroredStrategy()
             except RuntimeError as error:
@@ -74,6 +93,11 @@ def strategy(name="none"):
                 raise OptionError("--distribute multiworker must be set up before TensorFlow runs anything in this "
                                   "process: call zoo.training.distribute.strategy('multiworker') first thing (zoo train "
                                   "and zoo finetune do).") from None
+            finally:
+                if main:
+                    # TensorFlow's coordination service takes SIGTERM for a preemption notice
+                    # that nothing here listens to, so a worker would ignore it: give it back.
+                    signal.signal(signal.SIGTERM, signal.SIG_DFL if sigterm is None else sigterm)
         return _MULTI_WORKER  # one per process: TensorFlow configures its collectives once
     if backend == "jax":
         if name == "multiworker":
@@ -148,33 +172,261 @@ class WorkerLostError(ZooError):
     """A worker of a multi-worker run stopped answering; the others stop too."""
 
 
+_EXAMPLE = ('{"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
+            '"task": {"type": "worker", "index": 0}}')
+
+
 def cluster_task(environ=None):
     """`(task_type, task_index, cluster)` from `TF_CONFIG`, checked.
 
     Raises:
-        OptionError: TF_CONFIG is missing, not JSON, or does not name this task in its
-            cluster.
+        OptionError: one line naming what is wrong: TF_CONFIG is missing or not JSON;
+            its cluster is not `{"chief"/"worker": ["host:port", ...]}` (an address
+            that is not a string, has no port, a port that is not 1-65535, the same
+            address twice); its task is not one of the cluster's.
     """
     raw = (os.environ if environ is None else environ).get("TF_CONFIG")
-    example = ('{"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
-               '"task": {"type": "worker", "index": 0}}')
-    if not raw:
+    if not raw or not raw.strip():
         raise OptionError(f"--distribute multiworker needs TF_CONFIG naming the cluster and this worker's task "
-                          f"(e.g. {example}).")
+                          f"(e.g. {_EXAMPLE}).")
     try:
         config = json.loads(raw)
     except ValueError as error:
-        raise OptionError(f"TF_CONFIG is not JSON: {error}") from None
+        raise OptionError(f"TF_CONFIG is not JSON ({error}). Received: {_short(raw)}") from None
     cluster = config.get("cluster") if isinstance(config, dict) else None
     task = config.get("task") if isinstance(config, dict) else None
     if not isinstance(cluster, dict) or not isinstance(task, dict):
-        raise OptionError(f"TF_CONFIG must have a \"cluster\" and a \"task\" (e.g. {example}). Received: {raw}")
+        raise OptionError(f"TF_CONFIG must be a JSON object with a \"cluster\" and a \"task\" (e.g. {_EXAMPLE}). "
+                          f"Received: {_short(raw)}")
+    seen = {}
+    for job, members in cluster.items():
+        if job not in _JOBS:
+            raise OptionError(f"TF_CONFIG's cluster may name only {' and '.join(repr(j) for j in _JOBS)} tasks "
+                              f"(MultiWorkerMirroredStrategy has no parameter servers or evaluators). "
+                              f"Received: {job!r}")
+        if not isinstance(members, list) or not members:
+            raise OptionError(f"TF_CONFIG's cluster must give each job a list of \"host:port\" addresses. "
+                              f"Received: {job!r}: {_short(json.dumps(members))}")
+        if job == "chief" and len(members) > 1:
+            raise OptionError(f"TF_CONFIG's cluster may have one chief. Received: {len(members)} chief addresses")
+        for index, address in enumerate(members):
+            parse_address(address, f"{job} {index}")
+            if address in seen:
+                raise OptionError(f"TF_CONFIG gives {seen[address]} and {job} {index} the same address {address}: "
+                                  f"each task needs its own host:port.")
+            seen[address] = f"{job} {index}"
     task_type, index = task.get("type"), task.get("index", 0)
-    members = cluster.get(task_type)
-    if not isinstance(members, list) or not isinstance(index, int) or not 0 <= index < len(members):
-        raise OptionError(f"TF_CONFIG's task {task_type!r} {index!r} is not in its cluster "
-                          f"{ {k: len(v) for k, v in cluster.items() if isinstance(v, list)} }.")
+    if task_type not in cluster:
+        raise OptionError(f"TF_CONFIG's task type must be one of its cluster's jobs ({', '.join(cluster) or 'none'}). "
+                          f"Received: type={task_type!r}")
+    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(cluster[task_type]):
+        raise OptionError(f"TF_CONFIG's task index must be a whole number from 0 to {len(cluster[task_type]) - 1} "
+                          f"(its cluster has {len(cluster[task_type])} {task_type} address(es)). "
+                          f"Received: index={index!r}")
     return task_type, index, cluster
+
+
+def parse_address(address, who="the task"):
+    """`(host, port)` of a TF_CONFIG address `"host:port"` (`"[::1]:port"` for IPv6).
+
+    Raises:
+        OptionError: one line naming `who` and what is wrong with the address.
+    """
+    if not isinstance(address, str):
+        raise OptionError(f"TF_CONFIG's {who} address must be a \"host:port\" string (e.g. \"10.0.0.1:12345\"). "
+                          f"Received: {json.dumps(address)}")
+    host, colon, port = address.strip().rpartition(":")
+    if not colon or not host or "]" in port:
+        raise OptionError(f"TF_CONFIG's {who} address has no port: write it as host:port "
+                          f"(e.g. \"10.0.0.1:12345\"). Received: {address!r}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not host or any(c.isspace() or c in "/[]" for c in host):
+        raise OptionError(f"TF_CONFIG's {who} address must be host:port with a host name or IP address. "
+                          f"Received: {address!r}")
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise OptionError(f"TF_CONFIG's {who} address must end in a port from 1 to 65535. Received: {address!r}")
+    return host, int(port)
+
+
+def _short(text, limit=200):
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def cluster_timeout(environ=None):
+    """Seconds a worker waits for the rest of its cluster to start: `ZOO_CLUSTER_TIMEOUT`,
+    default 300.
+
+    Raises:
+        OptionError: the variable is set to something other than a positive number.
+    """
+    raw = (os.environ if environ is None else environ).get(CLUSTER_TIMEOUT_ENV)
+    if raw is None or not raw.strip():
+        return DEFAULT_CLUSTER_TIMEOUT
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < float("inf"):
+        raise OptionError(f"{CLUSTER_TIMEOUT_ENV} must be a positive number of seconds. "
+                          f"Received: {CLUSTER_TIMEOUT_ENV}={raw!r}")
+    return value
+
+
+def wait_for_cluster(environ=None, timeout=None, stream=None):
+    """Check `TF_CONFIG`, then wait until every other task of its cluster has started.
+
+    TensorFlow's own start-up (`MultiWorkerMirroredStrategy()`) blocks in C++ until
+    every task has joined, with no deadline, no word, and deaf to Ctrl-C and SIGTERM.
+    This waits first, in Python: it listens on this task's own port (so the others see
+    it has started) and connects to each other task's address, until each has
+    answered, either here or from TensorFlow's server once that task is past its own
+    wait. Within a second it prints which tasks it waits for (again every minute); it
+    gives up after `timeout` seconds with one line naming the tasks that never
+    answered. Ctrl-C (KeyboardInterrupt) and SIGTERM stop it as they stop any Python
+    code. Once per process; a one-task cluster returns at once.
+
+    Args:
+        environ: mapping. Where `TF_CONFIG` and `ZOO_CLUSTER_TIMEOUT` are read. Defaults
+            to `os.environ`.
+        timeout: float. Seconds to wait. Defaults to `ZOO_CLUSTER_TIMEOUT`, else 300.
+        stream: file. Where the waiting lines go. Defaults to `sys.stderr`.
+
+    Raises:
+        OptionError: TF_CONFIG or ZOO_CLUSTER_TIMEOUT is malformed, or this task's port
+            is taken by another process.
+        ClusterTimeoutError: a task did not answer within `timeout` seconds.
+    """
+    global _CLUSTER_READY
+    task_type, index, cluster = cluster_task(environ)
+    timeout = cluster_timeout(environ) if timeout is None else float(timeout)
+    if _CLUSTER_READY:
+        return
+    me = f"{task_type} {index}"
+    peers = {f"{job} {i}": parse_address(address) for job, members in cluster.items()
+             for i, address in enumerate(members) if (job, i) != (task_type, index)}
+    if not peers:
+        _CLUSTER_READY = True
+        return
+    stream = sys.stderr if stream is None else stream
+    listener = _Listener(me, parse_address(cluster[task_type][index])[1])
+    started = time.monotonic()
+    waiting, reasons, told = dict(peers), {}, None
+    try:
+        while True:
+            for name in [n for n in waiting if n in listener.heard]:
+                del waiting[name]
+            for name, (host, port) in list(waiting.items()):
+                reason = _knock(host, port, me)
+                if reason is None:
+                    del waiting[name]
+                else:
+                    reasons[name] = reason
+            now = time.monotonic()
+            if not waiting:
+                break
+            if now - started >= timeout:
+                raise ClusterTimeoutError(
+                    f"{me}: {_tasks(waiting, reasons)} did not answer within {timeout:g} s, so this worker stops. "
+                    f"Start the same command on every task TF_CONFIG names; {CLUSTER_TIMEOUT_ENV} sets how long "
+                    f"to wait (now {timeout:g} s).")
+            if (told is None and now - started >= 1.0) or (told is not None and now - told >= 60):
+                told = now
+                print(f"{me}: waiting for {_tasks(waiting)} to start ({now - started:.0f} s so far; gives up "
+                      f"after {timeout:g} s, set {CLUSTER_TIMEOUT_ENV} to change)", file=stream, flush=True)
+            time.sleep(min(0.25, max(0.0, timeout - (now - started))))
+    finally:
+        listener.close()
+    if told is not None:
+        print(f"{me}: every task of the cluster has started ({time.monotonic() - started:.0f} s)", file=stream,
+              flush=True)
+    _CLUSTER_READY = True
+
+
+class ClusterTimeoutError(OptionError):
+    """A task of a multi-worker cluster did not start within the deadline."""
+
+
+def _tasks(names, reasons=None):
+    parts = []
+    for name, (host, port) in names.items():
+        where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        reason = f" ({reasons[name]})" if reasons and reasons.get(name) else ""
+        parts.append(f"{name} at {where}{reason}")
+    return ", ".join(parts)
+
+
+_HELLO = b"zoo-cluster"
+
+
+def _knock(host, port, me):
+    """None if something listens at host:port (a task waiting, or its TensorFlow
+    server); else why not, in a few words. Tells a waiting zoo task who knocked, so it
+    counts this task as started even after this task's own listener is gone."""
+    try:
+        connection = socket.create_connection((host, port), timeout=1.0)
+    except socket.gaierror:
+        return "host name not found"
+    except socket.timeout:
+        return "no answer"
+    except OSError as error:
+        return (error.strerror or str(error)).lower()
+    with connection:
+        try:
+            connection.settimeout(0.5)
+            if connection.recv(len(_HELLO)) == _HELLO:
+                connection.sendall(f" {me}\n".encode())
+        except OSError:  # TensorFlow's server says nothing first: it has started all the same
+            pass
+    return None
+
+
+class _Listener:
+    """This task's own port, held while it waits: the other tasks' knocks answer there,
+    and each says who knocked (`heard`). Closed before TensorFlow takes the port."""
+
+    def __init__(self, me, port):
+        self.heard = set()
+        self._stop = threading.Event()
+        try:
+            if socket.has_dualstack_ipv6():
+                self._socket = socket.create_server(("", port), family=socket.AF_INET6, dualstack_ipv6=True)
+            else:
+                self._socket = socket.create_server(("", port))
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                raise OptionError(f"{me}: port {port} of this task's TF_CONFIG address is in use by another process "
+                                  f"on this machine (a worker of an earlier run still running?).") from None
+            self._socket = None  # the others will find this task once its TensorFlow server is up
+            return
+        self._socket.settimeout(0.2)
+        self._thread = threading.Thread(target=self._serve, name="zoo-cluster-listener", daemon=True)
+        self._thread.start()
+
+    def _serve(self):
+        while not self._stop.is_set():
+            try:
+                connection, _ = self._socket.accept()
+            except OSError:  # timeout, or closed
+                continue
+            with connection:
+                try:
+                    connection.settimeout(1.0)
+                    connection.sendall(_HELLO)
+                    reply = connection.recv(64).decode("ascii", "replace").split()
+                except OSError:
+                    continue
+                if len(reply) == 2:
+                    self.heard.add(" ".join(reply))
+
+    def close(self):
+        if self._socket is None:
+            return
+        self._stop.set()
+        self._thread.join()
+        self._socket.close()
+        self._socket = None
 
 
 def is_chief(environ=None):
