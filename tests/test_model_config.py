@@ -256,3 +256,106 @@ def test_zoo_serve_takes_tf_servings_flags(models, tmp_path):
     finally:
         process.send_signal(signal.SIGINT)
         process.wait(timeout=60)
+
+
+def test_an_unreadable_config_edit_is_logged_once_and_the_last_good_config_keeps_serving(models, tmp_path, caplog):
+    """A config file that turns into something unreadable (not UTF-8, not a config) is one
+    log line when it changes, not a traceback on every poll; the last good config serves."""
+    import logging
+
+    from zoo.serving.store import ModelStore
+
+    config = tmp_path / "models.config"
+    config.write_text(CONFIG.format(base=models, stable=1))
+    store = ModelStore(model_config_file=config, poll_seconds=0)
+    store.start()
+    try:
+        assert sorted(store.names()) == ["other", "scaler"]
+        caplog.set_level(logging.INFO, logger="zoo.serving")
+        for bad, said in ((b"\xff\xfe model_config_list { }", "not UTF-8 text"),
+                          (b"model_config_list { config { nonsense", "not a text-format ModelServerConfig")):
+            caplog.clear()
+            config.write_bytes(bad)
+            for _ in range(5):  # five polls of an unchanged file
+                store.refresh()
+            records = [r for r in caplog.records if r.name == "zoo.serving"]
+            assert len(records) == 1, [r.getMessage() for r in records]
+            assert records[0].levelno == logging.ERROR and records[0].exc_info is None
+            message = records[0].getMessage()
+            assert said in message and str(config) in message and "\n" not in message, message
+            assert message.endswith("serving the previous config")
+            assert sorted(store.names()) == ["other", "scaler"]
+            assert predict_with(store, "scaler", label="stable") == [1.0]
+        caplog.clear()
+        config.write_text(CONFIG.format(base=models, stable=2))
+        store.refresh()
+        assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+        assert predict_with(store, "scaler", label="stable") == [2.0]
+    finally:
+        store.stop()
+
+
+def predict_with(store, name, label=None):
+    servable = store.get(name, label=label)
+    outputs = servable.predict("serving_default", {"x": np.array([1.0], np.float32)})
+    return [float(v) for v in np.asarray(outputs["y"]).reshape(-1)]
+
+
+@pytest.mark.large
+def test_zoo_serve_logs_a_config_file_that_is_not_utf8_once_without_a_traceback(models, tmp_path):
+    """The same through `zoo serve`: its stderr has one line for the bad edit, no traceback,
+    while the file stays bad over many polls; a good edit then serves again."""
+    import re
+    import signal
+    import subprocess
+    import sys
+
+    config = tmp_path / "models.config"
+    config.write_text(CONFIG.format(base=models, stable=1))
+    errors = tmp_path / "serve.err"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    with open(errors, "w") as stderr:
+        process = subprocess.Popen([sys.executable, "-m", "zoo", "serve", "--model_config_file", str(config),
+                                    "--rest_api_port", "0", "--grpc-port", "-1",
+                                    "--file_system_poll_wait_seconds=0.1"],
+                                   stdout=subprocess.PIPE, stderr=stderr, text=True, env=env)
+    try:
+        port = int(re.search(r"127\.0\.0\.1:(\d+)", process.stdout.readline()).group(1))
+        config.write_bytes(b"\xff\xfe" + CONFIG.format(base=models, stable=2).encode())
+        wait_for(lambda: "not UTF-8" in errors.read_text())
+        time.sleep(1.0)  # ten more polls of the unchanged bad file: none may say anything
+        config.write_text(CONFIG.format(base=models, stable=2))
+
+        def stable():
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+            connection.request("POST", "/v1/models/scaler/labels/stable:predict", body='{"instances": [1.0]}')
+            return json.loads(connection.getresponse().read())
+
+        wait_for(lambda: stable() == {"predictions": [2.0]})  # the good edit serves (the label moved)
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=60)
+    text = errors.read_text()
+    assert "Traceback" not in text, text
+    bad = [line for line in text.splitlines() if "not UTF-8" in line]
+    assert len(bad) == 1 and "serving the previous config" in bad[0], text
+
+
+def test_the_readme_says_zoo_serve_listens_on_loopback_unless_host_says_otherwise(tmp_path):
+    """README "Known differences": `zoo serve` binds 127.0.0.1 (TF Serving: every
+    interface) unless --host, with the line for Docker/Kubernetes; and it does."""
+    from pathlib import Path
+
+    from zoo.cli import build_parser
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    known = readme.split("Known differences from TF Serving")[1].split("\n## ")[0]
+    assert "`zoo serve` listens on 127.0.0.1" in known and "unless `--host` says otherwise" in known, known
+    assert "TF Serving listens on every interface" in known
+    assert "zoo serve models/ --host 0.0.0.0" in known and "docker run -p" in known and "Kubernetes" in known
+    assert build_parser().parse_args(["serve", "models/"]).host == "127.0.0.1"
+    config = tmp_path / "empty.config"
+    config.write_text("model_config_list { }")
+    with ModelServer(model_config_file=config, port=0, grpc_port=None, poll_seconds=0) as server:
+        assert server.rest_url.startswith("http://127.0.0.1:")
+        assert server._http.server_address[0] == "127.0.0.1"

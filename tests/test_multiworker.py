@@ -7,6 +7,7 @@ line within seconds, not a hang."""
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -145,3 +146,49 @@ def test_a_killed_worker_stops_the_other_and_the_run_resumes(digits, tmp_path):
     history = json.loads((out / "metrics.json").read_text())["history"]
     assert [h["epoch"] for h in history] == list(range(1, 10))
     assert np.array_equal(weights(out), weights(other))
+
+
+def test_a_late_worker_is_waited_for_and_sigterm_stops_a_training_worker(digits, tmp_path):
+    """Worker 0 alone says it waits for worker 1 (tests/test_trust_cluster.py: the
+    deadline); worker 1 started later joins and both train. SIGTERM then stops worker 1
+    at once (TensorFlow's coordination service takes SIGTERM for a preemption notice and
+    would train on; zoo gives it back), and worker 0 stops with the lost-worker line."""
+    ports = free_ports(2)
+    args = [str(digits), "--epochs", "4", *FINETUNE]
+
+    def start(index):
+        tf_config = {"cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]}, "task": {"type": "worker", "index": index}}
+        env = {**os.environ, "TF_CONFIG": json.dumps(tf_config), "TF_CPP_MIN_LOG_LEVEL": "3",
+               "KERAS_BACKEND": "tensorflow", "PYTHONPATH": str(ROOT)}
+        return subprocess.Popen([sys.executable, "-m", "zoo", "finetune", *args, "--out", str(tmp_path / "run"),
+                                 "--distribute", "multiworker"], stdout=open(tmp_path / f"worker{index}.out", "w"),
+                                stderr=open(tmp_path / f"worker{index}.err", "w"), env=env, cwd=tmp_path)
+
+    def wait_for(index, text, seconds=180):
+        log = tmp_path / (f"worker{index}.err" if "waiting" in text else f"worker{index}.out")
+        deadline = time.time() + seconds
+        while text not in log.read_text():
+            assert time.time() < deadline and workers[index].poll() is None, \
+                (tmp_path / f"worker{index}.err").read_text()[-3000:]
+            time.sleep(0.1)
+
+    workers = [start(0)]
+    try:
+        wait_for(0, f"worker 0: waiting for worker 1 at 127.0.0.1:{ports[1]} to start")
+        workers.append(start(1))
+        wait_for(0, "Epoch 2/")
+        wait_for(1, "Epoch 2/")
+        workers[1].send_signal(signal.SIGTERM)
+        signalled = time.time()
+        code = workers[1].wait(timeout=60)
+        took = time.time() - signalled
+        chief = workers[0].wait(timeout=120)
+        lost = time.time() - signalled
+    finally:
+        for worker in workers:
+            worker.kill()
+    print(f"\nSIGTERM stopped a training worker in {took:.2f} s; the other stopped {lost:.1f} s after the signal")
+    assert code == -signal.SIGTERM and took < 10, (code, took)
+    error = (tmp_path / "worker0.err").read_text().strip().splitlines()
+    assert chief == 1 and "Traceback" not in "\n".join(error), error[-5:]
+    assert error[-1].startswith("zoo finetune: error: worker 0: the multi-worker run lost a worker"), error[-1]

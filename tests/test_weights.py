@@ -471,6 +471,53 @@ def test_a_read_only_zoo_home_is_one_clear_error(file_server, weights_manifest, 
         zoo_home.chmod(0o700)
 
 
+
+@pytest.mark.parametrize("how", ["read-only folder", "below a regular file"])
+def test_import_into_a_zoo_home_that_cannot_be_written_is_one_line(tmp_path, weights_manifest, zoo_home, how):
+    """`zoo weights import` into a ZOO_HOME it cannot write says so in one line naming
+    ZOO_HOME, as fetch does (the same words: one place says it), not a traceback. Root
+    writes into a read-only folder, so the other case puts ZOO_HOME below a regular
+    file, which fails for everyone."""
+    weights_manifest(weights_manifest.variant("lenet5", "hand_copied", "https://example.invalid/x.h5", PAYLOAD))
+    source = tmp_path / "copied_by_hand.h5"
+    source.write_bytes(PAYLOAD)
+    if how == "read-only folder":
+        if os.geteuid() == 0:
+            pytest.skip("root writes into a read-only folder")
+        zoo_home.mkdir(parents=True)
+        zoo_home.chmod(0o500)
+        home = zoo_home
+    else:
+        blocker = tmp_path / "a_file"
+        blocker.write_text("not a folder")
+        home = blocker / "zoo_home"
+    env = {**os.environ, "ZOO_HOME": str(home)}
+    try:
+        done = subprocess.run([sys.executable, "-m", "zoo", "weights", "import", str(source), "--model", "lenet5",
+                               "--variant", "hand_copied"], capture_output=True, text=True, env=env, cwd=REPO,
+                              timeout=120)
+    finally:
+        if how == "read-only folder":
+            zoo_home.chmod(0o700)
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("zoo weights: error: Cannot write lenet5.hand_copied's weights to "), lines[0]
+    assert f"ZOO_HOME is {home}" in lines[0] and "Set ZOO_HOME to a folder you can write" in lines[0], lines[0]
+    # In Python: the same error, and fetch words it the same way.
+    os.environ["ZOO_HOME"] = str(home)  # zoo_home's monkeypatch restores it
+    try:
+        if how == "read-only folder":
+            zoo_home.chmod(0o500)
+        with pytest.raises(WeightsError, match="Set ZOO_HOME to a folder you can write") as raised:
+            weights.import_file(source, "lenet5", "hand_copied")
+        assert str(raised.value) == lines[0].removeprefix("zoo weights: error: ")
+    finally:
+        if how == "read-only folder":
+            zoo_home.chmod(0o700)
+
+
 def _endless_server(send_length=None, chunk=b"x" * 65536):
     """A server that sends bytes for as long as the client reads."""
     import http.server

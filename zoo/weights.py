@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import http.client
 import hashlib
 import json
@@ -232,12 +233,31 @@ def fetch(entry, progress=True) -> str:
         return str(path)
     if path.is_file() and _stamped(path, entry["hash"]):
         return str(path)
-    try:
+    with _cache_writes(name, path, f", or import the file there: {_import_hint(entry)}"):
         return _fetch_locked(entry, path, name, progress)
-    except PermissionError as error:
+
+
+# What the cache's folder answers when it cannot be written: no permission, a read-only
+# file system, or a path through a regular file (as root, the only one that fails).
+_CANNOT_WRITE = (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EEXIST)
+
+
+def _cannot_write(error):
+    return error.errno in _CANNOT_WRITE and error.filename is not None  # a file's error, not a socket's
+
+
+@contextlib.contextmanager
+def _cache_writes(name, path, hint=""):
+    """Writing `name`'s weights to `path` in the cache: a folder that cannot be written
+    is one `WeightsError` naming it and ZOO_HOME (fetch and import say it alike)."""
+    try:
+        yield
+    except OSError as error:
+        if not _cannot_write(error):
+            raise
         raise WeightsError(
-            f"Cannot write {name}'s weights to {path.parent} ({error.strerror}). Set ZOO_HOME to a folder you "
-            f"can write, or import the file there: {_import_hint(entry)}"
+            f"Cannot write {name}'s weights to {path.parent} ({error.strerror}; ZOO_HOME is {zoo_home()}). "
+            f"Set ZOO_HOME to a folder you can write{hint}"
         ) from None
 
 
@@ -255,9 +275,9 @@ def _fetch_locked(entry, path, name, progress):
             raise WeightsError(f"{name} has no download URL; import the file:\n  {_import_hint(entry)}")
         try:
             download(entry["url"], path, entry["hash"], size=entry.get("size"), progress=progress)
-        except PermissionError:
-            raise
-        except (urllib.error.URLError, OSError) as error:
+        except OSError as error:
+            if _cannot_write(error):  # the cache, not the network: said by _cache_writes
+                raise
             if isinstance(error, urllib.error.HTTPError):
                 reason = f"HTTP {error.code} {error.reason}"
             else:
@@ -426,9 +446,10 @@ def import_file(source, model, variant) -> Path:
     dest = local_path(entry)
     if dest.resolve() == source.resolve():
         return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    with _file_lock(dest):
-        with io.atomic_path(dest) as tmp:
-            shutil.copyfile(source, tmp)
-        _stamp(dest, entry["hash"])
+    with _cache_writes(key(model, variant), dest):
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with _file_lock(dest):
+            with io.atomic_path(dest) as tmp:
+                shutil.copyfile(source, tmp)
+            _stamp(dest, entry["hash"])
     return dest

@@ -303,19 +303,24 @@ class ModelConfig:
     labels: tuple = ()  # ((label, version), ...): hashable, so configs compare
 
 
-def read_model_config(path):
+def read_model_config(path, data=None):
     """TF Serving's text-format `ModelServerConfig` file → `[ModelConfig]`.
 
-    A relative `base_path` is taken relative to the file's directory.
+    A relative `base_path` is taken relative to the file's directory. `data`, if given,
+    is the file's bytes, already read. Raises `ZooError` (one line) for a file that
+    cannot be read, is not UTF-8 or is not a valid config.
     """
     from google.protobuf import text_format
     from tensorflow_serving.config import model_server_config_pb2
 
     path = Path(path)
     try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as error:
-        raise ZooError(f"Cannot read the model config file {path}: {error}") from None
+        text = (path.read_bytes() if data is None else data).decode("utf-8")
+    except OSError as error:
+        raise ZooError(f"Cannot read the model config file {path}: {error.strerror or error}") from None
+    except UnicodeDecodeError as error:
+        raise ZooError(f"Cannot read the model config file {path}: it is not UTF-8 text "
+                       f"({error.reason} at byte {error.start})") from None
     config = model_server_config_pb2.ModelServerConfig()
     try:
         text_format.Parse(text, config)
@@ -386,10 +391,15 @@ class ModelStore:
             raise ZooError(f"Model base path {self.base_path} is not a directory.")
         self.model_config_file = Path(model_config_file) if model_config_file is not None else None
         self._configs = None
-        self._config_text = None
+        self._config_data = None  # the config file's bytes, as last read
+        self._config_problem = None  # what was last logged about an unreadable config file
         if self.model_config_file is not None:
-            self._configs = read_model_config(self.model_config_file)  # a bad file fails at start
-            self._config_text = self.model_config_file.read_text()
+            try:
+                self._config_data = self.model_config_file.read_bytes()
+            except OSError as error:
+                raise ZooError(f"Cannot read the model config file {self.model_config_file}: "
+                               f"{error.strerror or error}") from None
+            self._configs = read_model_config(self.model_config_file, self._config_data)  # a bad file fails at start
         self.poll_seconds = poll_seconds
         self.batching = batching
         self.threads = threads
@@ -435,23 +445,34 @@ class ModelStore:
                 raise
 
     def _reread_config_file(self):
+        """Serve the config file's new contents if they changed. A file that cannot be
+        read, is not UTF-8 or is not a valid config is logged in one line, once until
+        it changes again, and the last good config keeps serving."""
         if self.model_config_file is None:
             return
         try:
-            text = self.model_config_file.read_text()
+            data = self.model_config_file.read_bytes()
         except OSError as error:
-            log.error("could not read %s: %s; serving the previous config", self.model_config_file, error)
+            self._config_trouble(f"Cannot read the model config file {self.model_config_file}: "
+                                 f"{error.strerror or error}")
             return
-        if text == self._config_text:
+        if data == self._config_data:
             return
-        self._config_text = text
+        self._config_data = data
         try:
-            self._configs = read_model_config(self.model_config_file)
+            self._configs = read_model_config(self.model_config_file, data)
         except ZooError as error:
-            log.error("%s; serving the previous config", error)
+            self._config_problem = None  # a new version of the file: said once, even if the same complaint
+            self._config_trouble(str(error))
             return
+        self._config_problem = None
         log.info("model config %s changed: %s", self.model_config_file,
                  ", ".join(config.name for config in self._configs) or "(no models)")
+
+    def _config_trouble(self, message):
+        if message != self._config_problem:
+            self._config_problem = message
+            log.error("%s; serving the previous config", " ".join(message.split()))
 
     # ---------------------------------------------------------------------- loading
     def refresh(self):

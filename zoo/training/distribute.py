@@ -220,9 +220,9 @@ def cluster_task(environ=None):
         raise OptionError(f"TF_CONFIG's task type must be one of its cluster's jobs ({', '.join(cluster) or 'none'}). "
                           f"Received: type={task_type!r}")
     if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(cluster[task_type]):
-        raise OptionError(f"TF_CONFIG's task index must be a whole number from 0 to {len(cluster[task_type]) - 1} "
-                          f"(its cluster has {len(cluster[task_type])} {task_type} address(es)). "
-                          f"Received: index={index!r}")
+        count = len(cluster[task_type])
+        raise OptionError(f"TF_CONFIG's task {task_type!r} {index!r} is not in its cluster: the index must be a whole "
+                          f"number from 0 to {count - 1} (it has {count} {task_type} address(es)).")
     return task_type, index, cluster
 
 
