@@ -5,6 +5,8 @@ file of the user's written over. The commands run in-process (`zoo.cli.main`): a
 traceback would escape `main` and fail the test.
 """
 
+import json
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -146,3 +148,24 @@ def test_a_refusal_of_the_run_directory_leaves_it_alone(capsys, tmp_path):
     err = refused(capsys, "train", "text-generation", "--text", str(text), "--out", str(run), "--epochs", "1")
     assert "holds an unfinished run" in err
     assert (run / "run.json").read_text() == '{"kind": "text-generation"}'
+
+
+# ------------------------------------- item 8: --resume of a run of another kind
+@pytest.mark.parametrize("recorded, command, expected", [
+    # An honest run of another task: say which command resumes it.
+    ({"kind": "image-classification", "data_dir": "photos", "model": "lenet5", "epochs": 1},
+     ["text-generation", "--text", "TEXT"], "holds a image-classification run, not a text-generation one"),
+    # A classifier's run.json with its kind edited: the settings a text run records are missing.
+    ({"kind": "text-generation", "data_dir": "photos", "model": "lenet5", "epochs": 1},
+     ["text-generation", "--text", "TEXT"], "says text-generation but lacks text"),
+    ({"kind": 7}, ["text-generation", "--text", "TEXT"], "names no task (kind=7)"),
+])
+def test_resume_refuses_a_run_of_another_kind(capsys, tmp_path, recorded, command, expected):
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "run.json").write_text(json.dumps(recorded))
+    text = tmp_path / "t.txt"
+    text.write_text("ab" * 3000)
+    command = [str(text) if part == "TEXT" else part for part in command]
+    assert expected in refused(capsys, "train", *command, "--out", str(run), "--resume", "--epochs", "1")
+    assert json.loads((run / "run.json").read_text()) == recorded  # left as it was

@@ -84,10 +84,30 @@ def write_json(path, data, fsync=False):
     return write_text(path, json.dumps(data, indent=2) + "\n", fsync=fsync)
 
 
-def read_json(path, default=None):
-    """The JSON in `path`, or `default` when the file does not exist."""
+def read_json(path, default=None, expect=None):
+    """The JSON in `path`, or `default` when the file does not exist.
+
+    Raises:
+        zoo.errors.DataError: one line naming the file when it is not JSON (truncated,
+            not UTF-8) or, with `expect` (a type such as `dict`), holds another kind of
+            value: a damaged file is the user's to see, not a decoder's traceback.
+    """
+    from zoo.errors import DataError
+
     path = Path(path)
-    return json.loads(path.read_text()) if path.is_file() else default
+    if not path.is_file():
+        return default
+    try:
+        value = json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as error:
+        raise DataError(f"{path} is damaged: not UTF-8 (byte {error.start}).") from None
+    except json.JSONDecodeError as error:
+        raise DataError(f"{path} is damaged: not JSON ({error.msg} at line {error.lineno}, "
+                        f"column {error.colno}).") from None
+    if expect is not None and not isinstance(value, expect):
+        raise DataError(f"{path} is damaged: it holds a JSON {type(value).__name__}, "
+                        f"not the {expect.__name__} zoo wrote.")
+    return value
 
 
 def fsync_dir(path):

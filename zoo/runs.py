@@ -174,7 +174,33 @@ def write_config(run_dir, kind, config):
 
 
 def read_config(run_dir):
-    return io.read_json(Path(run_dir) / RUN_FILE, {})
+    return io.read_json(Path(run_dir) / RUN_FILE, {}, expect=dict)
+
+
+def read_metrics(run_dir):
+    """A finished run's scores; a damaged metrics.json costs its scores (one line on
+    stderr), not the run: the model beside it still predicts and exports."""
+    try:
+        return io.read_json(Path(run_dir) / METRICS_FILE, {}, expect=dict)
+    except ZooError as error:
+        import sys
+
+        print(f"warning: {error} The run's scores are not shown; its model is used as it is.", file=sys.stderr)
+        return {}
+
+
+def open_run(run_dir, kind, ranks):
+    """`(model, config, metrics)` of the finished run in `run_dir`, checked to be a
+    `kind` run: its model takes inputs of rank `ranks[0]` and gives outputs of rank
+    `ranks[1]` (each task's are distinct), so a run.json whose kind was edited is
+    named in one line instead of failing somewhere inside the wrong task."""
+    model = load_model(run_dir)
+    shape_in, shape_out = model.inputs[0].shape, model.outputs[0].shape
+    if (len(shape_in), len(shape_out)) != tuple(ranks):
+        raise RunError(f"{run_dir} is not a {kind} run, as its run.json says: its model maps "
+                       f"{tuple(shape_in)} to {tuple(shape_out)}, and a {kind} model maps rank {ranks[0]} "
+                       f"to rank {ranks[1]}. Was run.json edited?")
+    return model, read_config(run_dir), read_metrics(run_dir)
 
 
 @dataclass

@@ -102,3 +102,19 @@ def gan_run(tmp_path_factory):
     kill, `zoo sample` and export/serve tests."""
     out = tmp_path_factory.mktemp("dcgan") / "run"
     return kill_in_epoch_2_and_resume("dcgan", GAN_OPTIONS, GAN_EPOCHS, out)
+
+
+@pytest.fixture(scope="session")
+def classifier_run(digits, tmp_path_factory):
+    """`zoo finetune` of LeNet-5 on a folder of real 1s and 7s: one frozen epoch, one more."""
+    from helpers.digit_folders import write_folder
+
+    root = tmp_path_factory.mktemp("classifier_run")
+    x_train, _, y_train, _ = digits
+    photos = write_folder(root / "photos", x_train, y_train, classes=(1, 7), per_class=20)
+    out = root / "run"
+    done = subprocess.run([sys.executable, "-m", "zoo", "finetune", str(photos), "--model", "lenet5",
+                           "--epochs", "1", "--out", str(out), "--no-tensorboard"],
+                          capture_output=True, text=True, env=ENV, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return out

@@ -285,6 +285,8 @@ def load_run(run_dir):
     if not (run_dir / runs.MODEL_FILE).is_file():
         raise runs.RunError(f"{run_dir} is not a finished zoo run directory: {run_dir / runs.MODEL_FILE} is missing.")
     kind = runs.read_config(run_dir).get("kind", DEFAULT_KIND)
+    if not isinstance(kind, str) or canonical_task(kind) not in MANIFEST:
+        raise runs.RunError(f"{run_dir}/run.json names no task zoo knows (kind={kind!r}): it is damaged.")
     task = entry(kind)
     if not task.writes_run:
         raise runs.RunError(f"{run_dir} says it is a {kind} run, and that task writes no run directory.")

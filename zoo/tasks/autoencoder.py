@@ -31,6 +31,7 @@ from zoo.tasks.base import RUN_DEFAULTS, finish_run, start_run
 
 KIND = "autoencoder"
 MODEL_TASK = "autoencoder"
+MODEL_RANKS = (4, 4)  # images in, images out
 _TASK = tasks.MANIFEST[KIND]
 DESCRIPTION = _TASK.description
 SHOWN = 10  # held-out images in the PNG grids
@@ -113,8 +114,8 @@ class AutoencoderRun(runs.Run):
 
 def load_run(run_dir):
     run_dir = Path(run_dir)
-    return AutoencoderRun(path=run_dir, model=runs.load_model(run_dir), config=runs.read_config(run_dir),
-                          metrics=io.read_json(run_dir / runs.METRICS_FILE, {}))
+    model, config, metrics = runs.open_run(run_dir, KIND, MODEL_RANKS)
+    return AutoencoderRun(path=run_dir, model=model, config=config, metrics=metrics)
 
 
 def train(data=None, out="runs/autoencoder", resume=False, overwrite=False, verbose="auto", no_tensorboard=False,

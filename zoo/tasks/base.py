@@ -121,6 +121,7 @@ def start_run(kind, out, options, *, defaults, keys, required=(), resume=False, 
     resuming = runs.prepare(out, resume=resume, overwrite=overwrite)
     if resuming:
         saved = runs.read_config(out)
+        check_kind(out, saved, kind, required)
         given = {k: (None if options.get(k) == "auto" and saved.get(f"{k}_auto") else options.get(k)) for k in keys}
         config = runs.check_resume(saved, given)
     else:
@@ -138,6 +139,26 @@ def start_run(kind, out, options, *, defaults, keys, required=(), resume=False, 
     from pathlib import Path
 
     return RunStart(Path(out), config, resuming, settings, tensorboard=tensorboard)
+
+
+def check_kind(out, saved, kind, required):
+    """Refuse to resume a run as another task's: its run.json must name `kind` and hold
+    each setting a `kind` run records (a run.json whose kind was edited lacks them),
+    or the checkpoint would be finished as a model it is not."""
+    from zoo import runs
+    from zoo.registry import canonical_task
+
+    recorded = saved.get("kind")
+    if not isinstance(recorded, str):
+        raise runs.RunError(f"{out}/run.json names no task (kind={recorded!r}): it is damaged. "
+                            "Pass --overwrite to start again.")
+    if canonical_task(recorded) != kind:
+        raise runs.RunError(f"{out} holds a {recorded} run, not a {kind} one: resume it with "
+                            f"`zoo train {canonical_task(recorded)} --out {out} --resume`.")
+    missing = [key for key in required if key not in saved]
+    if missing:
+        raise runs.RunError(f"{out}/run.json says {kind} but lacks {', '.join(missing)}, which every {kind} "
+                            "run records: it was edited or damaged. Pass --overwrite to start again.")
 
 
 def settle_precision(options, float16=True):

@@ -36,11 +36,17 @@ from zoo.tasks.base import RUN_DEFAULTS, finish_run, start_run
 KIND = "text-generation"
 MODEL = "char_lstm"
 MODEL_TASK = "text-generation"
+MODEL_RANKS = (2, 3)  # character ids in, next-character logits per position out
 _TASK = tasks.MANIFEST[KIND]
 DESCRIPTION = _TASK.description
 VOCABULARY_FILE = "vocabulary.json"
 SAMPLES_FILE = "samples.txt"
 MAX_LENGTH = 10_000  # characters one request may ask for: a served model must not be held forever
+MAX_PROMPT_LENGTH = 10_000  # characters of a prompt: each is one LSTM step, as a generated one is
+# Prompt and generated characters one call may cost in all, summed over its instances
+# (~0.2 ms each for the default 384-unit model on 2 CPU cores: ~10 s): the work one
+# request can start, since a request already running is not stopped when its client leaves.
+MAX_REQUEST_CHARACTERS = 50_000
 EPOCH_CAP = 1000  # `--minutes` without `--epochs`: the clock stops the run long before this
 SIGNATURE_TOP_K = "generate_top_k"
 
@@ -74,9 +80,9 @@ class CharLSTMRun(runs.Run):
 
 def load_run(run_dir):
     run_dir = Path(run_dir)
-    return CharLSTMRun(path=run_dir, model=runs.load_model(run_dir), config=runs.read_config(run_dir),
-                       metrics=io.read_json(run_dir / runs.METRICS_FILE, {}),
-                       vocabulary=io.read_json(run_dir / VOCABULARY_FILE, []))
+    model, config, metrics = runs.open_run(run_dir, KIND, MODEL_RANKS)
+    return CharLSTMRun(path=run_dir, model=model, config=config, metrics=metrics,
+                       vocabulary=io.read_json(run_dir / VOCABULARY_FILE, [], expect=list))
 
 
 def train(text=None, out="runs/char-lstm", resume=False, overwrite=False, verbose="auto", no_tensorboard=False,
@@ -169,12 +175,22 @@ def check_generation(vocabulary, prompt, temperature, length, top_k):
     if unseen:
         raise OptionError(f"`prompt` has characters the model never saw in its text: {''.join(unseen)!r}. "
                           f"Received: prompt={prompt!r}")
+    if len(prompt) > MAX_PROMPT_LENGTH:
+        raise OptionError(f"`prompt` must be at most {MAX_PROMPT_LENGTH} characters. "
+                          f"Received: a prompt of {len(prompt)} characters")
     if not temperature >= 0:
         raise OptionError(f"`temperature` must be >= 0 (0: the likeliest character). Received: temperature={temperature}")
-    if not 0 <= int(length) <= MAX_LENGTH:
-        raise OptionError(f"`length` must be from 0 to {MAX_LENGTH}. Received: length={length}")
+    if not 1 <= int(length) <= MAX_LENGTH:
+        raise OptionError(f"`length` must be from 1 to {MAX_LENGTH}. Received: length={length}")
     if int(top_k) < 0:
         raise OptionError(f"`top_k` must be >= 0 (0: every character). Received: top_k={top_k}")
+    if len(prompt) + int(length) > MAX_REQUEST_CHARACTERS:
+        raise OptionError(_BUDGET.format(len(prompt) + int(length)))
+
+
+# The graph's refusals (generation_function) word them as check_generation does.
+_BUDGET = (f"a request may read and write at most {MAX_REQUEST_CHARACTERS} characters in all (prompt "
+           "characters plus length, summed over its instances). Received: {}")
 
 
 def generate(run, prompt="", temperature=1.0, length=200, seed=0, top_k=0):
@@ -182,11 +198,11 @@ def generate(run, prompt="", temperature=1.0, length=200, seed=0, top_k=0):
 
     Args:
         run: a run directory written by `zoo train text-generation`, or its `CharLSTMRun`.
-        prompt: str. Where the text starts; every character must be in the model's
-            vocabulary. Defaults to `""` (as if after a line break).
+        prompt: str. Where the text starts, at most 10,000 characters, each in the
+            model's vocabulary. Defaults to `""` (as if after a line break).
         temperature: float. Softmax temperature: lower is safer and more repetitive,
             0 always takes the likeliest character. Defaults to `1.0`.
-        length: int. Characters to generate, at most 10,000. Defaults to `200`.
+        length: int. Characters to generate, from 1 to 10,000. Defaults to `200`.
         seed: int. The same seed gives the same text (here and from the export).
         top_k: int. Sample only among the k likeliest characters; 0 for all. Defaults to `0`.
 
@@ -220,7 +236,12 @@ def generation_function(model, vocabulary):
     Each request runs on its own (prompts differ in length): the prompt primes the LSTM
     states one character at a time, then characters are drawn one at a time with
     `stateless_categorical` keyed by `(seed, position)`, so a seed always gives the same
-    text. A character outside the vocabulary fails the request (InvalidArgument).
+    text. What `check_generation` refuses fails the whole call (InvalidArgument, a 400
+    from a server) before any work starts: a character outside the vocabulary, a
+    temperature below 0 or NaN, a length outside 1..`MAX_LENGTH`, a top_k below 0, a
+    prompt over `MAX_PROMPT_LENGTH` characters, and more than `MAX_REQUEST_CHARACTERS`
+    prompt and generated characters in all — in `zoo generate`, `zoo serve` and TF
+    Serving alike, since the checks are in the graph.
     """
     import tensorflow as tf
 
@@ -234,14 +255,12 @@ def generation_function(model, vocabulary):
         prompt, temperature, length, seed, top_k = request
         chars = tf.strings.unicode_decode(prompt, "UTF-8")
         match = tf.equal(chars[:, None], codepoints[None, :])
-        check = tf.debugging.assert_equal(
-            tf.reduce_all(tf.reduce_any(match, axis=1)), True,
-            message="`prompt` has characters the model never saw in its text")
+        check = tf.debugging.Assert(tf.reduce_all(tf.reduce_any(match, axis=1)),
+                                    ["`prompt` has characters the model never saw in its text"])
         with tf.control_dependencies([check]):
             ids = tf.argmax(match, axis=1, output_type=tf.int32)
         ids = tf.cond(tf.size(ids) > 0, lambda: ids, lambda: tf.constant([start_id], tf.int32))
         count = tf.size(ids)
-        length = tf.clip_by_value(length, 0, MAX_LENGTH)
         k = tf.where(top_k > 0, tf.minimum(top_k, size), size)
 
         def prime(i, *states):
@@ -272,9 +291,36 @@ def generation_function(model, vocabulary):
         tf.TensorSpec([None], tf.int32, name="length"), tf.TensorSpec([None], tf.int64, name="seed"),
         tf.TensorSpec([None], tf.int32, name="top_k")])
     def generate_text(prompt, temperature, length, seed, top_k):
-        return tf.map_fn(one, (prompt, temperature, length, seed, top_k), fn_output_signature=tf.string)
+        with tf.control_dependencies(_refusals(prompt, temperature, length, top_k)):  # before any work
+            return tf.map_fn(one, (prompt, temperature, length, seed, top_k), fn_output_signature=tf.string)
 
     return generate_text
+
+
+def _refusals(prompt, temperature, length, top_k):
+    """Graph function: the assertions of `check_generation` over a batch of requests,
+    each failing with one line worded as the Python check words it (the offending
+    values after "Received:")."""
+    import tensorflow as tf
+
+    def refuse_unless(ok, template, values):
+        return tf.debugging.Assert(tf.reduce_all(ok), [tf.strings.format(
+            template, tf.boolean_mask(values, tf.logical_not(ok)), summarize=3)])
+
+    # Counted without decoding: a 10 MiB prompt is refused before it costs anything.
+    chars = tf.strings.length(prompt, unit="UTF8_CHAR")
+    short = tf.logical_and(chars <= MAX_PROMPT_LENGTH, tf.strings.length(prompt) <= 4 * MAX_PROMPT_LENGTH)
+    in_range = tf.logical_and(length >= 1, length <= MAX_LENGTH)
+    total = tf.reduce_sum(tf.cast(chars, tf.int64)) + tf.reduce_sum(tf.cast(length, tf.int64))
+    return [
+        refuse_unless(short, f"`prompt` must be at most {MAX_PROMPT_LENGTH} characters. "
+                      "Received: a prompt of {} characters", chars),
+        refuse_unless(temperature >= 0, "`temperature` must be >= 0 (0: the likeliest character). "
+                      "Received: temperature={}", temperature),
+        refuse_unless(in_range, f"`length` must be from 1 to {MAX_LENGTH}. Received: length={{}}", length),
+        refuse_unless(top_k >= 0, "`top_k` must be >= 0 (0: every character). Received: top_k={}", top_k),
+        tf.debugging.Assert(total <= MAX_REQUEST_CHARACTERS, [tf.strings.format(_BUDGET, total)]),
+    ]
 
 
 def signatures(source, top_k=5, classes=None):

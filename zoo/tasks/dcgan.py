@@ -34,6 +34,7 @@ from zoo.tasks.base import RUN_DEFAULTS, finish_run, start_run
 KIND = "gan"
 MODEL = "dcgan"
 MODEL_TASK = "gan"
+MODEL_RANKS = (2, 4)  # latent vectors in, images out (the generator is what a run keeps)
 _TASK = tasks.MANIFEST[KIND]
 DESCRIPTION = _TASK.description
 SAMPLES_DIR = "samples"
@@ -83,8 +84,8 @@ def _count(n):
 
 def load_run(run_dir):
     run_dir = Path(run_dir)
-    return DCGANRun(path=run_dir, model=runs.load_model(run_dir), config=runs.read_config(run_dir),
-                    metrics=io.read_json(run_dir / runs.METRICS_FILE, {}))
+    model, config, metrics = runs.open_run(run_dir, KIND, MODEL_RANKS)
+    return DCGANRun(path=run_dir, model=model, config=config, metrics=metrics)
 
 
 def _check_config(config):

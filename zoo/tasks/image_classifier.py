@@ -28,6 +28,7 @@ _TASK = tasks.MANIFEST[KIND]
 DESCRIPTION = _TASK.description
 OPTIONS = _TASK.options  # zoo.tasks.MANIFEST: the CLI reads them without importing this module
 MODEL_TASK = "image-classification"
+MODEL_RANKS = (4, 2)  # images in, class probabilities out
 DEFAULT_LR = 1e-3
 
 # What a run starts with when an option is not given (and a resumed run takes from run.json).
@@ -61,10 +62,9 @@ class ClassifierRun(runs.Run):
 
 def load_run(run_dir):
     run_dir = Path(run_dir)
-    model = runs.load_model(run_dir)
-    return ClassifierRun(path=run_dir, model=model, config=runs.read_config(run_dir),
-                         metrics=io.read_json(run_dir / runs.METRICS_FILE, {}),
-                         classes=io.read_json(run_dir / runs.CLASSES_FILE, []))
+    model, config, metrics = runs.open_run(run_dir, KIND, MODEL_RANKS)
+    return ClassifierRun(path=run_dir, model=model, config=config, metrics=metrics,
+                         classes=io.read_json(run_dir / runs.CLASSES_FILE, [], expect=list))
 
 
 def from_scratch(model, weights):
