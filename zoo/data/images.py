@@ -446,50 +446,94 @@ def _decode_jpeg_reduced(contents, image_size):
     return tf.switch_case(index, branches)
 
 
-def decode_bytes(contents, image_size):
-    """Graph function: encoded JPEG/PNG/GIF/BMP bytes → uint8 `(h, w, 3)`, a JPEG at
-    reduced scale when it is at least 2x the target."""
+def decode_bytes(contents, image_size, max_pixels=None):
+    """Graph function: encoded JPEG/PNG/GIF/BMP/WebP bytes → uint8 `(h, w, 3)`, a JPEG at
+    reduced scale when it is at least 2x the target, a GIF's first frame only.
+
+    The size the header claims is checked against `max_pixels` (default: `$ZOO_MAX_IMAGE_PIXELS`
+    when the graph is traced) before anything is decoded: `check_claimed_pixels`.
+    """
     import tensorflow as tf
 
-    image = tf.cond(
-        tf.io.is_jpeg(contents),
-        lambda: _decode_jpeg_reduced(contents, image_size),
-        lambda: tf.io.decode_image(contents, channels=3, expand_animations=False, dtype=tf.uint8),
-    )
+    with tf.control_dependencies([check_claimed_pixels(contents, max_pixels)]):  # before, not beside, decoding
+        image = tf.cond(
+            tf.io.is_jpeg(contents),
+            lambda: _decode_jpeg_reduced(contents, image_size),
+            # TF's GIF decoder reads every frame into memory even when it returns the first,
+            # so a GIF goes in cut after its first frame.
+            lambda: tf.io.decode_image(_first_gif_frame(contents), channels=3, expand_animations=False,
+                                       dtype=tf.uint8),
+        )
     image.set_shape([None, None, 3])
     return image
 
 
-def decode_resize_bytes(contents, image_size, resize="squish"):
+def decode_resize_bytes(contents, image_size, resize="squish", max_pixels=None):
     """Graph function: encoded image bytes → uint8 `(height, width, 3)`.
 
     The one decode-and-resize of zoo: the training pipeline, the exported bytes
     signatures and `zoo classify` / `zoo predict` all use it for ordinary JPEG and PNG
-    files, so a photo scores the same locally, in `zoo serve` and in TF Serving.
+    files, so a photo scores the same locally, in `zoo serve` and in TF Serving. An
+    image whose header claims more than `max_pixels` is refused before it is decoded.
     """
-    return resize_uint8(decode_bytes(contents, image_size), image_size, resize)
+    return resize_uint8(decode_bytes(contents, image_size, max_pixels), image_size, resize)
+
+
+def _is_jpeg_xl(encoded):
+    import tensorflow as tf
+
+    return tf.logical_or(tf.strings.substr(encoded, 0, 2) == b"\xff\x0a",
+                         tf.strings.substr(encoded, 0, 12) == b"\0\0\0\x0cJXL \r\n\x87\n")
+
+
+def check_claimed_pixels(encoded, max_pixels=None):
+    """Graph function: an assertion that `encoded` claims at most `max_pixels` pixels
+    (`claimed_pixels`; default `zoo.data.pillow.max_pixels()`, fixed when traced) and is
+    not JPEG XL, whose header zoo does not read (TensorFlow decodes it; Pillow does not
+    open it). Run it before decoding: it fails with InvalidArgument, one line naming the
+    limit, which the servers answer with a 400."""
+    import tensorflow as tf
+
+    from zoo.data.pillow import max_pixels as pixel_limit
+
+    limit = pixel_limit() if max_pixels is None else int(max_pixels)
+    claimed = claimed_pixels(encoded)
+    not_jxl = tf.debugging.Assert(tf.logical_not(_is_jpeg_xl(encoded)), [
+        "the image is JPEG XL, which zoo does not decode (its size cannot be checked before decoding): "
+        "send JPEG, PNG, GIF, BMP or WebP"])
+    # "claims more pixels": the phrase clients and tests look for.
+    within = tf.debugging.Assert(claimed <= limit, [tf.strings.format(
+        f"the image claims more pixels than the limit of {limit:,} ($ZOO_MAX_IMAGE_PIXELS): "
+        "width x height = {} (of an animation, its first frame)", claimed)])
+    return tf.group(not_jxl, within)
 
 
 def claimed_pixels(encoded):
     """Graph function: width x height from an encoded image's header, decoding nothing.
 
-    JPEG through `tf.image.extract_jpeg_shape`; PNG, GIF and BMP from their fixed header
-    fields (IHDR, logical screen, BITMAPINFOHEADER). Anything else claims 0 and is left
-    to `decode_image`, which refuses unknown formats. The graph's counterpart of
-    `zoo.data.pillow.check_pixel_count`: check it against `max_pixels()` before decoding.
+    JPEG through `tf.image.extract_jpeg_shape`; PNG, BMP and WebP from their fixed
+    header fields (IHDR, BITMAPINFOHEADER, the 'VP8 ', 'VP8L' or 'VP8X' chunk); GIF
+    from its logical screen or its first frame, whichever is larger (only the first
+    frame is decoded: `decode_bytes`). Anything else claims 0 and is left to
+    `decode_image`, which refuses unknown formats. The graph's counterpart of
+    `zoo.data.pillow.check_pixel_count`; `check_claimed_pixels` checks it.
     """
     import tensorflow as tf
 
+    # Every field below is in the first 32 bytes; padded, so that a short file reads zeros
+    # (substr refuses an offset past the end).
+    head = tf.strings.join([tf.strings.substr(encoded, 0, 32), b"\0" * 32])
+
     def field(offset, length, little_endian):
-        raw = tf.io.decode_raw(tf.strings.substr(encoded, offset, length), tf.uint8)
+        raw = tf.io.decode_raw(tf.strings.substr(head, offset, length), tf.uint8)
         raw = tf.cast(raw, tf.int64)
         if little_endian:
             raw = tf.reverse(raw, [0])
         weights = tf.bitwise.left_shift(tf.constant(1, tf.int64), tf.range(8 * (length - 1), -1, -8, dtype=tf.int64))
         return tf.reduce_sum(raw * weights)
 
-    def header(prefix):
-        return tf.strings.substr(encoded, 0, len(prefix)) == prefix
+    def at(offset, prefix):
+        return tf.strings.substr(head, offset, len(prefix)) == prefix
 
     length = tf.strings.length(encoded)
 
@@ -501,7 +545,9 @@ def claimed_pixels(encoded):
         return field(16, 4, False) * field(20, 4, False)
 
     def gif():
-        return field(6, 2, True) * field(8, 2, True)
+        screen = field(6, 2, True) * field(8, 2, True)
+        frame, _ = _gif_first_image(encoded, through_data=False)
+        return tf.maximum(screen, frame)
 
     def signed(value):  # BMP sizes are signed: a negative height means top-down rows
         return tf.abs(tf.where(value >= 2 ** 31, value - 2 ** 32, value))
@@ -509,12 +555,90 @@ def claimed_pixels(encoded):
     def bmp():
         return signed(field(18, 4, True)) * signed(field(22, 4, True))
 
+    # WebP (https://developers.google.com/speed/webp/docs/riff_container): "RIFF", size,
+    # "WEBP", then the first chunk, whose payload starts at offset 20. libwebp refuses a
+    # file whose first chunk is another, and a 'VP8X' canvas that differs from the image.
+    def webp_lossy():  # VP8 frame header: 3-byte tag, start code, 14-bit sizes (2 bits of scale above)
+        mask = tf.constant(0x3FFF, tf.int64)
+        return tf.bitwise.bitwise_and(field(26, 2, True), mask) * tf.bitwise.bitwise_and(field(28, 2, True), mask)
+
+    def webp_lossless():  # signature 0x2f, then 14 bits width - 1 and 14 bits height - 1, LSB first
+        bits = field(21, 4, True)
+        mask = tf.constant(0x3FFF, tf.int64)
+        width = tf.bitwise.bitwise_and(bits, mask) + 1
+        height = tf.bitwise.bitwise_and(tf.bitwise.right_shift(bits, 14), mask) + 1
+        return width * height
+
+    def webp_extended():  # flags, 3 reserved bytes, 24-bit canvas width - 1 and height - 1
+        return (field(24, 3, True) + 1) * (field(27, 3, True) + 1)
+
+    webp = tf.logical_and(at(0, b"RIFF"), at(8, b"WEBP"))
     return tf.case([
         (tf.io.is_jpeg(encoded), jpeg),
-        (tf.logical_and(header(b"\x89PNG\r\n\x1a\n"), length >= 24), png),
-        (tf.logical_and(header(b"GIF8"), length >= 10), gif),
-        (tf.logical_and(header(b"BM"), length >= 26), bmp),
+        (tf.logical_and(at(0, b"\x89PNG\r\n\x1a\n"), length >= 24), png),
+        (tf.logical_and(at(0, b"GIF8"), length >= 10), gif),
+        (tf.logical_and(at(0, b"BM"), length >= 26), bmp),
+        (tf.logical_and(webp, tf.logical_and(at(12, b"VP8 "), length >= 30)), webp_lossy),
+        (tf.logical_and(webp, tf.logical_and(at(12, b"VP8L"), length >= 25)), webp_lossless),
+        (tf.logical_and(webp, tf.logical_and(at(12, b"VP8X"), length >= 30)), webp_extended),
     ], default=lambda: tf.constant(0, tf.int64), exclusive=False)
+
+
+def _gif_first_image(encoded, through_data=True):
+    """Graph function: `(pixels, end)` of a GIF's first image: its descriptor's width x
+    height (0 when there is none) and the offset just past its data, found by walking
+    the blocks (https://www.w3.org/Graphics/GIF/spec-gif89a.txt): the extensions before
+    it and its data, in sub-blocks of at most 255 bytes. Stops at the trailer, at a byte
+    that starts no block, at the end of the data, or with `through_data=False` at the
+    image's descriptor (`end` is then meaningless)."""
+    import tensorflow as tf
+
+    data = tf.cast(tf.io.decode_raw(encoded, tf.uint8), tf.int64)
+    size = tf.cast(tf.size(data), tf.int64)
+    data = tf.concat([data, tf.zeros([1], tf.int64)], 0)
+
+    def byte(offset):  # 0 past the end (the loop stops there)
+        return tf.gather(data, tf.minimum(tf.cast(offset, tf.int64), size))
+
+    def color_table(flags):  # bytes of the colour table a block's flags announce
+        return tf.where(tf.bitwise.bitwise_and(flags, 0x80) > 0,
+                        3 * tf.bitwise.left_shift(tf.constant(2, tf.int64), tf.bitwise.bitwise_and(flags, 7)),
+                        tf.constant(0, tf.int64))
+
+    # mode 0: a block starts here; 1: an extension's sub-blocks; 2: the image's sub-blocks.
+    def step(position, mode, pixels, done):
+        value = byte(position)
+        image_pixels = (byte(position + 5) + 256 * byte(position + 6)) * (byte(position + 7) + 256 * byte(position + 8))
+        block = tf.where(value == 0x21, position + 2,  # introducer, label, then sub-blocks
+                         position + 10 + color_table(byte(position + 9)) + 1)  # descriptor, table, LZW code size
+        starts = tf.logical_or(value == 0x21, value == 0x2C)
+        after_sub_block = position + 1 + value
+        last = value == 0  # the terminator of a chain of sub-blocks
+        return (
+            tf.where(mode == 0, tf.where(starts, block, position), after_sub_block),
+            tf.where(mode == 0, tf.where(value == 0x2C, tf.constant(2, tf.int64), tf.constant(1, tf.int64)),
+                     tf.where(last, tf.constant(0, tf.int64), mode)),
+            tf.where(tf.logical_and(mode == 0, value == 0x2C), image_pixels, pixels),
+            tf.logical_or(tf.logical_and(mode == 0, tf.logical_not(starts if through_data else value == 0x21)),
+                          tf.logical_and(mode == 2, last)),
+        )
+
+    start = 13 + color_table(byte(10))  # header, logical screen descriptor, global colour table
+    position, _, pixels, _ = tf.while_loop(
+        lambda position, mode, pixels, done: tf.logical_and(tf.logical_not(done), position < size),
+        step, (start, tf.constant(0, tf.int64), tf.constant(0, tf.int64), tf.constant(False)))
+    return pixels, tf.minimum(position, size)
+
+
+def _first_gif_frame(encoded):
+    """Graph function: a GIF cut after its first image, with a trailer; anything else as it is."""
+    import tensorflow as tf
+
+    def cut():
+        _, end = _gif_first_image(encoded)
+        return tf.strings.join([tf.strings.substr(encoded, 0, tf.cast(end, tf.int32)), b";"])
+
+    return tf.cond(tf.strings.substr(encoded, 0, 4) == b"GIF8", cut, lambda: encoded)
 
 
 def load_like_the_pipeline(path, size):

@@ -98,6 +98,8 @@ def load_rgb(path, size=None, resample="bilinear"):
                 image.draft(image.mode, (side, side))
             image.load()  # decode now, so a truncated file fails here, not later
             rgb = to_rgb(image)
+    except DataError:
+        raise  # check_pixel_count's own line, naming the file (a DataError is a ValueError too)
     except FileNotFoundError as error:
         raise DataError(f"{path}: no such file") from error
     except UnidentifiedImageError as error:

@@ -136,7 +136,21 @@ def _specs_for(specs_by_signature, signature_name):
 
 
 def _parse_predict(body_bytes, specs_by_signature):
-    return request_arrays(body_bytes, lambda name: _specs_for(specs_by_signature, name))
+    try:
+        return request_arrays(body_bytes, lambda name: _specs_for(specs_by_signature, name))
+    except UnicodeEncodeError as error:  # here too: a large body is parsed in a worker process
+        raise ServingError(lone_surrogate_message(error)) from None
+
+
+def lone_surrogate_message(error):
+    """The 400's words for a JSON string with a lone surrogate (`"\\ud800"`): valid JSON,
+    but not Unicode text, so it has no UTF-8 bytes to give a string tensor (rapidjson,
+    TF Serving's parser, refuses it with the first sentence)."""
+    bad = error.object[error.start:error.end] if isinstance(error.object, str) else ""
+    shown = "".join(f"\\u{ord(c):04x}" for c in bad[:2])
+    return (f"JSON Parse error: The surrogate pair in string is invalid: a string holds the lone surrogate "
+            f"{shown}, which is not a character (a character above U+FFFF is written as a pair of \\u "
+            "escapes, high then low)")
 
 
 def parse_predict(body_bytes, servable):
@@ -301,6 +315,8 @@ class RestHandler(BaseHTTPRequestHandler):
             status, text = error.status, error_json(str(error))
         except RecursionError:
             status, text = 400, error_json("The request nests JSON arrays or objects too deeply.")
+        except UnicodeEncodeError as error:  # a lone surrogate in a tf.Example's string feature
+            status, text = 400, error_json(lone_surrogate_message(error))
         except Exception as error:  # a bug answers 500 and the server goes on
             log.exception("request failed: %s %s", self.command, self.path)
             status, text = 500, error_json(f"Internal error: {type(error).__name__}: {error}")

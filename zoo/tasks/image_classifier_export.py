@@ -6,7 +6,7 @@ Signatures of an image classifier (H, W = the model's input size, C = classes):
   arrive as floats or ints; both fit) → `probabilities` float32 `[N, C]`,
   `class_ids` int64 `[N]`.
 - `serving_uint8`: the same with `images` uint8, 4x smaller over gRPC.
-- `serving_bytes`: `image_bytes` string `[N]` (JPEG, PNG, GIF or BMP files; REST
+- `serving_bytes`: `image_bytes` string `[N]` (JPEG, PNG, GIF, BMP or WebP files; REST
   clients send `{"b64": ...}`) → decoded, resized (bilinear, antialiased, to H x W) and
   preprocessed in the graph → `probabilities`, `class_ids`.
 - `top_k`: `image_bytes` string `[N]` → `classes` string `[N, K]` (the class names,
@@ -23,7 +23,8 @@ Signatures of an image classifier (H, W = the model's input size, C = classes):
   from TF Serving or `zoo serve`; a model with no convolutional block has no `explain`.
 
 Every signature that takes image files checks the size each file's header claims
-against `$ZOO_MAX_IMAGE_PIXELS` (fixed in the graph when exporting) before decoding it,
+against `$ZOO_MAX_IMAGE_PIXELS` (fixed in the graph when exporting) before decoding it
+(`zoo.data.images.check_claimed_pixels`; a GIF is decoded up to its first frame only),
 and decodes and resizes with zoo's one decode (`zoo.data.images.decode_resize_bytes`),
 so a photo scores the same in training, `zoo predict`, `zoo serve` and TF Serving.
 
@@ -110,7 +111,7 @@ def _class_names(source, model, num_classes, classes):
 def _endpoints(model, input_size, class_names, k):
     import tensorflow as tf
 
-    from zoo.data.images import claimed_pixels, decode_resize_bytes
+    from zoo.data.images import decode_resize_bytes
     from zoo.data.pillow import max_pixels as pixel_limit
 
     height, width = input_size
@@ -133,14 +134,11 @@ def _endpoints(model, input_size, class_names, k):
 
     def decode(image_bytes):
         def one(encoded):
-            # The header's size first: a 62 KiB PNG can claim 23000 x 23000 pixels, and
-            # decoding it would cost gigabytes — in zoo serve and in TF Serving alike.
-            within_limit = tf.debugging.assert_less_equal(
-                claimed_pixels(encoded), tf.constant(max_pixels, tf.int64),
-                message=f"the image claims more pixels than this model's limit of {max_pixels:,}")
-            with tf.control_dependencies([within_limit]):  # checked before, not beside, decoding
-                # zoo's one decode and resize, as in training and in `zoo predict`.
-                return decode_resize_bytes(encoded, (height, width))
+            # zoo's one decode and resize, as in training and in `zoo predict`. It checks
+            # the header's size first: a 62 KiB PNG can claim 23000 x 23000 pixels, a
+            # 38-byte WebP 12000 x 12000, and decoding them would cost gigabytes — in zoo
+            # serve and in TF Serving alike.
+            return decode_resize_bytes(encoded, (height, width), max_pixels=max_pixels)
 
         return tf.map_fn(one, image_bytes, fn_output_signature=tf.TensorSpec([height, width, 3], tf.uint8))
 
