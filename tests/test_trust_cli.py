@@ -169,3 +169,22 @@ def test_resume_refuses_a_run_of_another_kind(capsys, tmp_path, recorded, comman
     command = [str(text) if part == "TEXT" else part for part in command]
     assert expected in refused(capsys, "train", *command, "--out", str(run), "--resume", "--epochs", "1")
     assert json.loads((run / "run.json").read_text()) == recorded  # left as it was
+
+
+# --------------------------------------- item 14: a finished run holds no optimizer state
+def test_run_weight_files_hold_no_optimizer_state(tmp_path):
+    import keras
+
+    from zoo import runs
+
+    model = keras.Sequential([keras.Input((200,)), keras.layers.Dense(1000), keras.layers.Dense(10)])
+    model.compile(optimizer="adam", loss="mse")  # Adam: two slots per weight
+    model.fit(np.zeros((4, 200)), np.zeros((4, 10)), verbose=0)
+    weight_bytes = sum(int(np.prod(w.shape)) * 4 for w in model.weights)
+    weights = runs.save_weights(model, tmp_path / "last.weights.h5")
+    saved = runs.save_model(model, tmp_path / "model.keras")
+    assert weights.stat().st_size <= 1.1 * weight_bytes
+    assert saved.stat().st_size <= 1.1 * weight_bytes
+    twin = keras.Sequential([keras.Input((200,)), keras.layers.Dense(1000), keras.layers.Dense(10)])
+    twin.load_weights(weights)
+    assert all(np.array_equal(a, b) for a, b in zip(twin.get_weights(), model.get_weights()))
