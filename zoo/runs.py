@@ -250,9 +250,23 @@ KERAS_CLASS_MODULES = ("zoo.architectures.preprocessing", "zoo.architectures.aut
                        "zoo.architectures.style_transfer", "zoo.training")
 
 
-def load_model_file(model_path):
-    """A `.keras` file (zoo's layers, schedules and optimizers known), in safe mode."""
+def load_model_file(model_path, trust_remote_code=None):
+    """A `.keras` file (zoo's layers, schedules and optimizers known), in safe mode.
+
+    Loading never downloads: a hub layer loads the module's local directory recorded in
+    the file (or tensorflow-hub's cached copy), and a URL it would have to fetch is
+    refused (`zoo.transfer.hub.RemoteCodeError`, one line) unless `trust_remote_code`.
+
+    Args:
+        model_path: str or Path. The `.keras` file.
+        trust_remote_code: bool or None. Let a hub layer download the module its URL
+            names, and so run that module's graph: only for files you trust. Defaults to
+            `None`: as the enclosing `zoo.transfer.hub.trust_remote_code()` block says
+            (not trusted outside one).
+    """
+    import contextlib
     import importlib
+    import sys
 
     import keras
 
@@ -261,10 +275,17 @@ def load_model_file(model_path):
     model_path = Path(model_path)
     if not model_path.is_file():
         raise RunError(f"No such model file: {model_path}")
-    if _holds_hub_layer(model_path):
-        import zoo.transfer.hub  # noqa: F401  (registers HubLayer; a hub module needs TensorFlow)
+    trust = contextlib.nullcontext()
+    if _holds_hub_layer(model_path) or "zoo.transfer.hub" in sys.modules:
+        import zoo.transfer.hub  # (registers HubLayer; a hub module needs TensorFlow)
+
+        if trust_remote_code is not None:
+            trust = zoo.transfer.hub.trust_remote_code(trust_remote_code)
     try:
-        return keras.saving.load_model(model_path, compile=False)
+        with trust:
+            return keras.saving.load_model(model_path, compile=False)
+    except ZooError as error:  # a hub layer's one line (a refused URL, a missing module)
+        raise type(error)(f"{model_path}: {error}") from None
     except ValueError as error:
         if "safe_mode" in str(error) or "Lambda" in str(error):
             # Keras' safe mode refuses code stored in a model file (a Lambda layer's
