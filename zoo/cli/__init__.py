@@ -380,6 +380,25 @@ def _subcommand(sub, name, help_text, description=None):
                           epilog=EXAMPLES.get(name), formatter_class=_HelpFormatter)
 
 
+def _trust_flag(parser):
+    """`--trust-remote-code` on a command that loads a run or a `.keras` file: a hub layer
+    in the file may then download the module its URL names (and so run its graph)."""
+    parser.add_argument("--trust-remote-code", action="store_true",
+                        help="let a hub layer in the model file download the module its URL names and run its "
+                             "graph (a model file never fetches otherwise); only for files you trust")
+    command = parser.get_default("func")
+
+    def trusting(args):
+        if not args.trust_remote_code:
+            return command(args)
+        from zoo.transfer.hub import trust_remote_code
+
+        with trust_remote_code():
+            return command(args)
+
+    parser.set_defaults(func=trusting)
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="zoo",
@@ -449,6 +468,7 @@ def build_parser():
     p.add_argument("--seed", type=int, default=0, help="the same seed gives the same text (default: 0)")
     p.add_argument("--top-k", type=int, default=0, help="sample among the k likeliest characters; 0: all (default: 0)")
     p.set_defaults(func=cmd_generate)
+    _trust_flag(p)
 
     p = _subcommand(sub, "predict", "labels for images from a fine-tuned run (or a server with --url)")
     p.add_argument("run_dir", nargs="?", metavar="RUN_DIR", help="a run directory written by zoo finetune")
@@ -459,6 +479,7 @@ def build_parser():
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--csv", metavar="FILE", help="also write one row per image to FILE")
     p.set_defaults(func=cmd_predict)
+    _trust_flag(p)
 
     p = _subcommand(sub, "explain", "show where an image classifier looked (Grad-CAM, saliency, ...)",
                     "Write an overlay PNG per image: the photo, the heat map of where the model found the "
@@ -478,6 +499,7 @@ def build_parser():
     p.add_argument("--overwrite", action="store_true", help="replace overlays already in DIR")
     p.add_argument("--json", action="store_true", help="print class, probability, map peak and overlay as JSON")
     p.set_defaults(func=cmd_explain)
+    _trust_flag(p)
 
     p = _subcommand(sub, "filters", "picture what each filter of a layer responds to (activation maximisation)",
                     "Gradient ascent on an image per filter, from gray, with jitter, 1/f-weighted steps and a "
@@ -492,6 +514,7 @@ def build_parser():
     p.add_argument("--seed", type=int, default=0, help="the starting noise (default: 0)")
     p.add_argument("--out", default="filters.png", metavar="OUT.png", help="the grid (default: filters.png)")
     p.set_defaults(func=cmd_filters)
+    _trust_flag(p)
 
     p = _subcommand(sub, "activations", "show one image's feature maps at a layer, as a grid PNG")
     p.add_argument("image", metavar="IMAGE", help="an image file")
@@ -501,6 +524,7 @@ def build_parser():
     p.add_argument("--weights", help="with a registry model: weights variant, file, or none (default: the model's)")
     p.add_argument("--out", default="activations.png", metavar="OUT.png", help="the grid (default: activations.png)")
     p.set_defaults(func=cmd_activations)
+    _trust_flag(p)
 
     p = _subcommand(sub, "sample", "draw images with a trained gan run, as one grid PNG")
     p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory written by zoo train gan")
@@ -508,6 +532,7 @@ def build_parser():
     p.add_argument("--out", default="grid.png", metavar="OUT.png", help="where the grid goes (default: grid.png)")
     p.add_argument("--seed", type=int, default=0, help="the same seed draws the same images (default: 0)")
     p.set_defaults(func=cmd_sample)
+    _trust_flag(p)
 
     p = _subcommand(sub, "lr-find", "sweep the learning rate on a folder of images")
     p.add_argument("data_dir", metavar="DATA_DIR", help="folder with one sub-folder of images per class")

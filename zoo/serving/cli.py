@@ -29,6 +29,9 @@ def add_commands(subparsers):
     p.add_argument("--out", default="models", help="model base directory (default: models)")
     p.add_argument("--version", type=int, help="version number (default: highest existing + 1)")
     p.add_argument("--top-k", type=int, default=5, help="labels the top_k signature returns (default: 5)")
+    p.add_argument("--trust-remote-code", action="store_true",
+                   help="let a hub layer in the model file download the module its URL names and run its "
+                        "graph (a model file never fetches otherwise); only for files you trust")
     p.set_defaults(func=cmd_export)
 
     p = subparsers.add_parser(
@@ -98,7 +101,13 @@ def cmd_export(args):
     from zoo.serving.export import curl_example, docker_command, export
 
     name = args.name or _default_name(args.source)
-    path = export(args.source, args.out, name, version=args.version, top_k=args.top_k)
+    if args.trust_remote_code:
+        from zoo.transfer.hub import trust_remote_code
+
+        with trust_remote_code():
+            path = export(args.source, args.out, name, version=args.version, top_k=args.top_k)
+    else:
+        path = export(args.source, args.out, name, version=args.version, top_k=args.top_k)
     print(f"exported {name} version {path.name} to {path}")
     print("\nserve it with TF Serving:")
     print(f"  {docker_command(Path(path).parent)}")
