@@ -14,7 +14,10 @@ from zoo.transfer.freeze import freeze, layerwise_multipliers, unfreeze  # noqa:
 
 
 def hub_layer(handle, trainable=False, output_key=None, arguments=None, name=None):
-    """A TF Hub module (a TF2 SavedModel) as a Keras 3 layer; see `zoo.transfer.hub`."""
+    """A TF Hub module (a TF2 SavedModel) as a Keras 3 layer; see `zoo.transfer.hub`.
+
+    A module is code: its graph's ops run on load and on every call (zoo says so in one
+    line the first time a process loads one from outside the TF Hub cache)."""
     from zoo.transfer.hub import hub_layer as build
 
     return build(handle, trainable=trainable, output_key=output_key, arguments=arguments, name=name)
