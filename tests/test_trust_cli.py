@@ -90,9 +90,9 @@ def test_style_bad_sizes_and_steps_are_one_line(capsys, photos, tmp_path):
     out = str(tmp_path / "out.png")
     assert "shorter side at least 32 pixels; the content image 2000x1" in refused(
         capsys, "style", str(thin), str(painting), "--out", out, "--weights", "none")
-    assert "`steps` must be a whole number > 0" in refused(
+    assert "--steps must be a whole number > 0 (given: 0)" in refused(
         capsys, "style", str(content), str(painting), "--out", out, "--weights", "none", "--steps", "0")
-    assert "`size` must be a whole number > 0" in refused(
+    assert "--size must be a whole number > 0 (given: -5)" in refused(
         capsys, "style", str(content), str(painting), "--out", out, "--weights", "none", "--size", "-5")
     assert not (tmp_path / "out.png").exists()
 
@@ -127,7 +127,7 @@ def test_a_text_of_one_character_is_refused_and_leaves_no_run(capsys, tmp_path):
     text.write_text("ab" * 3000)
     err = refused(capsys, "train", "text-generation", "--text", str(text), "--out", str(tmp_path / "run"),
                   "--epochs", "1", "--seq-len", "0")
-    assert "`seq_len` must be a positive integer" in err and not (tmp_path / "run").exists()
+    assert "--seq-len must be a positive integer" in err and not (tmp_path / "run").exists()
 
 
 def test_a_refused_classifier_run_leaves_no_run(capsys, tmp_path):
@@ -188,3 +188,93 @@ def test_run_weight_files_hold_no_optimizer_state(tmp_path):
     twin = keras.Sequential([keras.Input((200,)), keras.layers.Dense(1000), keras.layers.Dense(10)])
     twin.load_weights(weights)
     assert all(np.array_equal(a, b) for a, b in zip(twin.get_weights(), model.get_weights()))
+
+
+# ------------------------------------ item 13: refusals that need no model come at once
+REFUSALS_BEFORE_TENSORFLOW = [
+    (["classify", "nonexist.png", "--model", "lenet5"], "nonexist.png: no such file or folder"),
+    (["classify", "DIGIT", "--model", "alexnet"], "alexnet has no pretrained weights"),
+    (["classify", "DIGIT", "--model", "lenet6"], "Did you mean lenet5"),
+    (["predict", "--url", "http://127.0.0.1:9", "--model", "m", "nonexist.png"], "nonexist.png: no such file"),
+    (["predict", "NORUN", "DIGIT"], "no such file or folder (the run directory)"),
+    (["explain", "--model", "lenet5", "DIGIT", "--out", "FILE"], "is a file: --out names the folder"),
+    (["generate", "NORUN"], "no such file or folder"),
+    (["finetune", "NODIR", "--model", "lenet5", "--epochs", "1", "--out", "RUN"], "no such file or folder (DATA_DIR)"),
+    (["finetune", "TMP", "--model", "lenet5", "--epochs", "1", "--out", "FILE"], "is a file. Give another --out"),
+    (["train", "text-generation", "--text", "NODIR", "--out", "RUN"], "no such file or folder (--text)"),
+    (["style", "DIGIT", "DIGIT", "--out", "FILE"], "exists: pass --overwrite"),
+]
+
+
+def test_refusals_that_need_no_model_come_before_tensorflow(tmp_path):
+    """Each refusal in well under a second, with neither Keras nor TensorFlow imported
+    (measured in a fresh interpreter: importing them alone takes seconds)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    digit = str(Path(__file__).resolve().parents[1] / "examples" / "digit-7.png")
+    (tmp_path / "file.txt").write_text("mine")
+    names = {"DIGIT": digit, "NORUN": str(tmp_path / "norun"), "NODIR": str(tmp_path / "nodir"),
+             "FILE": str(tmp_path / "file.txt"), "RUN": str(tmp_path / "run"), "TMP": str(tmp_path)}
+    cases = [([names.get(a, a) for a in argv], expected) for argv, expected in REFUSALS_BEFORE_TENSORFLOW]
+    script = f"""
+import contextlib, io, json, sys, time
+from zoo.cli import main
+out = []
+for argv, expected in {cases!r}:
+    err = io.StringIO()
+    started = time.perf_counter()
+    with contextlib.redirect_stderr(err):
+        code = main(argv)
+    out.append([argv, code, err.getvalue(), time.perf_counter() - started])
+print(json.dumps({{"results": out, "heavy": [m for m in ("keras", "tensorflow") if m in sys.modules]}}))
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout.splitlines()[-1])
+    assert report["heavy"] == []
+    for (argv, code, err, seconds), (_, expected) in zip(report["results"], cases):
+        assert code == 1 and expected in err and len(err.strip().splitlines()) == 1, (argv, err)
+        assert seconds < 1.0, (argv, seconds)
+
+
+# ------------------------------------------- item 17: one spelling, the CLI's words
+def test_weights_none_is_one_spelling_everywhere(capsys):
+    from pathlib import Path
+
+    from zoo import models
+
+    assert models.weights_choice("none") is None and models.weights_choice("None") is None
+    assert models.weights_choice(None) is None and models.weights_choice("imagenet") == "imagenet"
+    digit = str(Path(__file__).resolve().parents[1] / "examples" / "digit-7.png")
+    assert main(["classify", digit, "--model", "lenet5", "--weights", "none", "--top", "1"]) == 0
+    assert "digit-7.png" in capsys.readouterr().out
+
+
+def test_cli_errors_speak_the_cli(capsys):
+    err = refused(capsys, "classify", "x.png", "--model", "lenet6")
+    assert "--model must be a registered model" in err and "`zoo list` shows them all" in err
+    assert "Received" not in err and "zoo.list_models()" not in err and "name=" not in err
+    from zoo.cli import cli_words
+
+    assert cli_words("`save_every` needs `out`. Received: save_every=3") == "--save-every needs --out (given: 3)"
+    assert cli_words("`class_` must name a class. Received: class_='dog'") == "--class must name a class (given: 'dog')"
+
+
+# -------------------------------------- item 21: an empty folder is named, exit 1
+@pytest.mark.parametrize("alone", [True, False])
+def test_a_folder_without_images_is_named(capsys, tmp_path, alone):
+    from pathlib import Path
+
+    empty, other = tmp_path / "empty", tmp_path / "notes"
+    empty.mkdir()
+    other.mkdir()
+    (other / "readme.txt").write_text("no image here")
+    digit = str(Path(__file__).resolve().parents[1] / "examples" / "digit-7.png")
+    argv = ["classify", str(empty), str(other), *([] if alone else [digit]), "--model", "lenet5"]
+    assert main(argv) == 1
+    out, err = capsys.readouterr()
+    assert f"{empty}: no images in this folder" in err and f"{other}: no images in this folder" in err
+    assert "Traceback" not in err
+    assert ("digit-7.png" in out) is (not alone)

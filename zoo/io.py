@@ -143,3 +143,25 @@ def make_dir_public_as_umask(path):
     would have had, so a server running as another user (TF Serving in a container)
     can read what is published from it."""
     os.chmod(path, 0o777 & ~current_umask())
+
+
+def refuse_overwrite(planned, inputs=(), overwrite=False):
+    """Refuse, before any work, to write any of the `planned` paths over one of the
+    `inputs` (never, `overwrite` or not) or over an existing file (unless `overwrite`):
+    a user's file is never lost to a command's output.
+
+    Raises:
+        zoo.errors.OptionError: one line naming the first such path.
+    """
+    from zoo.errors import OptionError
+
+    planned = [Path(path) for path in planned]
+    sources = {os.path.realpath(item) for item in inputs if isinstance(item, (str, os.PathLike))}
+    for path in planned:
+        if os.path.realpath(path) in sources:
+            raise OptionError(f"{path} is an input of this command: choose another --out "
+                              f"(zoo never writes over its inputs)")
+    existing = [path for path in planned if path.exists()]
+    if existing and not overwrite:
+        more = f" (and {len(existing) - 1} more of the files this would write)" if len(existing) > 1 else ""
+        raise OptionError(f"{existing[0]} exists{more}: pass --overwrite to replace it")

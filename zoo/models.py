@@ -149,6 +149,12 @@ def _is_path(weights):
     )
 
 
+def weights_choice(weights):
+    """`weights` with the spelling of "no weights" settled: `None`, or the string
+    `"none"` in any case (as a CLI flag gives it), is `None`; anything else is kept."""
+    return None if weights is None or (isinstance(weights, str) and weights.lower() == "none") else weights
+
+
 def create(name, weights="default", **options):
     """Build a registered model; how depends on its task.
 
@@ -157,6 +163,7 @@ def create(name, weights="default", **options):
     another task is built by its spec's builder from `options`, as it documents.
     """
     spec = get_spec(name)
+    weights = weights_choice(weights)
     builder = TASK_BUILDERS.get(spec.task)
     if builder is None:
         return _create_other(spec, weights, **options)

@@ -88,6 +88,16 @@ def prepare(run_dir, resume=False, overwrite=False):
     Raises:
         RunError: one line naming the directory and the choices.
     """
+    resuming = check_out(run_dir, resume=resume, overwrite=overwrite)
+    if overwrite:
+        clear(run_dir)
+    elif resuming:
+        io.remove_stale_temporaries(run_dir)  # what a kill left mid-write (a sample PNG, a checkpoint)
+    return resuming
+
+
+def check_out(run_dir, resume=False, overwrite=False):
+    """`prepare`'s checks, changing nothing (the CLI asks before TensorFlow starts)."""
     run_dir = Path(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
         raise RunError(f"`out` must be a directory; {run_dir} is a file. Give another --out.")
@@ -95,7 +105,6 @@ def prepare(run_dir, resume=False, overwrite=False):
     if overwrite:
         if resume:
             raise RunError("Pass either --resume or --overwrite, not both.")
-        clear(run_dir)
         return False
     if state == "finished":
         raise RunError(
@@ -104,7 +113,6 @@ def prepare(run_dir, resume=False, overwrite=False):
         )
     if state == "unfinished":
         if resume and (run_dir / CHECKPOINTS).is_dir():
-            io.remove_stale_temporaries(run_dir)  # what a kill left mid-write (a sample PNG, a checkpoint)
             return True
         if resume:
             raise RunError(f"{run_dir} holds an unfinished run with no checkpoint to resume from. "

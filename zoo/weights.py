@@ -122,7 +122,7 @@ def resolve(model, tag, include_top=True) -> dict:
             return variants[name]
     known = ", ".join(sorted(variants)) or "none"
     raise WeightsError(
-        f"`weights` must be a known variant of {model} ({known}), None, or a file path. "
+        f"`weights` must be a known variant of {model} ({known}), none, or a file path. "
         f"Received: weights={tag!r}"
     )
 

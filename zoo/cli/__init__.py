@@ -10,13 +10,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-
-
-# Commands that answer from the specs and the weights store, without a backend.
-NO_BACKEND = ("list", "info", "weights")
 
 
 # ---------------------------------------------------------------------------- commands
@@ -277,9 +274,8 @@ def cmd_sample(args):
 def cmd_style(args):
     import zoo
 
-    weights = None if args.weights.lower() == "none" else args.weights
     result = zoo.style(
-        args.content, args.style, out=args.out, weights=weights, steps=args.steps, size=args.size,
+        args.content, args.style, out=args.out, weights=args.weights, steps=args.steps, size=args.size,
         style_weight=args.style_weight, content_weight=args.content_weight, tv_weight=args.tv_weight,
         save_every=args.save_every, overwrite=args.overwrite,
     )
@@ -556,6 +552,26 @@ def build_parser():
     return parser
 
 
+# Python's names for what the command line calls otherwise.
+FLAG_OF = {"name": "--model", "class_": "--class", "n": "--n", "top": "--top", "data_dir": "DATA_DIR",
+           "content": "CONTENT", "style": "STYLE", "run_dir": "RUN_DIR"}
+
+
+def cli_words(message):
+    """An error of the Python API in the command line's words.
+
+    zoo's messages follow Keras' convention, "`key` must ... Received: key=value", and
+    name Python functions; a command-line user typed `--key value` and runs `zoo list`.
+    """
+    def flag(key):
+        return FLAG_OF.get(key, "--" + key.replace("_", "-"))
+
+    message = re.sub(r"`([a-z][a-z0-9_]*)`", lambda m: flag(m.group(1)), message)
+    message = re.sub(r"\.?\s*Received: ([a-z][a-z0-9_]*)=(.*)$", lambda m: f" (given: {m.group(2)})", message)
+    message = message.replace("See zoo.list_models() or `zoo list` for all of them", "`zoo list` shows them all")
+    return message.replace("zoo.list_models()", "`zoo list`")
+
+
 def main(argv=None):
     for stream in (sys.stdout, sys.stderr):
         # A file name need not be valid UTF-8; printing one must not end the command.
@@ -573,21 +589,26 @@ def main(argv=None):
         return EXIT_USAGE
     from zoo.errors import ZooError
 
+    from zoo.cli.checks import check, needs_backend
+
     try:
-        if args.command not in NO_BACKEND and getattr(args, "distribute", None) == "multiworker":
+        check(args)  # what can be refused before TensorFlow starts, in well under a second
+        if not needs_backend(args):
+            pass
+        elif getattr(args, "distribute", None) == "multiworker":
             from zoo.cli.console import start_backend
 
             # start_backend holds stderr until TensorFlow is up: the wait for the other
             # workers speaks on a copy of it.
             with os.fdopen(os.dup(2), "w") as terminal:
                 start_backend(lambda: _multi_worker_setup(terminal))
-        elif args.command not in NO_BACKEND:
+        else:
             from zoo.cli.console import start_backend
 
             start_backend()
         return args.func(args)
     except ZooError as error:
-        print(f"zoo {args.command}: error: {error}", file=sys.stderr)
+        print(f"zoo {args.command}: error: {cli_words(str(error))}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

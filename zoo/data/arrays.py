@@ -86,9 +86,9 @@ def _channels(images, channels):
 def _folder(root, size, channels, held_out, seed, verbose):
     import sys
 
-    from zoo.data.pillow import as_batch, expand_folders
+    from zoo.data.pillow import as_batch, expand_folders, is_empty_folder
 
-    paths = expand_folders([root])
+    paths = [path for path in expand_folders([root]) if not is_empty_folder(path)]
     if not paths:
         raise DataError(f"{root} holds no image files (.jpg, .png, ...).")
     batch, errors = as_batch(paths, (size, size))

@@ -152,6 +152,8 @@ def load_many(images, size, workers=None, load_file=None):
     import concurrent.futures
 
     def task(index, item):
+        if is_empty_folder(item):
+            return index, None, no_images_in(item)
         try:
             if load_file is not None and isinstance(item, (str, os.PathLike)):
                 return index, load_file(item, size), None
@@ -236,9 +238,19 @@ def _is_one_image(images):
     return isinstance(images, Image.Image)
 
 
+def is_empty_folder(item):
+    """A folder `expand_folders` kept because it holds no image files."""
+    return isinstance(item, (str, os.PathLike)) and os.path.isdir(item)
+
+
+def no_images_in(folder):
+    return f"{os.fspath(folder)}: no images in this folder (looked for {', '.join(IMAGE_SUFFIXES)})"
+
+
 def expand_folders(items):
     """`items` with each folder replaced by the image files under it (sorted, hidden
-    files and other suffixes left out); paths that are not folders stay as they are."""
+    files and other suffixes left out), or kept when it holds none; paths that are not
+    folders stay as they are."""
     expanded = []
     for item in items:
         if isinstance(item, (str, os.PathLike)) and os.path.isdir(item):
@@ -247,7 +259,9 @@ def expand_folders(items):
                 dirs[:] = sorted(d for d in dirs if not d.startswith("."))
                 found.extend(os.path.join(root, f) for f in sorted(files)
                              if not f.startswith(".") and f.lower().endswith(IMAGE_SUFFIXES))
-            expanded.extend(found)
+            # A folder with no images stays, to be reported as such (`load_many`): a
+            # command given only empty folders must not succeed having done nothing.
+            expanded.extend(found or [item])
         else:
             expanded.append(item)
     return expanded

@@ -21,7 +21,7 @@ import urllib.error
 import urllib.request
 
 from zoo.errors import ZooError
-from zoo.tasks.image_classifier_export import SIGNATURE_BYTES, SIGNATURE_TOP_K, image_files
+from zoo.tasks.image_classifier_export import SIGNATURE_BYTES, SIGNATURE_TOP_K, empty_folder_error, image_files
 
 
 def predict(url, model_name, images, top=5, version=None, timeout=60.0):
@@ -53,6 +53,10 @@ def predict(url, model_name, images, top=5, version=None, timeout=60.0):
     payloads = {}
     for index, image in enumerate(images):
         label = os.fspath(image) if isinstance(image, (str, os.PathLike)) else f"<bytes #{index}>"
+        empty = empty_folder_error(image)
+        if empty:
+            results[index] = {"image": label, "error": empty}
+            continue
         try:
             data = image if isinstance(image, bytes) else _read(image)
         except OSError as error:

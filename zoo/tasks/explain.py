@@ -151,7 +151,7 @@ def image_model(source, weights="default", size=None):
     from zoo import models
 
     if not is_model_path(source):
-        chosen = None if str(weights).lower() == "none" else weights
+        chosen = models.weights_choice(weights)
         if size:
             return models.create(source, weights=chosen, include_top=False, input_shape=(size, size, 3))
         if chosen is None:

@@ -84,7 +84,9 @@ def _image_size(spec, image_size):
 
 
 def _weights(value):
-    return None if value in (None, "none", "None") else value
+    from zoo import models
+
+    return models.weights_choice(value)
 
 
 def prepare(data_dir, model, weights, image_size, batch_size, seed, augment, verbose, settings=None,

@@ -49,10 +49,18 @@ CLASSIFY_METHOD = "tensorflow/serving/classify"
 
 def image_files(items):
     """What a request sends, one entry per image: `items` (paths or encoded bytes) with
-    each folder replaced by the image files under it (sorted, hidden files left out)."""
+    each folder replaced by the image files under it (sorted, hidden files left out),
+    or kept when it holds none (`empty_folder_error`)."""
     from zoo.data.pillow import expand_folders
 
     return expand_folders(items)
+
+
+def empty_folder_error(item):
+    """The error for an entry of `image_files` that is a folder holding no images, or None."""
+    from zoo.data.pillow import is_empty_folder, no_images_in
+
+    return no_images_in(item) if is_empty_folder(item) else None
 
 
 def signatures(source, top_k=5, classes=None):

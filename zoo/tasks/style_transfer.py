@@ -86,22 +86,16 @@ def _check_positive(name, value, integer=False, allow_zero=False):
 
 
 def _check_outputs(out, save_every, steps, inputs, overwrite):
-    """Refuse, before any work, to write over an input or, unless `overwrite`, over any
-    existing file among `out` and its step images: a user's photo is never lost."""
+    """`out` and its step images may not replace an input, nor an existing file unless
+    `overwrite`: checked before any work."""
+    from zoo import io
+
     if out is None:
         return
     planned = [Path(out)]
     if save_every:
         planned += [step_path(out, step) for step in range(save_every, steps + 1, save_every)]
-    sources = {os.path.realpath(item) for item in inputs if isinstance(item, (str, os.PathLike))}
-    for path in planned:
-        if os.path.realpath(path) in sources:
-            raise OptionError(f"{path} is an input of this painting: choose another --out "
-                              f"(zoo style never writes over its inputs)")
-    existing = [path for path in planned if path.exists()]
-    if existing and not overwrite:
-        more = f" (and {len(existing) - 1} more of the images this would write)" if len(existing) > 1 else ""
-        raise OptionError(f"{existing[0]} exists{more}: pass --overwrite to replace it")
+    io.refuse_overwrite(planned, inputs, overwrite)
 
 
 def _read(image, name):
@@ -349,8 +343,6 @@ def train(content=None, style=None, out=None, weights="default", steps=STEPS, si
     if content is None or style is None:
         raise OptionError("The style-transfer task needs a content image and a style image. "
                           f"Received: content={content!r}, style={style!r}")
-    if isinstance(weights, str) and weights.lower() == "none":
-        weights = None
     return _style(content, style, out=out, weights=weights, steps=steps, size=size, style_weight=style_weight,
                   content_weight=content_weight, tv_weight=tv_weight, save_every=save_every, **options)
 
