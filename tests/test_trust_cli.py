@@ -278,3 +278,11 @@ def test_a_folder_without_images_is_named(capsys, tmp_path, alone):
     assert f"{empty}: no images in this folder" in err and f"{other}: no images in this folder" in err
     assert "Traceback" not in err
     assert ("digit-7.png" in out) is (not alone)
+
+
+# ------------------------------------- item 18: what --epochs counts, said in --help
+def test_finetune_help_says_what_epochs_counts(capsys):
+    with pytest.raises(SystemExit):
+        main(["finetune", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "after the --freeze-epochs (the run trains their sum: --epochs 3 is 4 epochs" in help_text

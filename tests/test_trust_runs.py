@@ -100,3 +100,10 @@ def test_a_run_whose_kind_was_edited_is_named_by_every_command(zoo, classifier_r
     one_line_refusal(zoo("sample", run, "--out", tmp_path / "s.png"), "is not a gan run")
     (run / "run.json").write_text(json.dumps({**config, "kind": ["not", "a", "name"]}))
     one_line_refusal(zoo("predict", run, DIGIT), "names no task zoo knows")
+
+
+def test_the_run_says_how_many_epochs_it_trains(classifier_run):
+    """Item 18: --epochs counts the epochs after the frozen phase; the run says the total."""
+    said = (classifier_run.parent / "finetune.out").read_text()
+    assert "2 epochs: 1 training the new head on the frozen base (--freeze-epochs), then 1 fine-tuning" in said
+    assert "Epoch 2/2" in said and "Epoch 3/" not in said

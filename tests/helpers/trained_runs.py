@@ -117,4 +117,5 @@ def classifier_run(digits, tmp_path_factory):
                            "--epochs", "1", "--out", str(out), "--no-tensorboard"],
                           capture_output=True, text=True, env=ENV, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
+    (root / "finetune.out").write_text(done.stdout)  # what the user saw, for the tests of the console
     return out

@@ -108,7 +108,8 @@ MANIFEST = {task.name: task for task in (
                     metavar="DATA_DIR"),
              Option("model", str, None, "a registry image model (zoo list)", required=True),
              Option("weights", str, None, "imagenet | none | FILE (default: the model's default)"),
-             Option("epochs", int, None, "epochs after the frozen phase", required=True),
+             Option("epochs", int, None, "epochs fine-tuning the whole model, after the --freeze-epochs "
+                    "(the run trains their sum: --epochs 3 is 4 epochs with the default 1 frozen)", required=True),
              Option("freeze_epochs", int, None,
                     "epochs training the new head on the frozen base (default: 1; 0 from scratch)"),
              Option("image_size", int, None, "input size in pixels (default: the model's)"),

@@ -179,6 +179,11 @@ def train(data_dir=None, out="runs/classifier", resume=False, overwrite=False, v
     if data.report.skipped:
         io.write_text(out / "skipped.txt", str(data.report) + "\n")
 
+    if verbose:
+        frozen, tuned = config["freeze_epochs"], config["epochs"]
+        print(f"{frozen + tuned} epochs: {frozen} training the new head on the frozen base (--freeze-epochs), "
+              f"then {tuned} fine-tuning the whole model (--epochs)" if frozen else
+              f"{tuned} epochs, the whole model (--epochs; no frozen phase)", flush=True)
     result = fine_tune(
         net, data.train, data.val, epochs=config["epochs"], freeze_epochs=config["freeze_epochs"],
         base_lr=config["lr"], lr_mult=config["lr_mult"], batch_size=config["batch_size"],
