@@ -286,3 +286,34 @@ def test_finetune_help_says_what_epochs_counts(capsys):
         main(["finetune", "--help"])
     help_text = " ".join(capsys.readouterr().out.split())
     assert "after the --freeze-epochs (the run trains their sum: --epochs 3 is 4 epochs" in help_text
+
+
+def png_claiming(path, width, height):
+    """A 1x1 PNG whose header claims `width` x `height` (its CRC fixed): Pillow reads
+    the claim when it opens the file, before any pixel."""
+    import io
+    import struct
+    import zlib
+
+    buffer = io.BytesIO()
+    Image.new("L", (1, 1)).save(buffer, format="PNG")
+    data = bytearray(buffer.getvalue())
+    data[16:24] = struct.pack(">II", width, height)
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_a_pixel_bomb_is_one_line_without_pillows_warning(capsys, tmp_path):
+    import warnings
+
+    from PIL import Image as PILImage
+
+    bomb = png_claiming(tmp_path / "bomb.png", 10_000, 9_500)  # over Pillow's 89 Mpx warning
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main(["classify", str(bomb), "--model", "lenet5"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == (f"ERROR {bomb}: claims 10000x9500 = 95,000,000 pixels, more than the limit of 50,000,000 "
+                   "(set ZOO_MAX_IMAGE_PIXELS to allow more)")
+    assert not [w for w in caught if issubclass(w.category, PILImage.DecompressionBombWarning)]

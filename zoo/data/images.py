@@ -95,10 +95,10 @@ def check_image(path):
     size = info.st_size
     if size == 0:
         return FileCheck(path, False, "empty file (0 bytes)")
-    from zoo.data.pillow import check_pixel_count
+    from zoo.data.pillow import check_pixel_count, open_image
 
     try:
-        with Image.open(path) as image:
+        with open_image(path) as image:
             check_pixel_count(image, path)
             fmt, mode = image.format, image.mode
             transparent = "transparency" in image.info
@@ -672,14 +672,12 @@ def _needs_pillow(path):
     reports it)."""
     import stat
 
-    from PIL import Image
-
-    from zoo.data.pillow import check_pixel_count
+    from zoo.data.pillow import check_pixel_count, open_image
 
     try:
         if not stat.S_ISREG(os.stat(path).st_mode):
             return True
-        with Image.open(path) as image:
+        with open_image(path) as image:
             check_pixel_count(image, path)
             rotated = image.format in ("JPEG", "MPO") and image.getexif().get(0x0112, 1) not in (None, 1)
             return (image.format, image.mode) not in _TF_DECODABLE or "transparency" in image.info or rotated

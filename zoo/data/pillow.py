@@ -8,6 +8,7 @@ it only for the files TensorFlow cannot decode. Needs no TensorFlow.
 from __future__ import annotations
 
 import os
+import warnings
 
 import numpy as np
 
@@ -28,6 +29,17 @@ def max_pixels():
         return int(value) if value else DEFAULT_MAX_PIXELS
     except ValueError:
         raise DataError(f"ZOO_MAX_IMAGE_PIXELS must be a whole number of pixels. Received: {value!r}") from None
+
+
+def open_image(path):
+    """`PIL.Image.open(path)` without Pillow's DecompressionBombWarning: zoo's own limit
+    (`check_pixel_count`, checked by every caller before decoding) names the file in one
+    line, and Pillow's warning would print two more before it."""
+    from PIL import Image
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        return Image.open(path)
 
 
 def check_pixel_count(image, name):
@@ -87,7 +99,7 @@ def load_rgb(path, size=None, resample="bilinear"):
         kind = "a folder" if os.path.isdir(path) else "not a regular file (a pipe, socket or device)"
         raise DataError(f"{path}: {kind}, not an image file")
     try:
-        with Image.open(path) as image:
+        with open_image(path) as image:
             check_pixel_count(image, path)
             if size is not None and image.format == "JPEG":
                 # libjpeg can decode at 1/2, 1/4 or 1/8 scale (DCT-domain downscaling):
