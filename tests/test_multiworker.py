@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ import numpy as np
 import pytest
 
 from helpers.digit_folders import write_folder
+from helpers.processes import free_ports
 
 pytestmark = pytest.mark.large  # the large tier (--run_large; CI runs it)
 
@@ -37,16 +37,6 @@ def digits(tmp_path_factory):
     x, y = load_digits_28()
     # 96 training images: whole global batches of 16, 8 per worker.
     return write_folder(tmp_path_factory.mktemp("digits"), x, y, classes=(0, 1, 2), per_class=40)
-
-
-def free_ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
 
 
 def start_workers(args, out, log_dir):

@@ -23,21 +23,13 @@ from pathlib import Path
 
 import pytest
 
+from helpers.processes import free_ports
+
 from zoo.errors import OptionError
 from zoo.training import distribute
 from zoo.training.distribute import ClusterTimeoutError, cluster_task, cluster_timeout, wait_for_cluster
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def free_ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
 
 
 def tf_config(addresses, index=0, task_type="worker", job="worker"):

@@ -48,3 +48,16 @@ def kill_when(command, ready, *, env=None, timeout=300):
     output = "".join(lines)
     assert matched and alive, f"the process ended or timed out before it was ready to be killed:\n{output[-3000:]}"
     return output
+
+
+def free_ports(count):
+    """`count` distinct loopback ports that were free a moment ago (for workers and servers)."""
+    import socket
+
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
