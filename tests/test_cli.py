@@ -198,7 +198,9 @@ def test_unknown_model_is_one_clear_line(photos, zoo_home):
     result = run_zoo("classify", str(photos / "chelsea.jpg"), "--model", "resnet5")
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
-    assert "resnet50" in result.stderr and "zoo.list_models()" in result.stderr
+    # In the command line's words (issue 22, item 17): `zoo list`, --model, not Python's.
+    assert "resnet50" in result.stderr and "`zoo list` shows them all" in result.stderr
+    assert "--model must be a registered model" in result.stderr and "zoo.list_models()" not in result.stderr
 
 
 # ---------------------------------------------------------------------------- classify

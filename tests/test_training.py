@@ -235,7 +235,7 @@ def test_finished_runs_are_not_overwritten_and_resume_names_what_differs(tmp_pat
     (out / "checkpoints").mkdir()
     (out / "checkpoints" / "state.json").write_text(json.dumps({"epochs_done": 0}))
     differs = zoo_cli(*args[:-2], "--batch-size", 8, "--out", out, "--resume")
-    assert differs.returncode == 1 and "`batch_size` differs" in differs.stderr and "32" in differs.stderr
+    assert differs.returncode == 1 and "--batch-size differs" in differs.stderr and "32" in differs.stderr
     unasked = zoo_cli(*args)
     assert unasked.returncode == 1 and "--resume" in unasked.stderr
 
