@@ -255,7 +255,7 @@ def load_model(run_dir):
 # The modules whose Keras classes (`register_keras_serializable(package="zoo")`) a saved
 # zoo model may hold: importing one registers its classes, so loading finds them.
 KERAS_CLASS_MODULES = ("zoo.architectures.preprocessing", "zoo.architectures.autoencoder", "zoo.architectures.dcgan",
-                       "zoo.architectures.style_transfer", "zoo.training")
+                       "zoo.architectures.style_transfer", "zoo.training.schedules", "zoo.training.optimizers")
 
 
 def load_model_file(model_path, trust_remote_code=None):

@@ -96,6 +96,11 @@ def _train(args):
     options = {o.name: getattr(args, o.name, None) for o in args.task_options}
     if args.kind in ("style-transfer",) or tasks.canonical(args.kind) == "style-transfer":
         return _style(args)
+    if options.get("distribute") == "multiworker":  # TF_CONFIG and the deadline, before TensorFlow's deaf start
+        from zoo.training.distribute import cluster_task, cluster_timeout
+
+        cluster_task()
+        cluster_timeout()
     for name in ("data_dir", "text"):
         _require(options.get(name), f"--{name.replace('_', '-')}" if name != "data_dir" else "DATA_DIR")
     if options.get("data") not in (None, "digits"):
