@@ -24,7 +24,8 @@ around the two, like Keras' `LossScaleOptimizer` around one) hands each gradient
 network's optimizer. Both networks step at once on the same latents (simultaneous
 updates, as the TensorFlow tutorial's two tapes do), one generator pass per batch.
 
-The classes are registered with Keras (`zoo>DCGAN`, `zoo>Pixels`, `zoo>GANOptimizer`)
+The classes are registered with Keras (`zoo>DCGAN`, `zoo>Pixels`, `zoo>GANOptimizer`,
+`zoo>LeakyReLU`)
 when this module is imported; its spec is in `zoo.architectures`.
 """
 
@@ -117,7 +118,7 @@ def discriminator(image_size=IMAGE_SIZE, channels=CHANNELS, width=WIDTH, dropout
     x = images
     for i in range(steps):
         x = layers.Conv2D(int(width) * 2 ** i, 4, strides=2, padding="same", name=f"down{i + 1}")(x)
-        x = layers.LeakyReLU(0.2, name=f"down{i + 1}_lrelu")(x)
+        x = LeakyReLU(0.2, name=f"down{i + 1}_lrelu")(x)
         if dropout:
             x = layers.Dropout(float(dropout), name=f"down{i + 1}_dropout")(x)
     x = layers.Flatten(name="flatten")(x)
@@ -157,6 +158,25 @@ def dcgan(latent_dim=LATENT_DIM, image_size=IMAGE_SIZE, channels=CHANNELS, width
 
 
 # ------------------------------------------------------------------------- the classes
+@keras.saving.register_keras_serializable(package="zoo")
+class LeakyReLU(layers.LeakyReLU):
+    """Keras' `LeakyReLU`, computed as `where(x > 0, x, negative_slope * x)`: the same
+    values and gradients, without TensorFlow's `LeakyRelu` op.
+
+    Why: on TensorFlow's CPU builds (oneDNN), grappler's remapper fuses Conv2D + BiasAdd
+    + LeakyRelu into one op even where the backward pass still reads the BiasAdd
+    (`LeakyReluGrad` takes the activation's input) — here, where the generator's loss
+    takes its gradient through the discriminator to the images. The rewrite then fails
+    and TensorFlow prints, once per run, `E0000 ... meta_optimizer.cc] remapper failed:
+    INVALID_ARGUMENT: Mutation::Apply error: fanout '.../LeakyReluGrad' exist for
+    missing node '.../BiasAdd'` (and drops the remapper's other rewrites of that train
+    step). A select is no pattern the remapper fuses.
+    """
+
+    def call(self, inputs):
+        return ops.where(inputs > 0, inputs, inputs * self.negative_slope)
+
+
 @keras.saving.register_keras_serializable(package="zoo")
 class Pixels(keras.layers.Layer):
     """Images in [-1, 1] → uint8 pixels 0–255 (rounded, clipped)."""

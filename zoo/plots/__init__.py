@@ -37,21 +37,42 @@ def image_array(path):
         return np.asarray(image.convert("RGB"))
 
 
-def plot_history(history, path, best_epoch=None, metrics=("loss", "accuracy")):
+def curve_series(history, metric, step_history=None):
+    """What one panel of `plot_history` draws: `{label: (x, y)}` in epochs — the
+    per-epoch train and validation values of `metric` at `epoch`, and its per-step
+    train values (`step_history`, see `zoo.training.HistoryWriter`) inside the epochs,
+    at `at` — so a run of one epoch still draws a curve, not a lone point."""
+    series = {}
+    steps = [s for s in step_history or () if s.get(metric) is not None]
+    if steps:
+        series[f"train {metric} (per step)"] = ([s["at"] for s in steps], [s[metric] for s in steps])
+    for prefix in ("", "val_"):
+        points = [(h["epoch"], h[prefix + metric]) for h in history if h.get(prefix + metric) is not None]
+        if points:
+            series[("validation " if prefix else "train ") + metric] = tuple(map(list, zip(*points)))
+    return series
+
+
+def plot_history(history, path, best_epoch=None, metrics=("loss", "accuracy"), step_history=None):
     """`metrics` per epoch (train and validation; loss and accuracy unless a task plots
-    others), with the unfreeze and the kept (best) epoch marked."""
+    others) with the training values within each epoch (`step_history`) drawn between
+    them, the unfreeze and the kept (best) epoch marked."""
     plt = _pyplot()
     epochs = [h["epoch"] for h in history]
     fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 3.8), squeeze=False)
     for ax, metric in zip(axes[0], metrics):
-        for prefix, style in (("", "-o"), ("val_", "--s")):
-            values = [h.get(prefix + metric) for h in history]
-            if any(v is not None for v in values):
-                ax.plot(epochs, values, style, label=("validation " if prefix else "train ") + metric)
+        for label, (x, y) in curve_series(history, metric, step_history).items():
+            if label.endswith("(per step)"):
+                ax.plot(x, y, "-", color="tab:blue", lw=0.8, alpha=0.45, label=label)
+            elif label.startswith("validation"):
+                ax.plot(x, y, "--s", color="tab:orange", label=label)
+            else:
+                ax.plot(x, y, "-o", color="tab:blue", label=label)
         unfrozen = [h["epoch"] for h in history if h.get("phase") == 2]
         if unfrozen and len(unfrozen) < len(epochs):
-            ax.axvline(unfrozen[0] - 0.5, color="gray", lw=1, ls=":")
-            ax.text(unfrozen[0] - 0.45, ax.get_ylim()[1], " unfrozen", va="top", fontsize=8, color="gray")
+            ax.axvline(unfrozen[0] - (1.0 if step_history else 0.5), color="gray", lw=1, ls=":")
+            ax.text(unfrozen[0] - (0.95 if step_history else 0.45), ax.get_ylim()[1], " unfrozen", va="top",
+                    fontsize=8, color="gray")
         if best_epoch is not None:
             ax.axvline(best_epoch, color="seagreen", lw=1, ls="--", label=f"kept: epoch {best_epoch}")
         ax.set_xlabel("epoch")
@@ -129,7 +150,7 @@ def plot_explanation(image, heatmap, title, path, peak=None):
 def plot_top_losses(images, y_true, probabilities, classes, path, k=9, heatmaps=None, names=None):
     """The `k` validation images the model got most wrong, with predicted/actual labels;
     with `heatmaps`, each drawn over its image (where the model looked for the class it
-    predicted); with `names`, each titled with its file name."""
+    predicted); with `names`, each titled `class/file` (`file_title`)."""
     plt = _pyplot()
     probabilities = np.asarray(probabilities)
     y_true = np.asarray(y_true, "int64")
@@ -145,7 +166,7 @@ def plot_top_losses(images, y_true, probabilities, classes, path, k=9, heatmaps=
         predicted = int(np.argmax(probabilities[index]))
         image = np.asarray(images[index], dtype="uint8")
         ax.imshow(heat_overlay(image, heatmaps[index]) if heatmaps is not None else image)
-        name = f"{Path(str(names[index])).name}\n" if names is not None else ""
+        name = f"{file_title(names[index])}\n" if names is not None else ""
         ax.set_title(
             f"{name}{classes[predicted]} / {classes[y_true[index]]}\n"
             f"loss {losses[index]:.2f}, p={probabilities[index, y_true[index]]:.2f}",
@@ -154,6 +175,13 @@ def plot_top_losses(images, y_true, probabilities, classes, path, k=9, heatmaps=
     heat = "; Grad-CAM of the predicted class" if heatmaps is not None else ""
     fig.suptitle(f"top losses: predicted / actual, loss, probability of actual{heat}", fontsize=9)
     return _save(fig, path)
+
+
+def file_title(name):
+    """An image's title: its folder and file name (`photos/cat/10.jpg` -> `cat/10.jpg`),
+    which tells `cat/10.jpg` from `coffee/10.jpg`; a name without a folder stays as it is."""
+    path = Path(str(name))
+    return f"{path.parent.name}/{path.name}" if path.parent.name else path.name
 
 
 def plot_lr_find(result, path):

@@ -139,15 +139,32 @@ def _default_name(source):
     return str(source)
 
 
-def cmd_serve(args):
+def configure_logging():
+    """`zoo serve`'s log: one timestamped line per event, on stderr.
+
+    TensorFlow's logger has a handler of its own (added when it was first used, before
+    the root logger had one) and also hands its records to the root logger: each of
+    its lines came out twice — `INFO:tensorflow:Restoring parameters from M/1/variables`
+    and the same with a time — for every model version loaded, beside zoo's own
+    `serving M version 1 from M/1`. Its records now reach the root handler only, and
+    from WARNING up: zoo's line is the one that says a version was restored.
+    """
     import logging
 
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    tensorflow = logging.getLogger("tensorflow")
+    for handler in list(tensorflow.handlers):
+        tensorflow.removeHandler(handler)
+    tensorflow.setLevel(logging.WARNING)
+
+
+def cmd_serve(args):
     if (args.base_path is None) == (args.model_config_file is None):
         print("zoo serve: give a MODELS directory or --model-config-file FILE (one of them).", file=sys.stderr)
         return 2
     from zoo.serving.server import ModelServer
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    configure_logging()
     server = ModelServer(
         args.base_path,
         model_config_file=args.model_config_file,

@@ -203,6 +203,7 @@ def finish_run(out, model, result, extra=None, verbose=1, saved_model=None, plot
     last_epoch = result.history[-1]["epoch"] if result.history else 0
     metrics = {
         "history": result.history,
+        "step_history": result.step_history,  # the training scalars within the epochs
         "seconds": round(sum(h.get("seconds", 0.0) for h in result.history), 3),
         "monitor": result.monitor,
         "best_epoch": best_epoch,
@@ -221,7 +222,7 @@ def finish_run(out, model, result, extra=None, verbose=1, saved_model=None, plot
     if result.settings is not None:
         io.write_json(out / runs.RUN_FILE, {**runs.read_config(out), "settings": result.settings.record()})
     plot_history(result.history, out / "curves.png", best_epoch=best_epoch if result.restored_best else None,
-                 metrics=plot_metrics)
+                 metrics=plot_metrics, step_history=result.step_history)
     if checkpoint is not None:
         checkpoint.clear()
     if verbose:

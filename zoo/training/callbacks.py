@@ -55,19 +55,35 @@ class HistoryWriter(keras.callbacks.Callback):
     A record: `epoch` (counted over the whole run, 1-based), the logs' scalars (loss,
     metrics, `val_*`), `lr` (the mean rate over the epoch's steps), `seconds`, and the
     caller's `tags` (e.g. `phase`).
+
+    With `step_history` (a list), the training scalars are also recorded within each
+    epoch — what `curves.png` draws between the epochs' points, so that a run of one or
+    two epochs still shows a curve: at most `STEP_POINTS` records per epoch, each the
+    mean over a stretch of consecutive steps, `{"epoch", **tags, "at", <scalars>}`,
+    where `at` is the stretch's middle in epochs (0.5: half-way through epoch 1).
+    Keras' batch logs are running means over the epoch; a stretch's own mean is
+    recovered from them (`(k2 * mean_k2 - k1 * mean_k1) / (k2 - k1)`).
     """
 
-    def __init__(self, history, path=None, tags=None, extra=None):
+    def __init__(self, history, path=None, tags=None, extra=None, step_history=None):
         super().__init__()
         self.history = history
         self.path = Path(path) if path else None
         self.tags = dict(tags or {})
         self.extra = extra  # callable returning more keys for metrics.json, or None
+        self.step_history = step_history
 
     def on_epoch_begin(self, epoch, logs=None):
         self._t0 = time.perf_counter()
         optimizer = getattr(self.model, "optimizer", None)
         self._first_step = int(np.asarray(optimizer.iterations)) if optimizer is not None else 0
+        self._running = []  # (steps done in the epoch, {key: running mean})
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.step_history is not None:
+            scalars = {k: v for k, v in _scalars(logs).items() if not k.startswith("val_")}
+            if scalars:
+                self._running.append((int(batch) + 1, scalars))
 
     def on_epoch_end(self, epoch, logs=None):
         record = {"epoch": epoch + 1, **self.tags, **_scalars(logs)}
@@ -78,28 +94,82 @@ class HistoryWriter(keras.callbacks.Callback):
         # A resumed epoch replaces what an interrupted attempt may have left.
         self.history[:] = [h for h in self.history if h["epoch"] != record["epoch"]]
         self.history.append(record)
+        if self.step_history is not None:
+            self.step_history[:] = [s for s in self.step_history if s["epoch"] != record["epoch"]]
+            self.step_history.extend(step_records(self._running, epoch + 1, self.tags))
 
     def on_train_end(self, logs=None):
         if self.path is not None:
-            io.write_json(self.path, {"history": self.history, **(self.extra() if self.extra else {})})
+            steps = {"step_history": self.step_history} if self.step_history is not None else {}
+            io.write_json(self.path, {"history": self.history, **steps,
+                                      **(self.extra() if self.extra else {})})
+
+
+STEP_POINTS = 50  # records per epoch in a run's step_history, at most
+
+
+def step_records(running, epoch, tags=None, points=STEP_POINTS):
+    """An epoch's `step_history` records from Keras' running means after each call of
+    the train function: `running` is `[(steps done, {key: mean over those steps})]`.
+    The steps are cut into at most `points` stretches; each record is a stretch's own
+    mean, placed at its middle (`at`, in epochs: `epoch - 1 + fraction`)."""
+    if not running:
+        return []
+    total = running[-1][0]
+    ends = [0, *(n for n, _ in running)]
+    if len(running) > points:  # keep `points` boundaries, evenly spread, the last one included
+        keep = np.unique(np.linspace(0, len(running) - 1, num=points).round().astype(int))
+        running = [running[i] for i in keep]
+        ends = [0, *(n for n, _ in running)]
+    records, before = [], {}
+    for (start, (end, means)) in zip(ends[:-1], running):
+        if end <= start:
+            continue
+        values = {}
+        for key, mean in means.items():
+            low = before.get(key, 0.0) * start
+            values[key] = float(f"{(mean * end - low) / (end - start):.6g}")
+        records.append({"epoch": int(epoch), **dict(tags or {}), "at": round(epoch - 1 + (start + end) / 2 / total, 4),
+                        **values})
+        before = means
+    return records
 
 
 class RunProgress(keras.callbacks.ProgbarLogger):
     """Keras' progress bar with the header counting the run's epochs, not the call's.
 
     A run fitted in phases would otherwise read `Epoch 1/1` then `Epoch 2/5`, and a
-    one-epoch fit gets no header at all.
+    one-epoch fit gets no header at all. A run with a time budget (`minutes`) has no
+    epoch count worth printing (its cap is only a bound the clock never reaches): its
+    header is the budget's clock, `Epoch 3 (4:10 of 15:00)` — the training time spent
+    before the epoch (over the whole run, resumes included: `history`'s `seconds`) of
+    the time allowed.
     """
 
-    def __init__(self, total_epochs):
+    def __init__(self, total_epochs, minutes=None, history=None):
         super().__init__()
         self.total_epochs = total_epochs
+        self.minutes = minutes
+        self.history = history if history is not None else []
+
+    def header(self, epoch):
+        if self.minutes:
+            spent = sum(h.get("seconds", 0.0) for h in self.history if h.get("epoch", 0) <= epoch)
+            return f"Epoch {epoch + 1} ({clock(spent)} of {clock(float(self.minutes) * 60.0)})"
+        return f"Epoch {epoch + 1}/{self.total_epochs}"
 
     def on_epoch_begin(self, epoch, logs=None):
         self._reset_progbar()
         self._maybe_init_progbar()
         if self.verbose:
-            print(f"Epoch {epoch + 1}/{self.total_epochs}", flush=True)
+            print(self.header(epoch), flush=True)
+
+
+def clock(seconds):
+    """`m:ss` (`h:mm:ss` from an hour): 250 -> '4:10', 900 -> '15:00'."""
+    minutes, secs = divmod(int(round(max(float(seconds), 0.0))), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
 class TensorBoardLogger(keras.callbacks.Callback):

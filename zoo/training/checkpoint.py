@@ -107,9 +107,11 @@ class Checkpoint(keras.callbacks.Callback):
         history: list or None. Per-epoch records to keep with the state (shared with the
             history writer), restored on resume.
         resume: bool. Restore the last finished epoch when training begins.
+        step_history: list or None. The records within the epochs, kept like `history`.
     """
 
-    def __init__(self, directory=None, monitor=None, mode="max", model=None, history=None, resume=False):
+    def __init__(self, directory=None, monitor=None, mode="max", model=None, history=None, resume=False,
+                 step_history=None):
         super().__init__()
         if mode not in ("max", "min"):
             raise ValueError(f"`mode` must be 'max' or 'min'. Received: mode={mode!r}")
@@ -118,12 +120,14 @@ class Checkpoint(keras.callbacks.Callback):
         self.mode = mode
         self.saved_model = model
         self.history = history if history is not None else []
+        self.step_history = step_history if step_history is not None else []
         self._memory = {}
         self._current = set()  # frozen files written (or restored) by this object
         self._state = self._read_state() if resume else None
         self._restore_pending = self._state is not None
         if self._state:
             self.history[:] = self._state.get("history", [])
+            self.step_history[:] = self._state.get("step_history", [])
         self.segment = None  # the caller's name for the current fit call (a phase)
         self.tie_monitor = None  # breaks ties of `monitor` (lower is better), e.g. val_loss
 
@@ -221,7 +225,8 @@ class Checkpoint(keras.callbacks.Callback):
             state.update(best_epoch=epoch + 1, best_value=float(value), best_layout=layout,
                          best_tie=None if tie is None else float(tie))
         state.update(
-            epochs_done=epoch + 1, history=list(self.history), last_layout=layout,
+            epochs_done=epoch + 1, history=list(self.history), step_history=list(self.step_history),
+            last_layout=layout,
             monitor=self.monitor, mode=self.mode, segment=self.segment, saved_at=time.time(),
         )
         self._write_state(state)

@@ -20,6 +20,7 @@ finder, a painted image. Three objects say everything besides the data:
 from __future__ import annotations
 
 import dataclasses
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +35,30 @@ CHECKPOINT_DIR = "checkpoints"
 LOG_DIR = "logs"
 OPTIMIZERS = {"adam": keras.optimizers.Adam, "adamw": keras.optimizers.AdamW, "sgd": keras.optimizers.SGD,
               "rmsprop": keras.optimizers.RMSprop}
+
+
+class NewModelsAreNotRetracing(logging.Filter):
+    """Drops TensorFlow's "N out of the last M calls to <function TensorFlowTrainer...>
+    triggered tf.function retracing" warning, and only that one.
+
+    TensorFlow counts traces per Python code object, and Keras makes every model's
+    train, test and predict functions from the same code: five models' functions
+    traced within ten calls read as "retracing" though none was traced twice. `--lr
+    auto` on a small folder does exactly that — the sweep's train function, then each
+    phase's train and test functions — and got the warning. (A real retrace inside a
+    fit would be of Keras' inner `one_step_on_data`, which runs in the outer function's
+    graph and is not counted here either.) Installed on the `tensorflow` logger when
+    this module is imported (by `fit`, `lr_find`, the transfer module): plain
+    `logging`, nothing of TensorFlow's is imported.
+    """
+
+    def filter(self, record):
+        message = record.getMessage()
+        return not ("triggered tf.function retracing" in message and "TensorFlowTrainer." in message)
+
+
+if not any(isinstance(f, NewModelsAreNotRetracing) for f in logging.getLogger("tensorflow").filters):
+    logging.getLogger("tensorflow").addFilter(NewModelsAreNotRetracing())
 
 
 @dataclass(frozen=True)
@@ -111,6 +136,9 @@ class Tracking:
         saved_model: keras.Model or None. What the checkpoint saves and restores, when
             the model trained is only part of it (a head on cached features).
         history: list or None. Per-epoch records, shared across the calls of one run.
+        step_history: list or None. The training scalars within each epoch (at most
+            `STEP_POINTS` records an epoch; see `HistoryWriter`), shared like `history`:
+            metrics.json's `step_history`, drawn between the epochs in curves.png.
         tags: dict. Keys added to every history record (`{"phase": 1}`).
         write_metrics: bool. Write `run_dir/metrics.json` when training ends (a run in
             several phases writes it once, at the end).
@@ -131,6 +159,7 @@ class Tracking:
     tensorboard_images: object = None
     saved_model: object = None
     history: list | None = None
+    step_history: list | None = None
     tags: dict = field(default_factory=dict)
     write_metrics: bool = True
     metrics_extra: object = None
@@ -157,29 +186,34 @@ class Tracking:
         """This tracking with its checkpoint and history made, for a run that fits in
         several calls (phases) sharing them: the checkpoint knows the epochs done
         before the first call."""
-        if self.checkpoint != "auto" and self.history is not None:
+        if self.checkpoint != "auto" and self.history is not None and self.step_history is not None:
             return self
         history = self.history if self.history is not None else []
         checkpoint = self.checkpoint
+        step_history = self.step_history
+        if step_history is None:  # a checkpoint of the caller's keeps its own
+            step_history = checkpoint.step_history if isinstance(checkpoint, Checkpoint) else []
         if checkpoint == "auto":
             monitor, mode = self.monitor_for(defaults, has_val)
             directory = Path(self.run_dir) / CHECKPOINT_DIR if self.run_dir else None
             checkpoint = Checkpoint(directory, monitor=monitor, mode=mode, model=self.saved_model, history=history,
-                                    resume=self.resume)
+                                    resume=self.resume, step_history=step_history)
             if has_val and monitor == defaults.monitor:
                 checkpoint.tie_monitor = defaults.tie_monitor
-        return self.replace(checkpoint=checkpoint, history=history)
+        return self.replace(checkpoint=checkpoint, history=history, step_history=step_history)
 
 
 @dataclass
 class FitResult:
     """What a run's training did: the per-epoch `history` (the whole run's, across
-    calls), the best epoch and its value, whether the model now holds the best epoch's
-    weights, the `Checkpoint` (to restore the best epoch later, or clear it), the
-    `settings` it ran with (resolved), and `info` a training policy adds (a two-phase
-    fine-tune's seconds per phase, whether it cached features)."""
+    calls) and the `step_history` within its epochs, the best epoch and its value,
+    whether the model now holds the best epoch's weights, the `Checkpoint` (to restore
+    the best epoch later, or clear it), the `settings` it ran with (resolved), and
+    `info` a training policy adds (a two-phase fine-tune's seconds per phase, whether
+    it cached features)."""
 
     history: list
+    step_history: list = field(default_factory=list)
     best_epoch: int | None = None
     best_value: float | None = None
     monitor: str | None = None
@@ -202,6 +236,7 @@ class RunCallbacks:
 
     callbacks: list
     history: list
+    step_history: list
     checkpoint: Checkpoint | None
     monitor: str | None
     stopper: object = None
@@ -216,19 +251,20 @@ def run_callbacks(tracking, defaults, has_val, epochs, verbose):
     monitor, mode = tracking.monitor_for(defaults, has_val)
     was_made = tracking.checkpoint == "auto"
     tracking = tracking.shared(defaults, has_val)
-    history, checkpoint = tracking.history, tracking.checkpoint
+    history, step_history, checkpoint = tracking.history, tracking.step_history, tracking.checkpoint
     if checkpoint is not None and not was_made and tracking.saved_model is not None:
         checkpoint.saved_model = tracking.saved_model
 
     metrics_file = run_dir / METRICS_FILE if run_dir and tracking.write_metrics else None
-    callbacks = [HistoryWriter(history, metrics_file, tags=tracking.tags, extra=tracking.metrics_extra)]
+    callbacks = [HistoryWriter(history, metrics_file, tags=tracking.tags, extra=tracking.metrics_extra,
+                               step_history=step_history)]
     if checkpoint is not None:
         callbacks.append(checkpoint)
     if tracking.tensorboard and run_dir is not None:
         callbacks.append(tracking.tensorboard if isinstance(tracking.tensorboard, TensorBoardLogger)
                          else TensorBoardLogger(run_dir / LOG_DIR, images=tracking.tensorboard_images))
     if verbose:
-        callbacks.append(RunProgress(tracking.total_epochs or epochs))
+        callbacks.append(RunProgress(tracking.total_epochs or epochs, minutes=tracking.minutes, history=history))
     stopper = time_limit = None
     if tracking.early_stopping:
         stopper = keras.callbacks.EarlyStopping(monitor=monitor or "loss", mode=mode,
@@ -237,7 +273,7 @@ def run_callbacks(tracking, defaults, has_val, epochs, verbose):
     if tracking.minutes:
         time_limit = TimeLimit(tracking.minutes, history, anneal_from=tracking.anneal_from)
         callbacks.append(time_limit)
-    return RunCallbacks(callbacks, history, checkpoint, monitor, stopper, time_limit)
+    return RunCallbacks(callbacks, history, step_history, checkpoint, monitor, stopper, time_limit)
 
 
 def progress_verbosity(verbose):
@@ -312,7 +348,8 @@ def fit(model, train, val=None, *, epochs=1, defaults=None, settings=None, track
 
         check_same_epoch(settings.strategy, initial_epoch)
 
-    result = FitResult(history=own.history, checkpoint=checkpoint, monitor=own.monitor, settings=settings)
+    result = FitResult(history=own.history, step_history=own.step_history, checkpoint=checkpoint,
+                       monitor=own.monitor, settings=settings)
     target = tracking.saved_model if tracking.saved_model is not None else model
     with settings.scope():
         if compile:
