@@ -27,16 +27,7 @@ def pytest_addoption(parser):
                      help="also run the large tier (tests marked `large`); CI runs it")
 
 
-# The session's trained runs: under pytest-xdist (`-n 2 --dist loadgroup`, as CI runs the
-# large tier), the tests that read one run on the same worker, so each run is trained once.
-SHARED_RUNS = ("text_generation_run", "vae_run", "gan_run", "classifier_run")
-
-
 def pytest_collection_modifyitems(config, items):
-    for item in items:
-        shared = [name for name in SHARED_RUNS if name in getattr(item, "fixturenames", ())]
-        if shared:
-            item.add_marker(pytest.mark.xdist_group(shared[0]))
     if config.getoption("--run_large"):
         return
     skip = pytest.mark.skip(reason="large tier: run with --run_large")
