@@ -16,13 +16,14 @@ import json
 import logging
 import os
 import re
-import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from helpers.processes import stop_with_ctrl_c
 
 ROOT = Path(__file__).resolve().parents[1]
 REMAPPER = "remapper failed"
@@ -145,12 +146,7 @@ def test_zoo_serve_logs_each_restore_once(tmp_path):
     try:
         first = process.stdout.readline()  # printed once the models are loaded
     finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            _, err = process.communicate(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            _, err = process.communicate()
+        _, err = stop_with_ctrl_c(process)
     assert first.startswith("REST on http://127.0.0.1:"), first + err[-3000:]
     version = str(tmp_path / "models" / "half" / "1")
     lines = [line for line in err.splitlines() if version in line]

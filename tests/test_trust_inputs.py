@@ -12,7 +12,6 @@ import io
 import json
 import math
 import os
-import signal
 import struct
 import subprocess
 import sys
@@ -24,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from helpers.processes import stop_with_ctrl_c
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -348,12 +349,7 @@ def served(tmp_path_factory, tiny_run):
     finally:
         # Ctrl-C: the server stops and its JSON parser processes (spawned for bodies over
         # 1 MiB) exit with it; SIGTERM would leave them holding the pipes open.
-        process.send_signal(signal.SIGINT)
-        try:
-            _, err = process.communicate(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            _, err = process.communicate()
+        _, err = stop_with_ctrl_c(process)
     assert "Traceback" not in err, err[-3000:]
 
 

@@ -61,3 +61,15 @@ def free_ports(count):
     for s in sockets:
         s.close()
     return ports
+
+
+def stop_with_ctrl_c(process, timeout=60):
+    """Stop a server as a user at its terminal would (SIGINT: it shuts down and takes its
+    worker processes with it); SIGKILL only when it has not exited in `timeout` seconds.
+    Returns `(stdout, stderr)` read to the end."""
+    process.send_signal(signal.SIGINT)
+    try:
+        return process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        return process.communicate()
