@@ -221,7 +221,9 @@ def test_a_full_batch_runs_without_waiting_for_the_timeout():
 
 
 # -------------------------------------------------------------------------- errors
-def test_an_error_from_run_reaches_every_caller_in_the_batch_and_the_batcher_recovers():
+def test_an_error_from_run_reaches_only_the_request_that_caused_it_and_the_batcher_recovers():
+    """One caller of ten sends a negative row: TF Serving would fail all ten; here the
+    batch runs again in halves and only that caller gets the error."""
     def run(inputs):
         time.sleep(0.02)
         if (inputs["x"] < 0).any():
@@ -229,12 +231,16 @@ def test_an_error_from_run_reaches_every_caller_in_the_batch_and_the_batcher_rec
         return rowwise(inputs)
 
     calls = Recorder(fn=run)
-    errors = []
+    errors, results = [], []
     with Batcher(calls, params(max_batch_size=10, batch_timeout_micros=2_000_000, num_batch_threads=1)) as batcher:
-        hammer(batcher, 10, 1, lambda rng, i, j: np.full((1, 2), -1 if i == 0 else i, "float32"), errors=errors)
-        assert calls.sizes == [10]
-        assert len(errors) == 10 and all(isinstance(e, ServingError) and "negative input" in str(e) for e in errors)
-        assert len({id(e) for e in errors}) == 10  # each caller raised its own exception object
+        hammer(batcher, 10, 1, lambda rng, i, j: np.full((1, 2), -1 if i == 0 else i, "float32"),
+               results=results, errors=errors)
+        assert calls.sizes[0] == 10  # merged first, then split: 10 -> 5 + 5 -> ...
+        assert len(errors) == 1 and isinstance(errors[0], ServingError) and "negative input" in str(errors[0])
+        assert len(results) == 9
+        for x, answer in results:
+            assert np.array_equal(answer["y"], rowwise({"x": x})["y"])
+        assert batcher.stats["retries"] == len(calls.sizes) - 1 <= 2 * 10 - 2
         assert batcher({"x": np.ones((10, 2), "float32")})["total"].tolist() == [2.0] * 10  # a full batch
 
 
@@ -242,6 +248,128 @@ def test_wrong_output_rows_are_an_error_for_the_batch():
     with Batcher(lambda inputs: {"y": np.zeros(3)}, params(max_batch_size=8)) as batcher:
         with pytest.raises(ServingError, match="0th dimension does not equal"):
             batcher({"x": np.zeros((2, 2))})
+
+
+IMAGE_MAGIC = b"\x89IMG"
+
+
+def decode_then_rowwise(inputs):
+    """A model whose graph decodes image bytes first, as the `serving_bytes` signature
+    does: bytes that are not an image fail the whole call, naming what they were."""
+    rows = []
+    for encoded in inputs["image_bytes"]:
+        if not encoded.startswith(IMAGE_MAGIC) or len(encoded) != len(IMAGE_MAGIC) + 4 * 6:
+            raise ServingError(f"Unknown image file format: {encoded[:12]!r}")
+        rows.append(np.frombuffer(encoded[len(IMAGE_MAGIC):], "float32").reshape(2, 3))
+    return rowwise({"x": np.stack(rows)})
+
+
+def image_bytes(x):
+    return np.array([IMAGE_MAGIC + row.astype("float32").tobytes() for row in x], dtype=object)
+
+
+def test_bad_neighbours_64_clients_16_sending_non_image_bytes():
+    """Issue 23: 64 clients with batching on, 16 of them sending bytes that are not
+    images to a signature that decodes images in its graph. Every good request gets
+    exactly its unbatched answer and every bad one its own error (its own bytes named),
+    and the batches really were merged first."""
+    run = Recorder(fn=decode_then_rowwise, delay=0.002)
+    good, bad, errors = [], [], []
+    barrier = threading.Barrier(64)
+
+    def client(i):
+        rng = np.random.default_rng(i)
+        barrier.wait()
+        for j in range(3):
+            if i % 4 == 0:  # 16 hostile clients
+                garbage = np.array([b"not an image %d/%d" % (i, j)], dtype=object)
+                try:
+                    batcher({"image_bytes": garbage})
+                    errors.append(f"client {i} got an answer for garbage")
+                except ServingError as error:
+                    bad.append((garbage[0], error))
+            else:
+                x = rng.standard_normal((1 + (i + j) % 2, 2, 3)).astype("float32")
+                try:
+                    good.append((x, batcher({"image_bytes": image_bytes(x)})))
+                except Exception as error:  # noqa: BLE001
+                    errors.append(f"client {i}: {type(error).__name__}: {error}")
+
+    with Batcher(run, params(max_batch_size=32, batch_timeout_micros=5000, num_batch_threads=2)) as batcher:
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(64)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        stats = dict(batcher.stats)
+    assert errors == []
+    assert len(good) == 48 * 3 and len(bad) == 16 * 3
+    for x, answer in good:
+        expected = rowwise({"x": x})
+        for key in expected:
+            assert answer[key].dtype == expected[key].dtype and np.array_equal(answer[key], expected[key]), key
+    for garbage, error in bad:
+        assert str(error) == f"Unknown image file format: {garbage[:12]!r}"  # its own bytes, no neighbour's
+    assert len({id(error) for _, error in bad}) == len(bad)
+    assert max(stats["sizes"]) > 1 and stats["batches"] < 192  # merged
+    assert stats["retries"] > 0 and max(run.sizes) <= 32
+    # At most 2N - 1 calls for a batch of N requests (all bad); one bad in N about 2 log2 N.
+    assert len(run.sizes) <= 2 * 192 - stats["batches"]
+
+
+def test_retried_pieces_are_padded_to_allowed_batch_sizes_and_the_padding_stripped():
+    run = Recorder(fn=decode_then_rowwise, delay=0.002)
+    answers = {}
+
+    def client(i):
+        if i == 5:
+            payload = np.array([b"garbage"], dtype=object)
+        else:
+            payload = image_bytes(np.full((1 + i % 3, 2, 3), i, "float32"))
+        try:
+            answers[i] = batcher({"image_bytes": payload})
+        except ServingError as error:
+            answers[i] = error
+
+    with Batcher(run, params(max_batch_size=16, batch_timeout_micros=100_000, num_batch_threads=1,
+                             allowed_batch_sizes=(2, 4, 8, 16))) as batcher:
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        stats = dict(batcher.stats)
+    assert isinstance(answers[5], ServingError) and "garbage" in str(answers[5])
+    for i in set(range(8)) - {5}:
+        assert answers[i]["total"].tolist() == [6.0 * i] * (1 + i % 3)
+    assert set(run.sizes) <= {2, 4, 8, 16} and stats["retries"] > 0
+    assert stats["padding"] > 0 and sum(stats["sizes"].values()) == len(run.sizes) == 1 + stats["retries"]
+
+
+def test_errors_about_the_server_are_not_retried_in_pieces():
+    """Unavailable (overloaded, unloading) would meet every piece: the batch fails once."""
+    from zoo.serving.errors import Unavailable
+
+    def run(inputs):
+        time.sleep(0.01)
+        raise Unavailable("the model is being unloaded")
+
+    calls = Recorder(fn=run)
+    errors = []
+    with Batcher(calls, params(max_batch_size=8, batch_timeout_micros=1_000_000, num_batch_threads=1)) as batcher:
+        hammer(batcher, 8, 1, lambda rng, i, j: np.full((1, 2), i, "float32"), errors=errors)
+    assert calls.sizes == [8] and len(errors) == 8
+    assert all(isinstance(e, Unavailable) for e in errors)
+
+
+def test_an_answer_of_the_wrong_rows_fails_the_batch_once():
+    """The model's own fault, not a request's: not retried."""
+    calls = Recorder(fn=lambda inputs: {"y": np.zeros(3)}, delay=0.01)
+    errors = []
+    with Batcher(calls, params(max_batch_size=4, batch_timeout_micros=1_000_000, num_batch_threads=1)) as batcher:
+        hammer(batcher, 4, 1, lambda rng, i, j: np.full((1, 2), i, "float32"), errors=errors)
+    assert calls.sizes == [4] and len(errors) == 4
+    assert all("0th dimension does not equal" in str(e) for e in errors)
 
 
 def test_unequal_leading_dims_are_refused():
@@ -383,6 +511,118 @@ def test_a_bad_parameters_file_is_one_clear_error_naming_file_and_field(tmp_path
 def test_a_missing_parameters_file_is_a_clear_error(tmp_path):
     with pytest.raises(ZooError, match="Cannot read the batching parameters file .*nope.config"):
         read_batching_parameters(tmp_path / "nope.config")
+
+
+ABSURD = [
+    # Issue 23: each of these was accepted and then hung, padded 1 row to 100,000 or
+    # failed the first request; now each is one line naming field, value and limit.
+    (dict(max_batch_size=10**9, batch_timeout_micros=10**12),
+     "max_batch_size must be at most 100000 rows. Received: 1000000000"),
+    (dict(batch_timeout_micros=10**12),
+     "batch_timeout_micros must be at most 60000000 (1 minute). Received: 1000000000000"),
+    (dict(num_batch_threads=10**9),
+     "num_batch_threads must be at most {threads} (the larger of 256 and 4 per core). Received: 1000000000"),
+    (dict(max_batch_size=100_000, allowed_batch_sizes=(100_000,)),
+     "allowed_batch_sizes must each be at most twice the one before or 1024 more (the first at most 1024), so "
+     "padding stays small; 100000 after 0 would run a batch of 1 row as 100000. Received: [100000]"),
+    (dict(max_batch_size=4096, allowed_batch_sizes=(8, 2048, 4096)),
+     "allowed_batch_sizes must each be at most twice the one before or 1024 more (the first at most 1024), so "
+     "padding stays small; 2048 after 8 would run a batch of 9 rows as 2048. Received: [8, 2048, 4096]"),
+    (dict(max_execution_batch_size=10**9),
+     "max_execution_batch_size must be at most 100000 rows. Received: 1000000000"),
+    (dict(max_enqueued_batches=10**9),
+     "max_enqueued_batches must be at most 100000 batches. Received: 1000000000"),
+    (dict(max_enqueued_batches=100_000),  # of TF Serving's default 1000 rows
+     "max_enqueued_batches times the rows of a batch must be at most 10000000, so a full queue stays bounded in "
+     "memory; 100000 times 1000 is 100000000. Received: max_enqueued_batches=100000"),
+]
+
+
+@pytest.mark.parametrize("values, message", ABSURD, ids=lambda v: None if isinstance(v, str) else ",".join(v))
+def test_absurd_parameters_are_refused_in_one_line_naming_field_value_and_limit(values, message):
+    from zoo.serving.batching import max_batch_threads
+
+    with pytest.raises(ZooError) as caught:
+        BatchingParameters(**values)
+    assert str(caught.value) == "Batching parameters: " + message.format(threads=max_batch_threads())
+
+
+@pytest.mark.parametrize("values, message", ABSURD, ids=lambda v: None if isinstance(v, str) else ",".join(v))
+def test_absurd_parameters_in_a_file_are_refused_in_one_line(tmp_path, values, message):
+    from zoo.serving.batching import max_batch_threads
+
+    path = tmp_path / "batching.config"
+    lines = []
+    for name, value in values.items():
+        if name == "allowed_batch_sizes":
+            lines += [f"allowed_batch_sizes: {size}" for size in value]
+        else:
+            lines.append(f"{name} {{ value: {str(value).lower()} }}")
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ZooError) as caught:
+        read_batching_parameters(path)
+    assert str(caught.value) == f"Batching parameters file {path}: " + message.format(threads=max_batch_threads())
+
+
+def test_the_bounds_leave_what_tf_serving_users_write():
+    """TF Serving's guide and users' configs: all still accepted."""
+    for values in (dict(max_batch_size=128, batch_timeout_micros=0, max_enqueued_batches=1_000_000 // 1000,
+                        num_batch_threads=8, allowed_batch_sizes=(8, 16, 32, 64, 128)),
+                   dict(max_batch_size=512, allowed_batch_sizes=(512,)),
+                   dict(max_batch_size=100_000, batch_timeout_micros=60_000_000, max_enqueued_batches=100),
+                   dict(max_batch_size=8, max_enqueued_batches=100_000, num_batch_threads=256),
+                   dict(max_batch_size=4096, allowed_batch_sizes=(1024, 2048, 3072, 4096))):
+        BatchingParameters(**values)
+
+
+def test_a_flood_past_max_enqueued_batches_is_refused_and_the_queue_stays_bounded():
+    """300 callers at once against one busy thread, 4 batches of 2 rows allowed to
+    wait: the rest are refused at once with Overloaded (503), the queue never holds
+    more than 4 batches, and every request let in gets its answer."""
+    release = threading.Event()
+    started = threading.Event()
+    longest = []
+
+    def run(inputs):
+        started.set()
+        release.wait(10)
+        return rowwise(inputs)
+
+    batcher = Batcher(run, params(max_batch_size=2, max_enqueued_batches=4, num_batch_threads=1,
+                                  batch_timeout_micros=0))
+    answers, refused, other = [], [], []
+
+    def client(i):
+        try:
+            answers.append((i, batcher({"x": np.full((1, 2), i, "float32")})))
+        except Overloaded:
+            refused.append(i)
+        except Exception as error:  # noqa: BLE001
+            other.append(error)
+
+    try:
+        first = threading.Thread(target=client, args=(0,))
+        first.start()
+        assert started.wait(5)  # the only thread is busy now
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(1, 300)]
+        for thread in threads:
+            thread.start()
+            with batcher._cond:
+                longest.append(sum(len(batch.tasks) for batch in batcher._batches))
+                assert len(batcher._batches) <= 4
+        deadline = time.time() + 10
+        while len(refused) + len(answers) < 299 - 8 and time.time() < deadline:
+            time.sleep(0.01)
+    finally:
+        release.set()
+        for thread in [first] + threads:
+            thread.join(10)
+        batcher.close()
+    assert other == []
+    assert max(longest) <= 8  # 4 batches x 2 rows: what the queue holds, whatever arrives
+    assert len(answers) + len(refused) == 300 and len(answers) <= 1 + 8 and len(refused) >= 300 - 9
+    for i, answer in answers:
+        assert answer["total"].tolist() == [2.0 * i]
 
 
 def test_last_allowed_batch_size_must_equal_max_batch_size_as_tf_serving_checks():

@@ -28,7 +28,47 @@ The rules are TF Serving's (`SharedBatchScheduler` and `BatchingSession`):
   with its own first value, as TF Serving pads.
 - `allowed_batch_sizes` pads a batch with copies of its last request's first row up
   to the next allowed size; the padding rows are dropped from the answers.
-- An error from the model reaches every request in the batch.
+
+Where zoo differs from TF Serving:
+
+- **A bad request does not fail its neighbours.** TF Serving fails a whole batch when
+  its run fails, so one client sending, say, bytes that are not an image to a
+  signature that decodes images in its graph fails every request merged with it.
+  Here a batch whose `run` raises is run again in halves, each half split again
+  while it fails, down to single requests: every good request still gets its answer
+  (the same rows as unbatched) and every bad one an error of its own, the error of
+  the smallest piece that held it (for a single request, its own). Each piece is
+  padded to `allowed_batch_sizes` as a batch would be. The cost is bounded: a batch
+  of N requests runs at most 2N - 1 times (all of them bad), and one bad request among
+  N costs about 2·log2(N) runs more. Errors that are not about any request's data are
+  not retried, since a smaller batch would meet them too: `Unavailable` (the queue is
+  `Overloaded`, the model is being unloaded) and what is not an `Exception`
+  (`KeyboardInterrupt`, `SystemExit`). Every other error is retried, model bugs
+  included: telling a data error from a bug would need the model's help, and a
+  retried bug costs time, never a wrong answer. An output of the wrong number of
+  rows is the model's fault, not a request's, and fails the batch as it is.
+- **Parameters are bounded.** TF Serving takes any int64; a `max_batch_size` of 10^9
+  with a `batch_timeout_micros` of 10^12 (11 days) hangs every request, an
+  `allowed_batch_sizes` of [100000] pads a one-row request to 100,000 rows, and
+  10^9 `num_batch_threads` cannot start. `BatchingParameters` refuses values past
+  these bounds, in one line naming the field, the value and the limit:
+
+  - `max_batch_size`, `max_execution_batch_size` (and so every allowed size) at most
+    `MAX_BATCH_SIZE` = 100,000 rows: TF Serving's examples and users' configs stay
+    within a few thousand, and 100,000 rows are already 15 GB of 224×224 RGB images;
+  - `batch_timeout_micros` at most `MAX_BATCH_TIMEOUT_MICROS` = 60,000,000 (1 minute):
+    TF Serving advises 0 to a few milliseconds, and a request held longer than a
+    minute has outlived any client's patience;
+  - `num_batch_threads` at most the larger of 256 and 4 per core (`max_batch_threads()`):
+    batches run on the cores, more threads only wait;
+  - `max_enqueued_batches` at most `MAX_ENQUEUED_BATCHES` = 100,000, and the rows the
+    queue can hold (`max_enqueued_batches` × the rows of a batch) at most
+    `MAX_QUEUED_ROWS` = 10,000,000, so a full queue stays bounded in memory (a request
+    past it is refused with `Overloaded`);
+  - padding at most doubles a batch or adds at most `MAX_PADDING_STEP` = 1,024 rows,
+    whichever allows more: each allowed size is at most twice the one before it or
+    1,024 more (the first at most 1,024). `[8, 16, 32, ..., 1024]` and a single
+    `[512]` pass; `[100000]` (one row run as 100,000) does not.
 
 All queues with the same `num_batch_threads` and `thread_pool_name` share one pool of
 threads, as TF Serving's one `SharedBatchScheduler` per server: batches of several
@@ -55,6 +95,19 @@ from zoo.serving.errors import ServingError, Unavailable
 log = logging.getLogger("zoo.serving")
 
 __all__ = ["BatchingParameters", "read_batching_parameters", "Batcher", "Overloaded"]
+
+
+# The bounds on BatchingParameters (see the module docstring for why these values).
+MAX_BATCH_SIZE = 100_000
+MAX_BATCH_TIMEOUT_MICROS = 60_000_000
+MAX_ENQUEUED_BATCHES = 100_000
+MAX_QUEUED_ROWS = 10_000_000
+MAX_PADDING_STEP = 1024
+
+
+def max_batch_threads():
+    """The most `num_batch_threads` this machine takes: the larger of 256 and 4 per core."""
+    return max(256, 4 * (os.cpu_count() or 1))
 
 
 class Overloaded(Unavailable):
@@ -112,6 +165,23 @@ class BatchingParameters:
         if self.enable_large_batch_splitting and value > self.max_batch_size:
             return (f"max_execution_batch_size ({value}) must not be larger than "
                     f"max_batch_size ({self.max_batch_size})")
+        # Bounds TF Serving does not have (the module docstring says why).
+        for name, limit, words in (
+            ("max_batch_size", MAX_BATCH_SIZE, "rows"),
+            ("max_execution_batch_size", MAX_BATCH_SIZE, "rows"),
+            ("batch_timeout_micros", MAX_BATCH_TIMEOUT_MICROS, "(1 minute)"),
+            ("num_batch_threads", max_batch_threads(), "(the larger of 256 and 4 per core)"),
+            ("max_enqueued_batches", MAX_ENQUEUED_BATCHES, "batches"),
+        ):
+            value = getattr(self, name)
+            if value > limit:
+                return f"{name} must be at most {limit} {words}. Received: {value}"
+        queued = self.max_enqueued_batches * self.execution_batch_size
+        if queued > MAX_QUEUED_ROWS:
+            return (f"max_enqueued_batches times the rows of a batch must be at most {MAX_QUEUED_ROWS}, so a "
+                    f"full queue stays bounded in memory; {self.max_enqueued_batches} times "
+                    f"{self.execution_batch_size} is {queued}. Received: max_enqueued_batches="
+                    f"{self.max_enqueued_batches}")
         sizes = self.allowed_batch_sizes
         if sizes:
             if any(s < 1 for s in sizes) or any(b <= a for a, b in zip(sizes, sizes[1:])):
@@ -122,6 +192,14 @@ class BatchingParameters:
                 wanted = "max_execution_batch_size" if limit != self.max_batch_size else "max_batch_size"
                 return (f"Last entry in allowed_batch_sizes must match {wanted}; last entry was "
                         f"{sizes[-1]}; expected {limit}")
+            # Padding at most doubles a batch or adds MAX_PADDING_STEP rows: a batch one
+            # row over an allowed size runs as the next one.
+            for before, size in zip((0,) + sizes, sizes):
+                if size > max(2 * before, before + MAX_PADDING_STEP):
+                    return (f"allowed_batch_sizes must each be at most twice the one before or "
+                            f"{MAX_PADDING_STEP} more (the first at most {MAX_PADDING_STEP}), so padding stays "
+                            f"small; {size} after {before} would run a batch of {before + 1} "
+                            f"row{'s' if before else ''} as {size}. Received: {list(sizes)}")
         return ""
 
 
@@ -358,10 +436,13 @@ class Batcher:
     `batcher(inputs)` blocks the calling thread until its rows of a merged batch are
     back, and returns `{output: array}` with exactly its rows (or raises what `run`
     raised, `Overloaded` when the queue is full, `ServingError` for a request that
-    cannot be batched). `stats` counts what ran: `batches`, `requests`, `rows`,
-    `padding` (rows added for `allowed_batch_sizes`) and `sizes`, a `Counter` of the
-    batch sizes `run` was called with; `latencies` holds the seconds each recent
-    request spent in the batcher (queued, merged, run and split).
+    cannot be batched). When `run` fails on a merged batch, the batch is run again
+    in halves down to single requests, so only the requests that make `run` fail get
+    an error (see the module docstring). `stats` counts what ran: `batches`,
+    `requests`, `rows`, `padding` (rows added for `allowed_batch_sizes`), `retries`
+    (calls of `run` on pieces of failed batches) and `sizes`, a `Counter` of the
+    batch sizes `run` was called with, retried pieces included; `latencies` holds the
+    seconds each recent request spent in the batcher (queued, merged, run and split).
     """
 
     def __init__(self, run, parameters: BatchingParameters, name: str = ""):
@@ -376,7 +457,7 @@ class Batcher:
         self._open = {}  # key -> the open batch for inputs of that kind
         self._closing = False
         self._running = 0
-        self.stats = {"batches": 0, "requests": 0, "rows": 0, "padding": 0, "sizes": Counter()}
+        self.stats = _new_stats()
         self.latencies = deque(maxlen=100_000)
         self._scheduler = _Scheduler.acquire(parameters.num_batch_threads, parameters.thread_pool_name, self)
         self._cond = self._scheduler.cond
@@ -384,7 +465,7 @@ class Batcher:
     def reset_stats(self):
         """Zero `stats` and `latencies` (e.g. between benchmark runs)."""
         with self._cond:
-            self.stats = {"batches": 0, "requests": 0, "rows": 0, "padding": 0, "sizes": Counter()}
+            self.stats = _new_stats()
             self.latencies.clear()
 
     def __repr__(self):
@@ -499,21 +580,19 @@ class Batcher:
 
     def _process(self, batch):
         tasks = batch.tasks
-        padded = _round_up(batch.size, self.parameters.allowed_batch_sizes)
+        runs = []  # (padded rows, rows) of each call of run: the batch, then any retried pieces
         try:
-            outputs = self.run(self._merge(tasks, padded))
-            self._split(tasks, outputs, padded)
-        except BaseException as error:  # noqa: BLE001  (every caller gets it)
-            for task in tasks:
-                task.error = error
+            self._run_pieces(tasks, runs)
         finally:
             with self._cond:
                 stats = self.stats
                 stats["batches"] += 1
                 stats["requests"] += len(tasks)
                 stats["rows"] += batch.size
-                stats["padding"] += padded - batch.size
-                stats["sizes"][padded] += 1
+                stats["retries"] += max(0, len(runs) - 1)
+                for padded, rows in runs:
+                    stats["padding"] += padded - rows
+                    stats["sizes"][padded] += 1
                 done = time.monotonic()
                 self.latencies.extend(done - task.enqueued for task in tasks)
                 self._running -= 1
@@ -521,6 +600,37 @@ class Batcher:
                     self._cond.notify_all()
             for task in tasks:
                 task.done.release()
+
+    def _run_pieces(self, tasks, runs):
+        """Run `tasks` as one batch and give each its rows; if `run` fails, run each
+        half again (recursively, down to single requests), so a request that breaks
+        the model fails alone. Every task ends with `outputs` or `error`."""
+        size = sum(task.size for task in tasks)
+        padded = _round_up(size, self.parameters.allowed_batch_sizes)
+        runs.append((padded, size))
+        try:
+            outputs = self.run(self._merge(tasks, padded))
+        except Exception as error:  # noqa: BLE001  (a request's error, or the batch's)
+            if len(tasks) == 1 or not _retryable(error):
+                for task in tasks:
+                    task.error = error
+                return
+            if len(runs) == 1:
+                log.debug("%s: a batch of %d requests failed (%s: %s); running it again in halves",
+                          self.name, len(tasks), type(error).__name__, error)
+            half = len(tasks) // 2
+            self._run_pieces(tasks[:half], runs)
+            self._run_pieces(tasks[half:], runs)
+            return
+        except BaseException as error:  # noqa: BLE001  (KeyboardInterrupt...: every caller gets it)
+            for task in tasks:
+                task.error = error
+            return
+        try:
+            self._split(tasks, outputs, padded)
+        except BaseException as error:  # noqa: BLE001  (the model's answer is unusable: every caller gets it)
+            for task in tasks:
+                task.error = error
 
     def _merge(self, tasks, padded):
         size = sum(task.size for task in tasks)
@@ -587,6 +697,17 @@ class Batcher:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def _new_stats():
+    return {"batches": 0, "requests": 0, "rows": 0, "padding": 0, "retries": 0, "sizes": Counter()}
+
+
+def _retryable(error):
+    """Whether a failed batch is worth running again in pieces: not when the error is
+    about the server (`Unavailable`: overloaded, unloading), which every piece would
+    meet too."""
+    return not isinstance(error, Unavailable)
 
 
 def _round_up(size, allowed):
