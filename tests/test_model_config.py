@@ -203,7 +203,7 @@ def test_metrics_count_exactly_the_requests_sent(config_server):
 
     server, _ = config_server
     ok, refused, missing = _counter(server, "scaler"), _counter(server, "scaler", "INVALID_ARGUMENT"), \
-        _counter(server, "nope", "NOT_FOUND")
+        _counter(server, "", "NOT_FOUND")
     for _ in range(7):
         predict(server, "/v1/models/scaler:predict")
     for _ in range(3):
@@ -217,7 +217,8 @@ def test_metrics_count_exactly_the_requests_sent(config_server):
         stub.Predict(request, timeout=30)
     assert _counter(server, "scaler") == ok + 12
     assert _counter(server, "scaler", "INVALID_ARGUMENT") == refused + 3
-    assert _counter(server, "nope", "NOT_FOUND") == missing + 1
+    # A name that is not served is counted under model_name="" (a client cannot add labels).
+    assert _counter(server, "", "NOT_FOUND") == missing + 1
     _, text = call(server, "GET", "/monitoring/prometheus/metrics")
     assert "# TYPE :tensorflow:serving:request_latency histogram" in text
     assert ':tensorflow:serving:request_latency_count{model_name="scaler",API="predict",entrypoint="GRPC"} 5' in text
