@@ -724,3 +724,75 @@ def test_end_to_end_lenet_served_with_batching_answers_as_without(lenet_base, tm
         (a,), (b,) = with_batching["predictions"], without["predictions"]
         assert a["class_ids"] == b["class_ids"]
         np.testing.assert_allclose(a["probabilities"], b["probabilities"], rtol=1e-5, atol=1e-6)
+
+
+def _post_concurrently(port, bodies, path="/v1/models/lenet:predict"):
+    """One client thread per JSON body, all POSTing at once; returns (status, answer)s."""
+    answers = [None] * len(bodies)
+    barrier = threading.Barrier(len(bodies))
+
+    def client(i):
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        try:
+            barrier.wait()
+            connection.request("POST", path, body=json.dumps(bodies[i]), headers={"Content-Type": "application/json"})
+            response = connection.getresponse()
+            answers[i] = (response.status, json.loads(response.read()))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(len(bodies))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    return answers
+
+
+@pytest.mark.large
+def test_end_to_end_non_image_bytes_fail_alone_with_batching_on(lenet_base, tmp_path):
+    """Issue 23 as found: 64 clients POST to serving_bytes (the graph decodes the image
+    files), 16 of them bytes that are not images. With batching on, every good request
+    gets 200 and the unbatched server's classes (probabilities to float32 round-off),
+    every bad one the 400 and the error the unbatched server gives it."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    if not _server_supports_batching():
+        pytest.skip("ModelServer has no enable_batching yet")
+    from zoo.data.digits import load_digits_28
+    from zoo.serving.server import ModelServer
+
+    images = load_digits_28()[0][:48]
+    bodies = []
+    for i in range(64):
+        if i % 4 == 0:
+            payload = b"this is not an image %d" % i
+        else:
+            buffer = io.BytesIO()
+            Image.fromarray(images[i - 1 - i // 4]).save(buffer, format="PNG")
+            payload = buffer.getvalue()
+        bodies.append({"signature_name": "serving_bytes",
+                       "instances": [{"image_bytes": {"b64": base64.b64encode(payload).decode()}}]})
+    config = tmp_path / "batching.config"
+    config.write_text("max_batch_size { value: 64 }\nbatch_timeout_micros { value: 50000 }\n"
+                      "num_batch_threads { value: 1 }\nmax_enqueued_batches { value: 100 }\n")
+    with ModelServer(lenet_base, port=0, grpc_port=None, poll_seconds=0) as plain:
+        unbatched = [_post_concurrently(plain.port, [body])[0] for body in bodies]
+    with ModelServer(lenet_base, port=0, grpc_port=None, poll_seconds=0, enable_batching=True,
+                     batching_parameters_file=config) as server:
+        batched = _post_concurrently(server.port, bodies)
+        servable = server.store.get("lenet")
+        stats = dict(servable.batcher(servable.signature("serving_bytes")).stats)
+    assert stats["requests"] == 64 and stats["batches"] < 64 and stats["retries"] > 0, stats
+    for i, ((status, answer), (plain_status, plain_answer)) in enumerate(zip(batched, unbatched)):
+        if i % 4 == 0:
+            assert status == plain_status == 400, (status, answer)
+            assert answer == plain_answer  # its own error, word for word
+        else:
+            assert status == plain_status == 200, (i, status, answer)
+            (a,), (b,) = answer["predictions"], plain_answer["predictions"]
+            assert a["class_ids"] == b["class_ids"]
+            np.testing.assert_allclose(a["probabilities"], b["probabilities"], rtol=1e-5, atol=1e-6)
