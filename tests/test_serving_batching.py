@@ -796,3 +796,20 @@ def test_end_to_end_non_image_bytes_fail_alone_with_batching_on(lenet_base, tmp_
             (a,), (b,) = answer["predictions"], plain_answer["predictions"]
             assert a["class_ids"] == b["class_ids"]
             np.testing.assert_allclose(a["probabilities"], b["probabilities"], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.large
+def test_zoo_serve_refuses_an_absurd_batching_file_in_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    config = tmp_path / "batching.config"
+    config.write_text("max_batch_size { value: 32 }\nbatch_timeout_micros { value: 1000000000000 }\n")
+    (tmp_path / "models").mkdir()
+    done = subprocess.run([sys.executable, "-m", "zoo", "serve", str(tmp_path / "models"), "--port", "0",
+                           "--grpc-port", "-1", "--batching_parameters_file", str(config)],
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert done.returncode == 1, done
+    assert done.stderr.strip() == (f"zoo serve: error: Batching parameters file {config}: batch_timeout_micros "
+                                   "must be at most 60000000 (1 minute). Received: 1000000000000"), done.stderr
