@@ -331,16 +331,18 @@ def test_retried_pieces_are_padded_to_allowed_batch_sizes_and_the_padding_stripp
         except ServingError as error:
             answers[i] = error
 
-    with Batcher(run, params(max_batch_size=16, batch_timeout_micros=100_000, num_batch_threads=1,
+    # 9 clients of 16 rows in all: the batch runs as soon as it is full.
+    with Batcher(run, params(max_batch_size=16, batch_timeout_micros=5_000_000, num_batch_threads=1,
                              allowed_batch_sizes=(2, 4, 8, 16))) as batcher:
-        threads = [threading.Thread(target=client, args=(i,)) for i in range(8)]
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(9)]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join(30)
         stats = dict(batcher.stats)
     assert isinstance(answers[5], ServingError) and "garbage" in str(answers[5])
-    for i in set(range(8)) - {5}:
+    assert run.sizes[0] == 16
+    for i in set(range(9)) - {5}:
         assert answers[i]["total"].tolist() == [6.0 * i] * (1 + i % 3)
     assert set(run.sizes) <= {2, 4, 8, 16} and stats["retries"] > 0
     assert stats["padding"] > 0 and sum(stats["sizes"].values()) == len(run.sizes) == 1 + stats["retries"]
