@@ -29,3 +29,11 @@ class Unavailable(ServingError):
 class FailedPrecondition(ServingError):
     status = 400
     code = "FAILED_PRECONDITION"
+
+
+class DeadlineExceeded(ServingError):
+    """The request ran past the server's deadline (TF Serving's `--rest_api_timeout_in_ms`):
+    HTTP 504, as TF Serving maps DEADLINE_EXCEEDED."""
+
+    status = 504
+    code = "DEADLINE_EXCEEDED"

@@ -1,7 +1,9 @@
-"""TF Serving's REST API over a `ModelStore`: the HTTP handler (`RestHandler`, served
-by a `RestHTTPServer`) that routes requests as TF Serving's `http_rest_api_handler.cc`
-does and answers with its JSON (the codec is `zoo.serving.json_tensor`).
-`zoo.serving.server.ModelServer` runs it.
+"""TF Serving's REST API over a `ModelStore`, on a real HTTP stack: uvicorn's httptools
+(llhttp) protocol, subclassed here for the limits uvicorn does not keep, under a bare
+ASGI application (`RestApp`) that routes requests as TF Serving's
+`http_rest_api_handler.cc` does and answers with its JSON (the codec is
+`zoo.serving.json_tensor`). `RestServer` runs both on an event loop of its own thread
+(uvloop where installed); `zoo.serving.server.ModelServer` runs a `RestServer`.
 
 REST, as https://www.tensorflow.org/tfx/serving/api_rest documents it:
 
@@ -14,21 +16,35 @@ REST, as https://www.tensorflow.org/tfx/serving/api_rest documents it:
     OPTIONS ...                                            CORS preflight
 
 A refused request gets TF Serving's status (400 for a malformed URL or body, 404 for an
-unknown model or version) and `{"error": "..."}`; the server keeps serving. The handler
-reads `store`, `max_body_bytes`, `metrics`, `enable_cors` and `metrics_path` from its
-server object.
+unknown model or version) and `{"error": "..."}`; the server keeps serving. A request
+the HTTP parser refuses (a malformed request line, ambiguous framing: Content-Length
+with Transfer-Encoding, two Content-Lengths, a space before a header's colon) gets a
+400 and `{"error": ...}` too, and its connection is closed, so nothing sent after it on
+that connection is ever answered.
+
+Limits (`RestLimits`; `zoo serve`'s flags): header bytes per request (431) and in flight
+across all connections (503), body bytes (413, refused from Content-Length before the
+body is read, Expect: 100-continue included), connections (503 at once), time to send
+the headers (408), an idle connection or a stalled body (closed; 408 mid-body), and a
+per-request deadline (504, TF Serving's `--rest_api_timeout_in_ms`). Model calls run in
+a pool of threads, never on the event loop; bodies over 1 MiB are parsed in worker
+processes (`json.loads` of a 32 MiB body holds the interpreter lock for seconds), which
+exit as soon as the server process is gone, however it ended.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
+import logging
+import os
+import queue
 import re
 import socket
 import threading
 import time
 import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from zoo.serving import SIGNATURE_DEFAULT
 from zoo.serving.json_tensor import (
@@ -39,7 +55,7 @@ from zoo.serving.json_tensor import (
     request_arrays,
     tensors_json,
 )
-from zoo.serving.errors import BodyTooLarge, ServingError
+from zoo.serving.errors import BodyTooLarge, DeadlineExceeded, ServingError
 from zoo.serving.store import log
 
 _DRAIN_LIMIT = 256 * 1024 * 1024
@@ -124,8 +140,32 @@ def _parser_pool():
 
             # spawn: a fork of a process running TensorFlow's threads is not safe.
             _parser = concurrent.futures.ProcessPoolExecutor(
-                max_workers=2, mp_context=multiprocessing.get_context("spawn"))
+                max_workers=2, mp_context=multiprocessing.get_context("spawn"),
+                initializer=_watch_parent, initargs=(os.getpid(),))
         return _parser
+
+
+def shutdown_parser_pool():
+    """Stop the parser processes (if any were started) and wait for them to exit."""
+    global _parser
+    with _parser_lock:
+        pool, _parser = _parser, None
+    if pool is not None:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _watch_parent(parent):
+    """Run in each parser process as it starts: exit as soon as the server process is
+    gone (SIGKILL included: it has no chance to stop its children), rather than linger
+    as an orphan. (Not prctl's PDEATHSIG: that fires when the *thread* that spawned the
+    process exits, and a pool spawns its processes from whichever thread submits.)"""
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(0.25)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="zoo-parent-watch", daemon=True).start()
 
 
 def _specs_for(specs_by_signature, signature_name):
@@ -170,332 +210,649 @@ def parse_predict(body_bytes, servable):
         raise ServingError(f"The request body could not be parsed: {type(error).__name__}: {error}") from None
 
 
-class RestHandler(BaseHTTPRequestHandler):
-    # HTTP/1.1 keeps connections open between requests: most of a small model's
-    # request latency would otherwise be TCP set-up.
-    protocol_version = "HTTP/1.1"
-    server_version = "zoo-serving"
-    timeout = 60  # a client that stops sending mid-body must not hold a thread forever
+def _serve(store, method, path, found, body):
+    # The routes match case-insensitively but dispatch on the exact verb, so
+    # ":PREDICT" is as malformed as ":explode" (TF Serving's ProcessRequest).
+    if found is None or (method == "POST" and found.method not in ("predict", "classify", "regress")):
+        raise ServingError(f"Malformed request: {method} {path}")
+    if method == "GET":
+        if not found.name:
+            raise ServingError("Missing model name in request.")
+        if found.method == "metadata":
+            servable = store.get(found.name, found.version, found.label)
+            return 200, json.dumps(metadata_json(servable))
+        # A label on a status request is ignored, as TF Serving's GetModelStatus ignores it.
+        return 200, json.dumps({"model_version_status": store.status(found.name, found.version)})
+    servable = store.get(found.name, found.version, found.label)
+    if found.method == "predict":
+        signature_name, arrays, form = parse_predict(body, servable)
+        outputs = servable.predict(signature_name or SIGNATURE_DEFAULT, arrays)
+        return 200, tensors_json(outputs, form)
+    from zoo.serving import example_api
 
-    def setup(self):
-        super().setup()
-        # With Nagle's algorithm on, an answer written while the client has not yet
-        # acknowledged the last one waits for its delayed ACK (~40 ms per request).
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    signature_name, input_proto = examples_input(body)
+    if found.method == "classify":
+        _, result = example_api.classify(servable, signature_name, input_proto)
+        return 200, classification_json(result)
+    _, result = example_api.regress(servable, signature_name, input_proto)
+    return 200, regression_json(result)
 
-    def log_message(self, format, *args):
-        log.debug("%s - %s", self.address_string(), format % args)
 
-    def parse_request(self):
-        """http.server's request parsing, with the headers read into a plain
-        case-insensitive map instead of an `email.message.Message`: the email parser was
-        a fifth of the server's Python time per small request, which is what server-side
-        batching cannot merge away."""
-        self.command = None
-        self.request_version = self.default_request_version
-        self.close_connection = True
-        self.requestline = str(self.raw_requestline, "iso-8859-1").rstrip("\r\n")
-        words = self.requestline.split()
-        if not words:
-            return False
-        if len(words) >= 3:
-            version = words[-1]
-            try:
-                if not version.startswith("HTTP/"):
-                    raise ValueError
-                major, minor = version.split("/", 1)[1].split(".")
-                if not (major.isdigit() and minor.isdigit() and len(major) <= 10 and len(minor) <= 10):
-                    raise ValueError
-                number = (int(major), int(minor))
-            except ValueError:
-                self.send_error(400, f"Bad request version ({version!r})")
-                return False
-            if number >= (2, 0):
-                self.send_error(505, f"Invalid HTTP version ({version})")
-                return False
-            self.close_connection = number < (1, 1)
-            self.request_version = version
-        if not 2 <= len(words) <= 3:
-            self.send_error(400, f"Bad request syntax ({self.requestline!r})")
-            return False
-        self.command, self.path = words[:2]
-        if len(words) == 2:
-            self.close_connection = True
-            if self.command != "GET":
-                self.send_error(400, f"Bad HTTP/0.9 request type ({self.command!r})")
-                return False
-        headers = Headers()
+def answer(store, method, path, body):
+    """One /v1 request, answered: `(status, JSON text, Route or None)`. Blocking (it
+    runs the model): `RestApp` calls it in its pool of threads."""
+    found = None
+    try:
+        found = route(method, path)
+        status, text = _serve(store, method, path, found, body)
+    except ServingError as error:
+        status, text = error.status, error_json(str(error))
+    except RecursionError:
+        status, text = 400, error_json("The request nests JSON arrays or objects too deeply.")
+    except UnicodeEncodeError as error:  # a lone surrogate in a tf.Example's string feature
+        status, text = 400, error_json(lone_surrogate_message(error))
+    except Exception as error:  # a bug answers 500 and the server goes on
+        log.exception("request failed: %s %s", method, path)
+        status, text = 500, error_json(f"Internal error: {type(error).__name__}: {error}")
+    return status, text, found
+
+
+_DRAIN_LIMIT = 256 * 1024 * 1024
+_CODES = {400: "INVALID_ARGUMENT", 404: "NOT_FOUND", 413: "RESOURCE_EXHAUSTED", 501: "UNIMPLEMENTED",
+          503: "UNAVAILABLE", 500: "INTERNAL", 504: "DEADLINE_EXCEEDED"}
+
+
+# -------------------------------------------------------------------------- limits
+@dataclasses.dataclass
+class RestLimits:
+    """What one client (or many) may hold of the REST server; `zoo serve`'s flags.
+
+    Attributes:
+        max_body_bytes: largest request body (413 past it, from Content-Length).
+        max_connections: connections served at once; one more gets a 503 at once.
+        max_header_bytes: request line and headers of one request (431 past it).
+        max_header_bytes_in_flight: header bytes received and not yet complete, over
+            all connections together (503 to the connection that crosses it).
+        request_timeout: seconds from a request's last byte to its answer (504 past
+            it, TF Serving's `--rest_api_timeout_in_ms`); None or 0: no deadline.
+        idle_timeout: seconds a connection may stay silent between requests (closed
+            past it) or in the middle of a body (408 past it).
+        header_timeout: seconds from a request's first byte to its last header byte
+            (408 past it: a slow-client, "slowloris", bound).
+        grace_period: seconds a stopping server waits for requests in flight.
+        threads: model-calling threads (None: 4 per core, at least 8; with server-side
+            batching, `max_connections`, so that batches can fill).
+    """
+
+    max_body_bytes: int = 32 * 1024 * 1024
+    max_connections: int = 256
+    max_header_bytes: int = 64 * 1024
+    max_header_bytes_in_flight: int = 16 * 1024 * 1024
+    request_timeout: float | None = 30.0
+    idle_timeout: float = 60.0
+    header_timeout: float = 10.0
+    grace_period: float = 10.0
+    threads: int | None = None
+
+
+# ---------------------------------------------------------------------- the ASGI app
+_JSON = b"application/json"
+_METRICS_TYPE = b"text/plain; version=0.0.4"
+_CORS = [(b"access-control-allow-origin", b"*"), (b"access-control-allow-methods", b"POST, GET"),
+         (b"access-control-allow-headers", b"Content-Type")]
+_ORIGIN_OK = re.compile(r"https?://")
+
+
+class _Disconnected(Exception):
+    """The client went away before its body arrived."""
+
+
+class _Workers:
+    """A fixed pool of daemon threads running callables from one queue: leaner per call
+    than `concurrent.futures` (no Future per call; the answer goes back to the event
+    loop by `call_soon_threadsafe`)."""
+
+    def __init__(self, count):
+        self._queue = queue.SimpleQueue()
+        self._threads = [threading.Thread(target=self._work, name=f"zoo-rest-{i}", daemon=True)
+                         for i in range(count)]
+        for thread in self._threads:
+            thread.start()
+
+    def _work(self):
         while True:
-            line = self.rfile.readline(_MAX_HEADER_LINE + 1)
-            if len(line) > _MAX_HEADER_LINE:
-                self.send_error(431, "Line too long")
-                return False
-            if line in (b"\r\n", b"\n", b""):
-                break
-            if len(headers) >= _MAX_HEADERS:
-                self.send_error(431, "Too many headers")
-                return False
-            name, colon, value = line.decode("iso-8859-1").partition(":")
-            if colon:
-                headers[name.strip()] = value.strip()
-        self.headers = headers
-        connection = headers.get("Connection", "").lower()
-        if connection == "close":
-            self.close_connection = True
-        elif connection == "keep-alive":
-            self.close_connection = False
-        if (headers.get("Expect", "").lower() == "100-continue" and self.request_version >= "HTTP/1.1"
-                and not self.handle_expect_100()):
+            job = self._queue.get()
+            if job is None:
+                return
+            job()
+
+    def submit(self, job):
+        self._queue.put(job)
+
+    def stop(self):
+        for _ in self._threads:
+            self._queue.put(None)
+
+
+def _resolve(waiter, result):
+    if not waiter.done():
+        waiter.set_result(result)
+
+
+def _expire(waiter, seconds):
+    if not waiter.done():
+        waiter.set_exception(DeadlineExceeded(
+            f"Deadline exceeded: the request was not answered within this server's limit of "
+            f"{seconds * 1000:.0f} ms (--rest_api_timeout_in_ms)."))
+
+
+class RestApp:
+    """The ASGI application: TF Serving's REST API over `store`. Routing, metrics and
+    CORS run on the event loop; everything that touches a model (`answer`) runs in
+    `workers`, under the per-request deadline."""
+
+    def __init__(self, store, limits=None, metrics=None, enable_cors=False, metrics_path=METRICS_PATH,
+                 workers=None):
+        self.store = store
+        self.limits = limits or RestLimits()
+        self.metrics = metrics
+        self.enable_cors = bool(enable_cors)
+        self.metrics_path = metrics_path
+        self.workers = workers
+        self.header_bytes = 0  # header bytes in flight over all connections (the loop's thread only)
+        self._extra = _CORS if self.enable_cors else []
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return
+        started = time.perf_counter()
+        method = scope["method"]
+        path = scope["path"]
+        length, origin = scope.get("zoo.headers") or _scan(scope["headers"])
+        close = False
+        if method == "HEAD":
+            # A HEAD answer has headers only. TF Serving routes HEAD like any method it
+            # has no handler for: a malformed request (400).
+            return await self._reply(send, 400, b"")
+        found = None
+        try:
+            if method in ("GET", "OPTIONS", "DELETE") and length in (None, "0"):
+                body = b""
+            elif length is None:
+                close = True
+                raise ServingError("A POST needs a Content-Length header (chunked bodies are not supported).")
+            else:
+                body = await _read(receive)
+            if method == "GET" and path == self.metrics_path:
+                text = self.metrics.render() if self.metrics else ""
+                return await self._reply(send, 200, text.encode(), content_type=_METRICS_TYPE)
+            if not _V1.fullmatch(path):
+                # No handler outside /v1/ and the metrics path (not counted, as in TF Serving).
+                return await self._reply(send, 404, error_json(f"Not found: {method} {path}").encode())
+            if method == "OPTIONS":
+                # TF Serving answers a preflight with headers only, refused or not.
+                return await self._reply(send, 200 if _ORIGIN_OK.search(origin or "") else 400, b"")
+            status, text, found = await self._answer(method, path, body)
+        except _Disconnected:
+            return
+        except ServingError as error:
+            status, text = error.status, error_json(str(error))
+        if self.metrics is not None:
+            self.count(found, status, started)
+        await self._reply(send, status, text.encode(), close)
+
+    def count(self, found, status, started):
+        code = "OK" if status == 200 else _CODES.get(status, "UNKNOWN")
+        self.metrics.count_request(found.name if found else "", code, found.method if found else "", "REST",
+                                   time.perf_counter() - started)
+
+    async def _answer(self, method, path, body):
+        loop = asyncio.get_running_loop()
+        waiter = loop.create_future()
+        store = self.store
+
+        def job():
+            result = answer(store, method, path, body)
+            loop.call_soon_threadsafe(_resolve, waiter, result)
+
+        self.workers.submit(job)
+        seconds = self.limits.request_timeout
+        if not seconds:
+            return await waiter
+        timer = loop.call_later(seconds, _expire, waiter, seconds)
+        try:
+            return await waiter
+        finally:
+            timer.cancel()
+
+    async def _reply(self, send, status, body, close=False, content_type=_JSON):
+        headers = [(b"content-type", content_type), (b"content-length", b"%d" % len(body)), *self._extra]
+        if close:
+            headers.append((b"connection", b"close"))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+def _scan(headers):
+    length = origin = None
+    for name, value in headers:
+        if name == b"content-length":
+            length = value.decode("latin-1")
+        elif name == b"origin":
+            origin = value.decode("latin-1")
+    return length, origin
+
+
+async def _read(receive):
+    message = await receive()
+    if message["type"] == "http.disconnect":
+        raise _Disconnected
+    if not message.get("more_body"):
+        return message.get("body", b"")
+    chunks = [message.get("body", b"")]
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise _Disconnected
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+# ------------------------------------------------------------------ the HTTP protocol
+import httptools  # noqa: E402
+from uvicorn.protocols.http.flow_control import HIGH_WATER_LIMIT  # noqa: E402
+from uvicorn.protocols.http.httptools_impl import (  # noqa: E402
+    STATUS_LINE,
+    HttpToolsProtocol,
+    RequestResponseCycle,
+)
+
+_uvicorn_log = logging.getLogger("zoo.serving.http")
+
+
+class _Cycle(RequestResponseCycle):
+    """uvicorn's request/response cycle, with the whole answer (status line, headers and
+    body) written in one `transport.write` instead of two: one system call, and one
+    wake-up of the client on a busy machine."""
+
+    _head = None
+
+    async def send(self, message):
+        kind = message["type"]
+        if kind == "http.response.start" and not self.response_started:
+            self.response_started = True
+            self.waiting_for_100_continue = False
+            head = [STATUS_LINE[message["status"]]]
+            for name, value in self.default_headers:
+                head += (name, b": ", value, b"\r\n")
+            for name, value in message.get("headers", ()):
+                if name == b"connection" and value == b"close":
+                    self.keep_alive = False
+                    continue
+                head += (name, b": ", value, b"\r\n")
+            if not self.keep_alive:
+                head.append(b"connection: close\r\n")
+            head.append(b"\r\n")
+            self._head = b"".join(head)
+            return
+        if kind == "http.response.body" and self._head is not None and not message.get("more_body"):
+            if self.flow.write_paused and not self.disconnected:
+                await self.flow.drain()
+            head, self._head = self._head, None
+            if self.disconnected:
+                return
+            self.transport.write(head if self.scope["method"] == "HEAD" else head + message.get("body", b""))
+            self.response_complete = True
+            self.message_event.set()
+            if not self.keep_alive:
+                self.transport.close()
+            self.on_response()
+            return
+        raise RuntimeError(f"zoo's REST cycle got an ASGI message it does not send: {kind}")
+
+
+class ZooHttpProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with the limits a server facing hostile clients
+    needs and uvicorn does not keep: header bytes per request and in flight (llhttp
+    buffers a header line of any length), time to send the headers, connections, the
+    body size refused before it is read, a stalled body; and its own refusals (and the
+    parser's) answered as TF Serving's JSON `{"error": ...}` on a closed connection."""
+
+    def __init__(self, config, server_state, app_state, _loop=None):
+        super().__init__(config, server_state, app_state, _loop)
+        self.zoo = config.zoo_app
+        self.limits = self.zoo.limits
+        self._in_headers = True  # between requests or inside a request's head
+        self._in_body = False
+        self._header_bytes = 0
+        self._header_timer = None
+        self._discard = None  # bytes of a refused body still to read and throw away
+        self._refused = False
+        self._eof = False
+
+    # -------------------------------------------------------------- connections
+    def connection_made(self, transport):
+        if len(self.connections) >= self.limits.max_connections:
+            self.transport = transport
+            self._refused = True
+            self._error(503, f"This server is at its limit of {self.limits.max_connections} connections; "
+                             "retry shortly.", extra=(b"retry-after: 1\r\n",))
+            return
+        super().connection_made(transport)
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
+        # A connection that never sends a byte is closed too (uvicorn arms its idle
+        # timer only after a first answer).
+        self.timeout_keep_alive_task = self.loop.call_later(self.limits.idle_timeout, self.timeout_keep_alive_handler)
+
+    def eof_received(self):
+        # A client that half-closes after its request (shutdown(SHUT_WR)) still gets
+        # the answer; the connection closes after it.
+        self._eof = True
+        return bool(self.pipeline) or (self.cycle is not None and not self.cycle.response_complete)
+
+    def on_response_complete(self):
+        super().on_response_complete()
+        if self._eof and not self.pipeline and not self.transport.is_closing():
+            self.transport.close()
+
+    def connection_lost(self, exc):
+        self._release_header_bytes()
+        self._cancel_header_timer()
+        if self._refused:
+            self.parser = None
+            return
+        super().connection_lost(exc)
+
+    # ------------------------------------------------------------------ reading
+    def data_received(self, data):
+        self._unset_keepalive_if_required()
+        if self._in_headers:
+            room = self.limits.max_header_bytes - self._header_bytes
+            if len(data) > room:
+                # The head may end inside the room: parse that much, then judge.
+                first, data = data[:room], data[room:]
+                if not self._take_header_bytes(len(first)) or not self._feed(first):
+                    return
+                if self._in_headers:
+                    return self._refuse(431, "The request's headers are larger than this server's limit of "
+                                             f"{self.limits.max_header_bytes} bytes (--rest_api_max_header_bytes).")
+            elif not self._take_header_bytes(len(data)):
+                return
+        if not self._feed(data):
+            return
+        if self._in_body and not self.transport.is_closing():
+            self.timeout_keep_alive_task = self.loop.call_later(self.limits.idle_timeout, self._body_stalled)
+
+    def _feed(self, data):
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            pass  # an Upgrade (h2c, websocket) is not taken up: the request is served as HTTP/1.1
+        except httptools.HttpParserError as error:
+            reason = str(error) or type(error).__name__
+            _uvicorn_log.debug("refused a malformed request from %s: %s", self.client, reason)
+            self._refuse(400, f"Malformed HTTP request: {reason}")
+            return False
+        return not self.transport.is_closing()
+
+    def _take_header_bytes(self, count):
+        self._header_bytes += count
+        self.zoo.header_bytes += count
+        if self.zoo.header_bytes > self.limits.max_header_bytes_in_flight:
+            self._refuse(503, "This server holds its limit of "
+                              f"{self.limits.max_header_bytes_in_flight} bytes of incomplete request headers "
+                              "(--rest_api_max_header_bytes_in_flight); retry shortly.")
             return False
         return True
 
-    def do_GET(self):
-        self._handle()
+    def _release_header_bytes(self):
+        self.zoo.header_bytes -= self._header_bytes
+        self._header_bytes = 0
 
-    do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_GET
+    def _cancel_header_timer(self):
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
 
-    def do_HEAD(self):
-        # A HEAD answer has headers only. TF Serving routes HEAD like any method it has
-        # no handler for: a malformed request (400).
-        self.send_response(400)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", "0")
-        self.end_headers()
+    # ---------------------------------------------------------- parser callbacks
+    def on_message_begin(self):
+        super().on_message_begin()
+        self._in_headers = True
+        if self._header_timer is None:
+            self._header_timer = self.loop.call_later(self.limits.header_timeout, self._headers_too_slow)
 
-    def send_error(self, code, message=None, explain=None):
-        """http.server's own errors (a malformed request line, an unknown method, an
-        over-long header) as TF Serving's JSON `{"error": ...}`, never HTML."""
-        if code == 501:  # a method http.server has no do_ for: not implemented *here*
-            code = 405
-        # An unparseable request line leaves http.server assuming HTTP/0.9, which has no
-        # status line; every client of this server speaks HTTP/1.x.
-        self.request_version = "HTTP/1.1"
-        self.close_connection = True
-        try:
-            self._reply(code, error_json(message or explain or "Bad request"))
-        except OSError:
-            pass
-
-    def handle_expect_100(self):
-        # Refuse an over-size body before the client sends it.
-        try:
-            self._check_length()
-        except ServingError as error:
-            self._reply(error.status, error_json(str(error)))
-            self.close_connection = True
-            return False
-        return super().handle_expect_100()
-
-    # ------------------------------------------------------------------ dispatch
-    def _handle(self):
-        started = time.perf_counter()
-        path = self.path.split("?", 1)[0]
-        server = self.server
-        found = None
-        try:
-            body = self._read_body()
-            if self.command == "GET" and path == server.metrics_path:
-                return self._reply(200, server.metrics.render() if server.metrics else "",
-                                   content_type="text/plain; version=0.0.4")
-            if not _V1.fullmatch(path):
-                raise _NotServed(f"Not found: {self.command} {path}")
-            if self.command == "OPTIONS":
-                # TF Serving answers a preflight with headers only, refused or not.
-                origin = self.headers.get("Origin", "")
-                return self._reply(200 if re.search(r"https?://", origin) else 400, "")
-            else:
-                found = route(self.command, path)
-                status, text = self._serve(found, body)
-        except BodyTooLarge as error:
-            self._drain()
-            status, text = error.status, error_json(str(error))
-        except _NotServed as error:
-            return self._reply(404, error_json(str(error)))
-        except ServingError as error:
-            status, text = error.status, error_json(str(error))
-        except RecursionError:
-            status, text = 400, error_json("The request nests JSON arrays or objects too deeply.")
-        except UnicodeEncodeError as error:  # a lone surrogate in a tf.Example's string feature
-            status, text = 400, error_json(lone_surrogate_message(error))
-        except Exception as error:  # a bug answers 500 and the server goes on
-            log.exception("request failed: %s %s", self.command, self.path)
-            status, text = 500, error_json(f"Internal error: {type(error).__name__}: {error}")
-        if server.metrics is not None and self.command != "OPTIONS":
-            code = "OK" if status == 200 else _CODES.get(status, "UNKNOWN")
-            server.metrics.count_request(found.name if found else "", code, found.method if found else "",
-                                         "REST", time.perf_counter() - started)
-        self._reply(status, text)
-
-    def _serve(self, found, body):
-        # The routes match case-insensitively but dispatch on the exact verb, so
-        # ":PREDICT" is as malformed as ":explode" (TF Serving's ProcessRequest).
-        if found is None or (self.command == "POST" and found.method not in ("predict", "classify", "regress")):
-            raise ServingError(f"Malformed request: {self.command} {self.path.split('?', 1)[0]}")
-        store = self.server.store
-        if self.command == "GET":
-            if not found.name:
-                raise ServingError("Missing model name in request.")
-            if found.method == "metadata":
-                servable = store.get(found.name, found.version, found.label)
-                return 200, json.dumps(metadata_json(servable))
-            # A label on a status request is ignored, as TF Serving's GetModelStatus ignores it.
-            return 200, json.dumps({"model_version_status": store.status(found.name, found.version)})
-        servable = store.get(found.name, found.version, found.label)
-        if found.method == "predict":
-            signature_name, arrays, form = parse_predict(body, servable)
-            outputs = servable.predict(signature_name or SIGNATURE_DEFAULT, arrays)
-            return 200, tensors_json(outputs, form)
-        from zoo.serving import example_api
-
-        signature_name, input_proto = examples_input(body)
-        if found.method == "classify":
-            _, result = example_api.classify(servable, signature_name, input_proto)
-            return 200, classification_json(result)
-        _, result = example_api.regress(servable, signature_name, input_proto)
-        return 200, regression_json(result)
-
-    def _read_body(self):
-        if self.command in ("GET", "OPTIONS", "DELETE") and self.headers.get("Content-Length") in (None, "0"):
-            return b""
-        return self.rfile.read(self._check_length())
-
-    def _reply(self, status, text, content_type="application/json"):
-        """The whole answer in one write (two writes cost a second system call and, on
-        a busy machine, a second wake-up of the client)."""
-        body = text.encode("utf-8")
-        phrase = self.responses.get(status, ("",))[0]
-        head = [f"{self.request_version if self.request_version != 'HTTP/0.9' else 'HTTP/1.1'} {status} {phrase}",
-                f"Server: {self.server_version}", f"Date: {_http_date()}", f"Content-Type: {content_type}",
-                f"Content-Length: {len(body)}"]
-        if getattr(self.server, "enable_cors", False):
-            # TF Serving's AddCORSHeaders, on every answer once --rest_api_enable_cors_support is on.
-            head += ["Access-Control-Allow-Origin: *", "Access-Control-Allow-Methods: POST, GET",
-                     "Access-Control-Allow-Headers: Content-Type"]
-        if self.close_connection:
-            head.append("Connection: close")
-        self.log_request(status, len(body))
-        self.wfile.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body)
-
-    def _drain(self):
-        # A client that sends its whole body before reading (most do) would see the
-        # connection reset instead of the 413 if the unread body were left in the socket.
-        remaining = min(int(self.headers.get("Content-Length", "0") or 0), _DRAIN_LIMIT)
-        try:
-            while remaining > 0:
-                chunk = self.rfile.read(min(remaining, 1 << 20))
-                if not chunk:
-                    break
-                remaining -= len(chunk)
-        except OSError:
-            pass
-
-    def _check_length(self):
-        length = self.headers.get("Content-Length")
-        if length is None:
-            self.close_connection = True
-            raise ServingError("A POST needs a Content-Length header (chunked bodies are not supported).")
-        if not (length.isascii() and length.isdigit()):
-            self.close_connection = True
-            raise ServingError(f"Content-Length must be a number. Received: {length!r}")
-        limit = self.server.max_body_bytes
-        if int(length) > limit:
-            # The body stays unread, so this connection cannot carry another request.
-            self.close_connection = True
-            raise BodyTooLarge(
-                f"The request body is larger than this server's limit of {limit} bytes. "
-                f"Received: Content-Length={length}"
-            )
-        return int(length)
-
-
-class Headers(dict):
-    """Request headers by case-insensitive name (the last of repeated ones)."""
-
-    def __setitem__(self, name, value):
-        super().__setitem__(name.lower(), value)
-
-    def __getitem__(self, name):
-        return super().get(name.lower())
-
-    def get(self, name, default=None):
-        return super().get(name.lower(), default)
-
-    def __contains__(self, name):
-        return super().__contains__(name.lower())
-
-
-_MAX_HEADER_LINE = 65536
-_MAX_HEADERS = 100
-_date = [0, ""]
-
-
-def _http_date():
-    now = int(time.time())
-    if _date[0] != now:  # formatted once a second, not once a request
-        from email.utils import formatdate
-
-        _date[:] = [now, formatdate(now, usegmt=True)]
-    return _date[1]
-
-
-class _NotServed(Exception):
-    """A path outside /v1/ and the metrics path: TF Serving's HTTP server has no handler."""
-
-
-_CODES = {400: "INVALID_ARGUMENT", 404: "NOT_FOUND", 413: "RESOURCE_EXHAUSTED", 501: "UNIMPLEMENTED",
-          503: "UNAVAILABLE", 500: "INTERNAL"}
-
-
-class RestHTTPServer(ThreadingHTTPServer):
-    """One thread per connection, at most `max_connections` at once.
-
-    Past the cap a connection gets `503 {"error": ...}` and is closed at once, instead
-    of a thread of its own (3,000 idle connections were 3,000 threads).
-    """
-
-    daemon_threads = True
-    store = None
-    max_body_bytes = 32 * 1024 * 1024
-    metrics = None
-    enable_cors = False
-    metrics_path = METRICS_PATH
-    request_queue_size = 128
-    allow_reuse_address = True
-    max_connections = 256
-
-    def server_activate(self):
-        super().server_activate()
-        self.limit_connections(self.max_connections)
-
-    def limit_connections(self, count):
-        self.max_connections = int(count)
-        self._slots = threading.BoundedSemaphore(self.max_connections)
-
-    def process_request(self, request, client_address):
-        if not self._slots.acquire(blocking=False):
-            self._refuse(request)
+    def on_headers_complete(self):
+        self._cancel_header_timer()
+        self._release_header_bytes()
+        self._in_headers = False
+        self._in_body = True
+        if self.transport.is_closing():
+            self._discard = 0
             return
-        try:
-            super().process_request(request, client_address)
-        except Exception:
-            self._slots.release()
-            raise
+        parser = self.parser
+        method = parser.get_method().decode("ascii")
+        http_version = parser.get_http_version()
+        length = origin = None
+        for name, value in self.headers:
+            if name == b"content-length":
+                length = value
+            elif name == b"origin":
+                origin = value
+        if length is not None and int(length) > self.limits.max_body_bytes:
+            return self._too_large(length.decode("ascii"))
+        raw_path, _, query = self.url.partition(b"?")
+        scope = self.scope
+        scope["method"] = method
+        if http_version != "1.1":
+            scope["http_version"] = http_version
+        scope["path"] = raw_path.decode("latin-1")  # as sent: routing unquotes names itself
+        scope["raw_path"] = raw_path
+        scope["query_string"] = query
+        scope["zoo.headers"] = (None if length is None else length.decode("latin-1"),
+                                None if origin is None else origin.decode("latin-1"))
+        existing = self.cycle
+        self.cycle = _Cycle(
+            scope=scope, transport=self.transport, flow=self.flow, logger=self.logger,
+            access_logger=self.access_logger, access_log=False,
+            default_headers=self.server_state.default_headers, message_event=asyncio.Event(),
+            expect_100_continue=self.expect_100_continue,
+            keep_alive=http_version != "1.0" and parser.should_keep_alive(),
+            on_response=self.on_response_complete,
+        )
+        if existing is None or existing.response_complete:
+            self._start_asgi_task(self.cycle, self.app)
+        else:  # pipelined: answered in order
+            self.flow.pause_reading()
+            self.pipeline.appendleft((self.cycle, self.app))
 
-    def process_request_thread(self, request, client_address):
+    def on_body(self, body):
+        if self._discard is not None:
+            self._discard += len(body)
+            if self._discard > _DRAIN_LIMIT and not self.transport.is_closing():
+                self.transport.close()
+            return
+        cycle = self.cycle
+        if cycle.response_complete:
+            return
+        cycle.body += body
+        if len(cycle.body) > HIGH_WATER_LIMIT:
+            self.flow.pause_reading()
+        cycle.message_event.set()
+
+    def on_message_complete(self):
+        self._in_body = False
+        self._in_headers = True
+        if self._discard is not None:
+            self._discard = None
+            self.transport.close()
+            return
+        super().on_message_complete()
+
+    # ----------------------------------------------------------------- refusals
+    def _too_large(self, length):
+        """An over-size body, refused from its Content-Length before it is read: the
+        413 goes at once (no 100 Continue); the body, if the client sends it anyway, is
+        read and dropped (up to 256 MiB) so that the client sees the 413, not a reset."""
+        limit = self.limits.max_body_bytes
+        if self.zoo.metrics is not None:
+            self.zoo.count(None, 413, time.perf_counter())
+        if self.cycle is not None and not self.cycle.response_complete:
+            self.transport.close()  # pipelined behind an answer still being made
+            return
+        self._error(413, f"The request body is larger than this server's limit of {limit} bytes. "
+                         f"Received: Content-Length={length}", close=False)
+        if self.expect_100_continue:
+            self.transport.close()
+        else:
+            self._discard = 0
+
+    def _headers_too_slow(self):
+        self._header_timer = None
+        if not self.transport.is_closing():
+            self._refuse(408, "The request's headers did not arrive within this server's limit of "
+                              f"{self.limits.header_timeout:g} s (--rest_api_header_timeout_in_ms).")
+
+    def _body_stalled(self):
+        self.timeout_keep_alive_task = None
+        if self.transport.is_closing():
+            return
+        if self.cycle is not None and not self.cycle.response_started:
+            self._refuse(408, "The request body stopped arriving for longer than this server's limit of "
+                              f"{self.limits.idle_timeout:g} s (--rest_api_idle_timeout_in_ms).")
+        else:
+            self.transport.close()
+
+    def _refuse(self, status, message):
+        """Answer `status` with `{"error": message}` and close the connection: what the
+        client sent after this is never read, let alone answered."""
+        self._release_header_bytes()
+        self._cancel_header_timer()
+        if self.cycle is not None and not self.cycle.response_complete:
+            if self.cycle.response_started:
+                self.transport.close()
+                return
+            self.cycle.disconnected = True
+        self._error(status, message)
+
+    def _error(self, status, message, extra=(), close=True):
+        body = error_json(message).encode()
+        head = [STATUS_LINE[status]]
+        for name, value in self.server_state.default_headers:
+            head += (name, b": ", value, b"\r\n")
+        head += (b"content-type: application/json\r\ncontent-length: ", b"%d" % len(body), b"\r\n")
+        for name, value in self.zoo._extra:
+            head += (name, b": ", value, b"\r\n")
+        head += (*extra, b"connection: close\r\n\r\n", body)
+        self.transport.write(b"".join(head))
+        if close:
+            self.transport.close()
+
+    def send_400_response(self, msg):  # uvicorn's own refusals, should any be reached
+        self._refuse(400, f"Malformed HTTP request: {msg}")
+
+
+# ------------------------------------------------------------------------ the server
+def _new_loop():
+    try:
+        import uvloop
+    except ImportError:  # optional: asyncio's own loop serves too, somewhat slower
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
+def _listen(host, port, backlog=1024):
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                         flags=socket.AI_PASSIVE)[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(backlog)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+class RestServer:
+    """`RestApp` on uvicorn (`ZooHttpProtocol`), on an event loop in a thread of its own.
+
+    `start()` binds (raising OSError where it cannot) and returns once the server
+    accepts; `stop()` stops accepting, lets requests in flight finish for up to
+    `limits.grace_period` seconds, then closes what is left."""
+
+    def __init__(self, app, host, port):
+        self.app = app
+        self.host, self.requested_port = host, port
+        self.server = None
+        self.server_address = None
+        self._thread = None
+        self._sock = None
+
+    def bind(self):
+        """Listen on (host, port); OSError where that cannot be done."""
+        if self._sock is None:
+            self._sock = _listen(self.host, self.requested_port)
+            self.server_address = self._sock.getsockname()[:2]
+        return self
+
+    def start(self):
+        import uvicorn
+
+        limits = self.app.limits
+        self.bind()
+        threads = limits.threads or max(8, 4 * (os.cpu_count() or 1))
+        self.app.workers = _Workers(threads)
+        config = uvicorn.Config(
+            self.app, http=ZooHttpProtocol, ws="none", lifespan="off", interface="asgi3", log_config=None,
+            log_level="warning", access_log=False, proxy_headers=False, server_header=False, date_header=True,
+            headers=[("Server", "zoo-serving")], timeout_keep_alive=limits.idle_timeout,
+            timeout_graceful_shutdown=limits.grace_period, backlog=1024,
+        )
+        config.zoo_app = self.app
+        self.server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._run, name="zoo-rest", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 60
+        while not self.server.started and self._thread.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.005)
+        if not self.server.started:
+            self.stop()
+            raise OSError(f"the REST server did not start on {self.host}:{self.server_address[1]}")
+        return self
+
+    def _run(self):
+        loop = _new_loop()
+        asyncio.set_event_loop(loop)
         try:
-            super().process_request_thread(request, client_address)
+            loop.run_until_complete(self.server.serve(sockets=[self._sock]))
+        except BaseException:  # noqa: BLE001 - logged; stop() still returns
+            log.exception("the REST server stopped")
         finally:
-            self._slots.release()
+            loop.close()
 
-    def _refuse(self, request):
-        body = json.dumps({"error": f"This server is at its limit of {self.max_connections} connections; "
-                                    "retry shortly."}).encode()
+    def stop(self):
+        if self.server is None:
+            if self._sock is not None:
+                self._sock.close()
+            return
+        self.server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(self.app.limits.grace_period + 5)
+            if self._thread.is_alive():
+                self.server.force_exit = True
+                self._thread.join(5)
+        if self.app.workers is not None:
+            self.app.workers.stop()
         try:
-            request.settimeout(1.0)
-            request.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-                            b"Connection: close\r\nRetry-After: 1\r\nContent-Length: "
-                            + str(len(body)).encode() + b"\r\n\r\n" + body)
+            self._sock.close()
         except OSError:
             pass
-        self.shutdown_request(request)
-
+        self.server = None

@@ -12,16 +12,17 @@ for the REST routes.
 
 from __future__ import annotations
 
+import signal
 import threading
-import time
 
 from zoo.errors import ZooError
 
 from zoo.serving.metrics import Metrics
-from zoo.serving.rest import METRICS_PATH, RestHandler, RestHTTPServer
+from zoo.serving.rest import METRICS_PATH, RestApp, RestLimits, RestServer, shutdown_parser_pool
 from zoo.serving.store import ModelStore
 
 DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
+_DEFAULT_LIMITS = RestLimits()
 
 
 # ----------------------------------------------------------------------------- server
@@ -43,8 +44,24 @@ class ModelServer:
             model config file. Defaults to `1.0`.
         max_body_bytes: int. Largest REST body (and gRPC message) accepted.
             Defaults to 32 MiB.
-        max_connections: int. REST connections served at once (a thread each); more
-            get a 503 and are closed. Defaults to `256`.
+        max_connections: int. REST connections served at once; more get a 503 and
+            are closed. Defaults to `256`.
+        max_header_bytes: int. Request line and headers of one REST request; more get
+            a 431. Defaults to 64 KiB.
+        max_header_bytes_in_flight: int. Incomplete request headers held over all
+            REST connections; the connection that crosses it gets a 503. Defaults to
+            16 MiB.
+        request_timeout: float. Seconds from a REST request's last byte to its
+            answer, past which it gets a 504 (TF Serving's `--rest_api_timeout_in_ms`);
+            0 or None: no deadline. Defaults to `30`.
+        idle_timeout: float. Seconds a REST connection may stay silent between
+            requests (then it is closed) or mid-body (then 408). Defaults to `60`.
+        header_timeout: float. Seconds from a REST request's first byte to the end
+            of its headers, past which it gets a 408 (slow clients). Defaults to `10`.
+        grace_period: float. Seconds `stop()` waits for REST requests in flight.
+            Defaults to `10`.
+        rest_threads: int or None. Threads that run REST requests' model calls
+            (None: 4 per core, at least 8; `max_connections` with batching on).
         model_config_file: TF Serving's text-format `ModelServerConfig` (several
             models, version policies, labels), instead of `base_path`.
         enable_batching: bool. Merge concurrent requests into one model call, as TF
@@ -77,6 +94,13 @@ class ModelServer:
         metrics_path=METRICS_PATH,
         intra_op_threads=0,
         inter_op_threads=0,
+        max_header_bytes=_DEFAULT_LIMITS.max_header_bytes,
+        max_header_bytes_in_flight=_DEFAULT_LIMITS.max_header_bytes_in_flight,
+        request_timeout=_DEFAULT_LIMITS.request_timeout,
+        idle_timeout=_DEFAULT_LIMITS.idle_timeout,
+        header_timeout=_DEFAULT_LIMITS.header_timeout,
+        grace_period=_DEFAULT_LIMITS.grace_period,
+        rest_threads=None,
     ):
         batching = None
         if enable_batching or batching_parameters_file:
@@ -97,8 +121,16 @@ class ModelServer:
         self.host = host
         self._requested = (port, grpc_port)
         self.max_body_bytes = int(max_body_bytes)
+        self.limits = RestLimits(
+            max_body_bytes=self.max_body_bytes, max_connections=self.max_connections,
+            max_header_bytes=int(max_header_bytes), max_header_bytes_in_flight=int(max_header_bytes_in_flight),
+            request_timeout=float(request_timeout) if request_timeout else None, idle_timeout=float(idle_timeout),
+            header_timeout=float(header_timeout), grace_period=float(grace_period),
+            # With batching, a request waits in its model call for the batch to fill:
+            # as many threads as connections, so that batches can fill.
+            threads=rest_threads or (self.max_connections if batching is not None else None),
+        )
         self._http = None
-        self._http_thread = None
         self._grpc = None
         self.port = None
         self.grpc_port = None
@@ -113,23 +145,21 @@ class ModelServer:
 
     def start(self):
         port, grpc_port = self._requested
+        app = RestApp(self.store, self.limits, metrics=self.metrics, enable_cors=self.enable_cors,
+                      metrics_path=self.metrics_path)
+        http = RestServer(app, self.host, port)
         try:
-            self._http = RestHTTPServer((self.host, port), RestHandler)
+            http.bind()
         except OSError as error:
             raise PortUnavailable(f"Cannot serve REST on {self.host}:{port}: {error.strerror or error}. "
                                   "Pass another --port (0 picks a free one).") from None
-        self.store.start()
-        self._http.store = self.store
-        self._http.max_body_bytes = self.max_body_bytes
-        self._http.metrics = self.metrics
-        self._http.enable_cors = self.enable_cors
-        self._http.metrics_path = self.metrics_path
-        self._http.limit_connections(self.max_connections)
+        try:
+            self.store.start()
+            self._http = http.start()
+        except BaseException:
+            http.stop()
+            raise
         self.port = self._http.server_address[1]
-        self._http_thread = threading.Thread(
-            target=self._http.serve_forever, name="zoo-rest", daemon=True
-        )
-        self._http_thread.start()
         if grpc_port is not None:
             from zoo.serving.grpc_service import start_grpc_server
 
@@ -150,8 +180,7 @@ class ModelServer:
             self._grpc.stop(grace=1).wait()
             self._grpc = None
         if self._http is not None:
-            self._http.shutdown()
-            self._http.server_close()
+            self._http.stop()  # stops accepting, finishes what is in flight (grace_period)
             self._http = None
         self.store.stop()
 
@@ -162,14 +191,24 @@ class ModelServer:
         self.stop()
 
     def wait(self):
-        """Block until interrupted (Ctrl-C), then stop."""
+        """Block until SIGINT (Ctrl-C) or SIGTERM, then stop gracefully: stop accepting,
+        answer the requests in flight (for up to `grace_period` seconds), stop the JSON
+        parser processes, return. A second Ctrl-C while stopping stops at once."""
+        stopping = threading.Event()
+        previous = {}
+        if threading.current_thread() is threading.main_thread():
+            for number in (signal.SIGINT, signal.SIGTERM):
+                previous[number] = signal.signal(number, lambda *_: stopping.set())
         try:
-            while True:
-                time.sleep(3600)
+            while not stopping.wait(3600):
+                pass
         except KeyboardInterrupt:
             pass
         finally:
+            for number, handler in previous.items():
+                signal.signal(number, handler)
             self.stop()
+            shutdown_parser_pool()
 
 
 def serve(base_path=None, host="127.0.0.1", port=8501, grpc_port=8500, **kwargs):
