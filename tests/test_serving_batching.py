@@ -190,6 +190,37 @@ def test_pad_variable_length_inputs_pads_with_each_inputs_first_value():
     assert answers[4]["y"].tolist() == [[10, 20, 30, 40]]
 
 
+def test_one_long_request_cannot_pad_its_neighbours_to_its_length():
+    """pad_variable_length_inputs: a request 100,000 long among 31 of length 4 would
+    pad the batch to 32 x 100,000 (TF Serving does); here a batch is padded to at most
+    twice the elements its requests sent, and every answer is still exact."""
+    run = Recorder(fn=lambda inputs: {"y": inputs["x"] * 2}, delay=0.001)
+    sent, answers = {}, {}
+    barrier = threading.Barrier(32)
+
+    def client(i):
+        x = np.arange(1, (100_000 if i == 7 else 4) + 1, dtype="int32")[None] + i
+        sent[i] = x
+        barrier.wait()
+        answers[i] = batcher({"x": x})
+
+    with Batcher(run, params(max_batch_size=32, batch_timeout_micros=20_000, pad_variable_length_inputs=True,
+                             num_batch_threads=1)) as batcher:
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(32)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+    for i, x in sent.items():  # each answer is its own row (padded as TF Serving pads)
+        assert answers[i]["y"][:, :x.shape[1]].tolist() == (x * 2).tolist()
+    assert max(run.sizes) > 1  # the short ones still share batches
+    # At most one short request ran beside the long one (2 x 100,000 <= twice what they sent).
+    assert sum(answers[i]["y"].shape[1] > 4 for i in answers if i != 7) <= 1
+    for inputs in run.inputs:
+        long_rows = int((inputs["x"][:, -1] == 100_000 + 7).sum())
+        assert inputs["x"].size <= 2 * (100_000 * long_rows + 4 * (len(inputs["x"]) - long_rows)), inputs["x"].shape
+
+
 # -------------------------------------------------------------------------- timing
 def test_a_lone_request_waits_about_batch_timeout_micros_and_no_more():
     run = Recorder()

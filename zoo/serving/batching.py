@@ -25,7 +25,10 @@ The rules are TF Serving's (`SharedBatchScheduler` and `BatchingSession`):
 - Requests whose inputs differ in a dimension other than the first never share a
   batch (TF Serving would fail such a batch); with `pad_variable_length_inputs` they
   do, each input padded at the end of every dimension to the batch's largest size
-  with its own first value, as TF Serving pads.
+  with its own first value, as TF Serving pads — while the padded batch holds at most
+  twice the elements its requests sent: a request that would pad it further opens a
+  new batch (TF Serving pads any mix, so one request 10^6 long makes each of its
+  neighbours 10^6 long).
 - `allowed_batch_sizes` pads a batch with copies of its last request's first row up
   to the next allowed size; the padding rows are dropped from the answers.
 
@@ -80,6 +83,7 @@ from __future__ import annotations
 import copy
 import itertools
 import logging
+import math
 import os
 import threading
 import time
@@ -338,7 +342,7 @@ class _Task:
 
 
 class _Batch:
-    __slots__ = ("key", "tasks", "size", "start", "closed")
+    __slots__ = ("key", "tasks", "size", "start", "closed", "shapes", "elements")
 
     def __init__(self, key, now):
         self.key = key
@@ -346,6 +350,8 @@ class _Batch:
         self.size = 0
         self.start = now
         self.closed = False  # full, or superseded by a newer batch: runs as soon as a thread is free
+        self.shapes = {}  # pad_variable_length_inputs: input -> its largest shape after axis 0
+        self.elements = 0  # pad_variable_length_inputs: the elements its requests sent
 
 
 class _Scheduler:
@@ -522,6 +528,8 @@ class Batcher:
             room = limit - batch.size if batch is not None else 0
             if not self.parameters.enable_large_batch_splitting and size > room:
                 room = 0  # without splitting a task never straddles batches
+            if room and self._bloats(batch, inputs, min(size, room)):
+                room = 0
             pieces = [min(size, room)] if room else []
             while sum(pieces) < size:
                 pieces.append(min(limit, size - sum(pieces)))
@@ -541,7 +549,8 @@ class Batcher:
             for task in tasks:
                 task.enqueued = now
                 batch = self._open.get(key)
-                if batch is not None and batch.size + task.size > limit:
+                if batch is not None and (batch.size + task.size > limit
+                                          or self._bloats(batch, task.inputs, task.size)):
                     batch.closed, wake = True, True
                     del self._open[key]
                     batch = None
@@ -551,12 +560,30 @@ class Batcher:
                     wake = True
                 batch.tasks.append(task)
                 batch.size += task.size
+                if self.parameters.pad_variable_length_inputs:
+                    for name, value in task.inputs.items():
+                        have = batch.shapes.get(name, value.shape[1:])
+                        batch.shapes[name] = tuple(max(a, b) for a, b in zip(have, value.shape[1:]))
+                        batch.elements += task.size * math.prod(value.shape[1:])
                 if batch.size >= limit:
                     batch.closed, wake = True, True
                     del self._open[key]
             if wake:  # a batch to run now, or a new deadline to wait for
                 self._cond.notify()
             return tasks
+
+    def _bloats(self, batch, inputs, rows):
+        """pad_variable_length_inputs: whether `rows` rows of `inputs` joining `batch`
+        would pad it to more than twice the elements its requests sent (one long
+        request would make every neighbour as long); such a request opens a new batch."""
+        if not self.parameters.pad_variable_length_inputs or batch is None or not batch.tasks:
+            return False
+        padded, sent = 0, batch.elements
+        for name, value in inputs.items():
+            shape = tuple(max(a, b) for a, b in zip(batch.shapes[name], value.shape[1:]))
+            padded += (batch.size + rows) * math.prod(shape)
+            sent += rows * math.prod(value.shape[1:])
+        return padded > 2 * sent
 
     def _wait(self, task):
         task.done.acquire()
