@@ -73,3 +73,35 @@ def stop_with_ctrl_c(process, timeout=60):
     except subprocess.TimeoutExpired:
         process.kill()
         return process.communicate()
+
+
+def group_processes(pgid):
+    """The live (not zombie) processes of process group `pgid`, from /proc: a process
+    started with `start_new_session=True` leads its own group, and every process it
+    starts (a pool's workers, multiprocessing's resource tracker) stays in it, even
+    once orphaned."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            found.append(int(entry))
+    return found
+
+
+def wait_for_no_group(pgid, timeout=30):
+    """Wait (up to `timeout` seconds, polling) until process group `pgid` has no live
+    process; returns the pids still alive then (empty: none left)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        alive = group_processes(pgid)
+        if not alive or time.monotonic() > deadline:
+            return alive
+        time.sleep(0.05)

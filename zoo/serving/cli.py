@@ -45,7 +45,9 @@ def add_commands(subparsers):
             "Serving; production runs tensorflow/serving on the same directory or config. "
             "TF Serving's flag names (--model_config_file, --enable_batching, "
             "--rest_api_port, ...) are accepted too; note that zoo's --port is the REST "
-            "port (TF Serving's --port is gRPC: use --grpc-port)."
+            "port (TF Serving's --port is gRPC: use --grpc-port). SIGINT or SIGTERM stops it "
+            "gracefully: no new connections, the requests in flight answered (--grace-period-seconds), "
+            "then exit 0."
         ),
         epilog=("examples:\n  zoo serve models/\n  zoo serve models/ --port 8601 --grpc-port -1\n"
                 "  zoo serve --model_config_file models.config --file_system_poll_wait_seconds 5\n"
@@ -79,9 +81,39 @@ def add_commands(subparsers):
     p.add_argument("--tensorflow-inter-op-parallelism", "--tensorflow_inter_op_parallelism", dest="inter_op",
                    type=int, default=0, help="ops each model runs at once (default: 0, TF's choice; 1 and 1 "
                                              "serve a small model fastest on few cores)")
-    p.add_argument("--max-body-mb", type=float, default=32.0, help="largest request body in MiB (default: 32)")
-    p.add_argument("--max-connections", type=int, default=256,
-                   help="REST connections served at once; more get a 503 (default: 256)")
+    limits = p.add_argument_group(
+        "REST limits", "what clients may hold of the REST server; each refusal is a JSON {\"error\": ...} "
+                       "with the status named, on a connection then closed")
+    limits.add_argument("--max-body-mb", type=float, default=32.0,
+                        help="largest request body in MiB, refused from its Content-Length before it is read "
+                             "(413; default: 32)")
+    limits.add_argument("--max-connections", "--rest-api-max-connections", "--rest_api_max_connections",
+                        dest="max_connections", type=int, default=256,
+                        help="REST connections served at once; one more gets a 503 at once (default: 256)")
+    limits.add_argument("--rest-api-max-header-bytes", "--rest_api_max_header_bytes", dest="max_header_bytes",
+                        type=int, default=65536,
+                        help="request line and headers of one request, in bytes (431; default: 65536)")
+    limits.add_argument("--rest-api-max-header-bytes-in-flight", "--rest_api_max_header_bytes_in_flight",
+                        dest="max_header_bytes_in_flight", type=int, default=16 * 1024 * 1024,
+                        help="incomplete request headers held over all connections, in bytes (503 to the "
+                             "connection that crosses it; default: 16777216)")
+    limits.add_argument("--rest-api-timeout-in-ms", "--rest_api_timeout_in_ms", dest="timeout_ms", type=int,
+                        default=30000, help="deadline of a REST request, from its last byte to its answer "
+                                            "(504; 0: none; default: 30000, as TF Serving)")
+    limits.add_argument("--rest-api-header-timeout-in-ms", "--rest_api_header_timeout_in_ms",
+                        dest="header_timeout_ms", type=int, default=10000,
+                        help="time from a request's first byte to the end of its headers: slow clients "
+                             "(408; default: 10000)")
+    limits.add_argument("--rest-api-idle-timeout-in-ms", "--rest_api_idle_timeout_in_ms", dest="idle_timeout_ms",
+                        type=int, default=60000,
+                        help="silence allowed on a connection between requests (then closed) or mid-body "
+                             "(408; default: 60000)")
+    limits.add_argument("--rest-api-num-threads", "--rest_api_num_threads", dest="rest_threads", type=int,
+                        default=0, help="threads running REST requests' model calls (default: 0: 4 per core, at "
+                                        "least 8; with batching, --max-connections)")
+    limits.add_argument("--grace-period-seconds", "--grace_period_seconds", dest="grace_seconds", type=float,
+                        default=10.0, help="on SIGINT or SIGTERM: stop accepting, answer the requests in flight "
+                                           "for up to this long, then exit (default: 10)")
     p.set_defaults(func=cmd_serve)
 
 
@@ -179,6 +211,13 @@ def cmd_serve(args):
         poll_seconds=args.poll_seconds,
         max_body_bytes=int(args.max_body_mb * 1024 * 1024),
         max_connections=args.max_connections,
+        max_header_bytes=args.max_header_bytes,
+        max_header_bytes_in_flight=args.max_header_bytes_in_flight,
+        request_timeout=args.timeout_ms / 1000 if args.timeout_ms > 0 else None,
+        header_timeout=args.header_timeout_ms / 1000,
+        idle_timeout=args.idle_timeout_ms / 1000,
+        grace_period=args.grace_seconds,
+        rest_threads=args.rest_threads or None,
     ).start()
     names = server.store.names()
     print(f"REST on {server.rest_url}" + (f", gRPC on {server.grpc_target}" if server.grpc_target else ""))

@@ -58,7 +58,6 @@ from zoo.serving.json_tensor import (
 from zoo.serving.errors import BodyTooLarge, DeadlineExceeded, ServingError
 from zoo.serving.store import log
 
-_DRAIN_LIMIT = 256 * 1024 * 1024
 METRICS_PATH = "/monitoring/prometheus/metrics"
 
 
@@ -238,23 +237,21 @@ def _serve(store, method, path, found, body):
     return 200, regression_json(result)
 
 
-def answer(store, method, path, body):
-    """One /v1 request, answered: `(status, JSON text, Route or None)`. Blocking (it
-    runs the model): `RestApp` calls it in its pool of threads."""
-    found = None
+def answer(store, method, path, found, body):
+    """One /v1 request, routed (`found`: `route(method, path)`), answered:
+    `(status, JSON text)`. Blocking (it runs the model): `RestApp` calls it in its pool
+    of threads."""
     try:
-        found = route(method, path)
-        status, text = _serve(store, method, path, found, body)
+        return _serve(store, method, path, found, body)
     except ServingError as error:
-        status, text = error.status, error_json(str(error))
+        return error.status, error_json(str(error))
     except RecursionError:
-        status, text = 400, error_json("The request nests JSON arrays or objects too deeply.")
+        return 400, error_json("The request nests JSON arrays or objects too deeply.")
     except UnicodeEncodeError as error:  # a lone surrogate in a tf.Example's string feature
-        status, text = 400, error_json(lone_surrogate_message(error))
+        return 400, error_json(lone_surrogate_message(error))
     except Exception as error:  # a bug answers 500 and the server goes on
         log.exception("request failed: %s %s", method, path)
-        status, text = 500, error_json(f"Internal error: {type(error).__name__}: {error}")
-    return status, text, found
+        return 500, error_json(f"Internal error: {type(error).__name__}: {error}")
 
 
 _DRAIN_LIMIT = 256 * 1024 * 1024
@@ -392,7 +389,8 @@ class RestApp:
             if method == "OPTIONS":
                 # TF Serving answers a preflight with headers only, refused or not.
                 return await self._reply(send, 200 if _ORIGIN_OK.search(origin or "") else 400, b"")
-            status, text, found = await self._answer(method, path, body)
+            found = route(method, path)
+            status, text = await self._answer(method, path, found, body)
         except _Disconnected:
             return
         except ServingError as error:
@@ -406,13 +404,13 @@ class RestApp:
         self.metrics.count_request(found.name if found else "", code, found.method if found else "", "REST",
                                    time.perf_counter() - started)
 
-    async def _answer(self, method, path, body):
+    async def _answer(self, method, path, found, body):
         loop = asyncio.get_running_loop()
         waiter = loop.create_future()
         store = self.store
 
         def job():
-            result = answer(store, method, path, body)
+            result = answer(store, method, path, found, body)
             loop.call_soon_threadsafe(_resolve, waiter, result)
 
         self.workers.submit(job)
