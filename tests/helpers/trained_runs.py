@@ -8,16 +8,21 @@ Each run is trained the way its strictest reader needs, with `kill -9` in epoch 
 check that the resumed run learned, generates, samples and serves like any run.
 
 A shared run is read only: tests that export it write under their own `tmp_path`, and a
-test that needs to change a run trains its own.
+test that needs to change a run trains its own. Under pytest-xdist (CI's large tier) a
+run is built once for the whole session, not once per worker: the first worker that
+needs it builds it under a lock in the workers' common temporary directory, and the
+others wait for it and read it (`built_once`).
 """
 
 from __future__ import annotations
 
+import fcntl
+import functools
 import json
 import os
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pytest
@@ -42,6 +47,56 @@ class KilledAndResumed:
     @property
     def epochs_done(self):  # the epochs finished when it was killed
         return self.state["epochs_done"]
+
+    def to_json(self):
+        fields = asdict(self)
+        fields["path"] = str(self.path)
+        fields["resumed"] = {"args": [str(a) for a in self.resumed.args], "returncode": self.resumed.returncode,
+                             "stdout": self.resumed.stdout, "stderr": self.resumed.stderr}
+        return fields
+
+    @classmethod
+    def from_json(cls, fields):
+        return cls(**{**fields, "path": Path(fields["path"]),
+                      "resumed": subprocess.CompletedProcess(**fields["resumed"])})
+
+
+def built_once(build):
+    """A session fixture `build(tmp_path_factory, ...)` that builds its run once per test
+    session, also when pytest-xdist runs the session on several workers: the workers
+    share the parent of their base temporary directories, the first to need the run
+    builds it there under an exclusive lock, and the rest wait on the lock and read the
+    result (a `KilledAndResumed`'s fields, or a path) from a JSON file beside it."""
+
+    @functools.wraps(build)
+    def fixture(tmp_path_factory, **kwargs):
+        if "PYTEST_XDIST_WORKER" not in os.environ:
+            return build(tmp_path_factory, **kwargs)
+        shared = tmp_path_factory.getbasetemp().parent / "built-once" / build.__name__
+        shared.mkdir(parents=True, exist_ok=True)
+        result_file = shared / "result.json"
+        with open(shared / "lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, whoever built
+            if not result_file.exists():
+                result = build(_SharedFactory(shared), **kwargs)
+                saved = result.to_json() if isinstance(result, KilledAndResumed) else {"path": str(result)}
+                result_file.write_text(json.dumps(saved))
+        saved = json.loads(result_file.read_text())
+        return KilledAndResumed.from_json(saved) if "resumed" in saved else Path(saved["path"])
+
+    return fixture
+
+
+class _SharedFactory:
+    """`tmp_path_factory.mktemp` inside the workers' common directory."""
+
+    def __init__(self, root):
+        self.root = root
+
+    def mktemp(self, name):
+        path = self.root / name
+        path.mkdir()
+        return path
 
 
 def kill_in_epoch_2_and_resume(kind, options, epochs, out):
@@ -68,7 +123,8 @@ def topics_text(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def text_generation_run(topics_text, tmp_path_factory):
+@built_once
+def text_generation_run(tmp_path_factory, topics_text):
     """The char-LSTM on all of `topics_text`: 3 epochs, 256 units, lr 4e-3, no dropout
     (test_char_lstm.py's bound of 2.5 held-out bits/char needs that much), killed in
     epoch 2 and resumed (test_tasks.py's kill test). Read by test_char_lstm.py's
@@ -80,6 +136,7 @@ def text_generation_run(topics_text, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+@built_once
 def vae_run(tmp_path_factory):
     """A variational autoencoder on scikit-learn's digits: 5 epochs, an 8-number code,
     input noise 0.2, killed in epoch 2 and resumed (test_tasks.py's kill test). Read by
@@ -96,6 +153,7 @@ GAN_EPOCHS = 3
 
 
 @pytest.fixture(scope="session")
+@built_once
 def gan_run(tmp_path_factory):
     """DCGAN on scikit-learn's digits with `GAN_OPTIONS` for `GAN_EPOCHS` epochs, killed in
     epoch 2 and resumed (under the task's old name, `dcgan`). Read by test_dcgan.py's
@@ -105,7 +163,8 @@ def gan_run(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def classifier_run(digits, tmp_path_factory):
+@built_once
+def classifier_run(tmp_path_factory, digits):
     """`zoo finetune` of LeNet-5 on a folder of real 1s and 7s: one frozen epoch, one more."""
     from helpers.digit_folders import write_folder
 
