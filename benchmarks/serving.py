@@ -5,6 +5,8 @@ concurrent single-image requests, and what does it cost in latency?
     PYTHONPATH=. python benchmarks/serving.py --smoke      # a few seconds, for CI
     PYTHONPATH=. python benchmarks/serving.py --seconds 20 --clients 32 --timeout-micros 2000
     PYTHONPATH=. python benchmarks/serving.py --model resnet50 --size 64   # compute-bound
+    git worktree add /tmp/rest_old 5cfcb23                   # the REST stack before uvicorn
+    PYTHONPATH=. python benchmarks/serving.py --compare-old /tmp/rest_old --clients 1,8,32,128
 
 Exports LeNet-5 (random init, seed 0) and serves it twice, batching off and on, each
 in a subprocess running the `ModelServer` that `zoo serve` runs (kept in reach so the
@@ -22,6 +24,12 @@ client, and for batching on the mean batch size and the time requests spent in t
 batcher; then the answers of the two servers compared (class ids, probabilities), and
 one batch's compute (the served signature at batch 1 and 32, in process). Each run is
 printed with the highest 1-minute load average seen while it ran (benchmarks/load.py).
+
+`--compare-old TREE` measures the REST stack instead of batching: batching off on both
+sides, the same model, bodies and client, this tree's server (uvicorn + httptools) and
+the one in TREE (a checkout of another commit, e.g. 5cfcb23, the `http.server` stack,
+run with PYTHONPATH and its working directory there), the sides alternating at each
+client count.
 """
 
 from __future__ import annotations
@@ -92,6 +100,8 @@ class Connection:
 
 
 def http_request(port, body):
+    if not body:  # --status: the model's status, no model call (the HTTP stack alone)
+        return f"GET /v1/models/{MODEL} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode()
     return (f"POST /v1/models/{MODEL}:predict HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
             f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
 
@@ -210,11 +220,12 @@ class Server:
     """The model server (`zoo serve`'s `ModelServer`) in a subprocess, on a free port;
     `batcher_stats()` returns (and zeroes) its batcher's figures."""
 
-    def __init__(self, base, batching_file=None, signature="serving_default", threads=(0, 0)):
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    def __init__(self, base, batching_file=None, signature="serving_default", threads=(0, 0), root=ROOT):
+        env = {**os.environ, "PYTHONPATH": str(root), "TF_CPP_MIN_LOG_LEVEL": "3"}
         command = [sys.executable, "-c", SERVER, str(base), str(batching_file or ""), signature, *map(str, threads)]
+        # The working directory is the tree's too: `python -c` puts it first on sys.path.
         self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                        stderr=subprocess.DEVNULL, text=True, env=env, cwd=str(ROOT))
+                                        stderr=subprocess.DEVNULL, text=True, env=env, cwd=str(root))
         ready = self.process.stdout.readline().split()
         if not ready or ready[0] != "READY":
             raise SystemExit(f"the server did not start (exit {self.process.wait()})")
@@ -358,6 +369,12 @@ def main(argv=None):
                         help="the served model's intra-op,inter-op threads, as zoo serve's "
                              "--tensorflow_intra_op_parallelism / --tensorflow_inter_op_parallelism (default: 0,0: "
                              "TF's choice)")
+    parser.add_argument("--compare-old", metavar="TREE",
+                        help="compare this tree's REST stack with the one in TREE (another commit's checkout, "
+                             "e.g. `git worktree add /tmp/rest_old 5cfcb23`), batching off, sides alternating")
+    parser.add_argument("--status", action="store_true",
+                        help="with --compare-old: GET the model's status instead of :predict (no model call: "
+                             "the HTTP stack alone)")
     parser.add_argument("--smoke", action="store_true", help="tiny and quick: 8 and 32 clients, 1 s each")
     parser.add_argument("--drive", nargs=6, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -404,11 +421,14 @@ def main(argv=None):
     print(f"{described} {signature}, {len(bodies[0])} B per request; in process: batch 1 "
           f"{compute[1] * 1e3:.2f} ms, batch 32 {compute[32] * 1e3:.2f} ms ({compute[32] / 32 * 1e3:.3f} ms/image)",
           flush=True)
+    threads = tuple(int(n) for n in args.threads.split(","))
+    if args.compare_old:
+        return compare_stacks(args, work / "models", bodies, str(bodies_file), signature, threads, client_counts,
+                              described, tf.__version__)
     print("batching parameters: " + " ".join(format_batching_parameters(parameters).split()), flush=True)
     status, _ = check_cli(work / "models", batching_file, bodies[0].encode())
     print(f"zoo serve --enable_batching --batching_parameters_file: answered {status}", flush=True)
 
-    threads = tuple(int(n) for n in args.threads.split(","))
     load = Load()
     results, lone, inside, loads = {}, {}, {}, {}
     for label, config in (("off", None), ("on", batching_file)):
@@ -483,6 +503,63 @@ def main(argv=None):
     load.verdict()
     ok = failed == 0 and compared > 0 and same_class == compared
     return 0 if ok else 1
+
+
+def compare_stacks(args, base, bodies, bodies_file, signature, threads, client_counts, described, tf_version):
+    """This tree's REST stack against the one in `args.compare_old`, batching off, at
+    each client count; the sides alternate (which goes first swaps at each count)."""
+    old_root = Path(args.compare_old).resolve()
+    if not (old_root / "zoo" / "serving" / "server.py").is_file():
+        raise SystemExit(f"--compare-old {old_root}: not a zoo checkout")
+    if args.status:
+        bodies = [""]
+        bodies_file = str(Path(bodies_file).with_name("status.json"))
+        Path(bodies_file).write_text(json.dumps(bodies))
+        described, signature = "GET /v1/models/bench (status, no model call)", "-"
+    load = Load()
+    sides = {"new": ROOT, "old": old_root}
+    results, loads = {}, {}
+    with Server(base, None, signature, threads) as new, Server(base, None, signature, threads, root=old_root) as old:
+        servers = {"new": new, "old": old}
+        for label, server in servers.items():
+            status, _ = request(server.port, bodies[0].encode()) if bodies[0] else (200, None)
+            if status != 200:
+                raise SystemExit(f"the {label} server ({sides[label]}) answered {status}")
+        for index, clients in enumerate([1] + client_counts):
+            order = ("old", "new") if index % 2 == 0 else ("new", "old")
+            for label in order:
+                server = servers[label]
+                with load.timed(f"{label}, {clients} clients") as part:
+                    result = run_clients(server.port, clients, args.seconds, args.warmup, bodies_file,
+                                         server.process.pid)
+                results[label, clients], loads[label, clients] = result, part.max
+                print(f"{label:3s} {clients:3d} clients: {result['rate']:7.0f} req/s  p50 {result['p50']:7.2f} ms  "
+                      f"p99 {result['p99']:7.2f} ms  load {part}  failures {result['failed']}  CPU ms/request: "
+                      f"server {_ms(result['server_cpu_ms'])}, client {result['client_cpu_ms']:.2f}"
+                      + (f" {result['failures'][:1]}" if result["failed"] else ""), flush=True)
+    print(f"\n#### REST stack: {described} `{signature}`, batching off — {datetime.date.today()}, "
+          f"{os.cpu_count()} CPU cores, {platform.processor() or platform.machine()}, TF {tf_version}, "
+          f"{args.seconds:g} s per run, model threads (intra, inter) {threads}, highest 1-minute load average "
+          f"{load_text(highest(loads.values()))}\n")
+    print(f"old: {old_root} (http.server); new: {ROOT} (uvicorn + httptools)\n")
+    print("| clients | old: req/s | old: p50 / p99 ms | new: req/s | new: p50 / p99 ms | **new/old** | "
+          "server CPU ms/request old / new | load old / new |")
+    print("|---|---|---|---|---|---|---|---|")
+    for clients in [1] + client_counts:
+        o, n = results["old", clients], results["new", clients]
+        print(f"| {clients} | {o['rate']:.0f} | {o['p50']:.2f} / {o['p99']:.2f} | {n['rate']:.0f} | "
+              f"{n['p50']:.2f} / {n['p99']:.2f} | **{n['rate'] / max(o['rate'], 1e-9):.2f}x** | "
+              f"{_ms(o['server_cpu_ms'])} / {_ms(n['server_cpu_ms'])} | "
+              f"{load_text(loads['old', clients])} / {load_text(loads['new', clients])} |")
+    failed = sum(r["failed"] for r in results.values())
+    print(f"\nfailures: {failed}")
+    if 32 in client_counts:
+        o, n = results["old", 32], results["new", 32]
+        ratio = n["rate"] / max(o["rate"], 1e-9)
+        print(f"acceptance at 32 clients: throughput {ratio:.2f}x (>= 2x: {'yes' if ratio >= 2 else 'NO'}); "
+              f"p99 {n['p99']:.2f} ms vs {o['p99']:.2f} ms (no worse: {'yes' if n['p99'] <= o['p99'] else 'NO'})")
+    load.verdict()
+    return 0 if failed == 0 else 1
 
 
 if __name__ == "__main__":

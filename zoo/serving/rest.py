@@ -293,6 +293,12 @@ class RestLimits:
 
 
 # ---------------------------------------------------------------------- the ASGI app
+# A model call may run on the event loop itself (saving two thread hand-offs, about a
+# tenth of a millisecond of CPU and latency) only when nothing else is in flight, its
+# body is small, no batching can make it wait, and the same route's recent calls all
+# took under this long: a slow call, or a busy server, goes to the pool.
+INLINE_SECONDS = 0.002
+_INLINE_BODY = 64 * 1024
 _JSON = b"application/json"
 _METRICS_TYPE = b"text/plain; version=0.0.4"
 _CORS = [(b"access-control-allow-origin", b"*"), (b"access-control-allow-methods", b"POST, GET"),
@@ -357,6 +363,8 @@ class RestApp:
         self.metrics_path = metrics_path
         self.workers = workers
         self.header_bytes = 0  # header bytes in flight over all connections (the loop's thread only)
+        self._in_pool = 0  # requests in the pool now (the loop's thread only)
+        self._recent = {}  # route -> its recent calls' highest seconds (decaying)
         self._extra = _CORS if self.enable_cors else []
 
     async def __call__(self, scope, receive, send):
@@ -390,7 +398,14 @@ class RestApp:
                 # TF Serving answers a preflight with headers only, refused or not.
                 return await self._reply(send, 200 if _ORIGIN_OK.search(origin or "") else 400, b"")
             found = route(method, path)
-            status, text = await self._answer(method, path, found, body)
+            key = (found.name, found.version, found.label, found.method) if found else None
+            if (self._in_pool == 0 and len(body) < _INLINE_BODY and self.store.batching is None
+                    and self._recent.get(key, 1.0) < INLINE_SECONDS):
+                begun = time.perf_counter()
+                status, text = answer(self.store, method, path, found, body)
+                self._note(key, time.perf_counter() - begun)
+            else:
+                status, text = await self._answer(method, path, found, body, key)
         except _Disconnected:
             return
         except ServingError as error:
@@ -404,15 +419,21 @@ class RestApp:
         self.metrics.count_request(found.name if found else "", code, found.method if found else "", "REST",
                                    time.perf_counter() - started)
 
-    async def _answer(self, method, path, found, body):
+    def _note(self, key, seconds):
+        """Remember how long `key`'s calls take: the highest recent one, decaying."""
+        self._recent[key] = max(seconds, self._recent.get(key, seconds) * 0.9)
+
+    async def _answer(self, method, path, found, body, key):
         loop = asyncio.get_running_loop()
         waiter = loop.create_future()
         store = self.store
 
         def job():
+            begun = time.perf_counter()
             result = answer(store, method, path, found, body)
-            loop.call_soon_threadsafe(_resolve, waiter, result)
+            loop.call_soon_threadsafe(self._done, waiter, result, key, time.perf_counter() - begun)
 
+        self._in_pool += 1
         self.workers.submit(job)
         seconds = self.limits.request_timeout
         if not seconds:
@@ -422,6 +443,11 @@ class RestApp:
             return await waiter
         finally:
             timer.cancel()
+
+    def _done(self, waiter, result, key, seconds):
+        self._in_pool -= 1
+        self._note(key, seconds)
+        _resolve(waiter, result)
 
     async def _reply(self, send, status, body, close=False, content_type=_JSON):
         headers = [(b"content-type", content_type), (b"content-length", b"%d" % len(body)), *self._extra]
