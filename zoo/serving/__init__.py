@@ -12,8 +12,8 @@ directory), `store` (the model store:
 servables run in a Session, versions, policies, labels), `errors` (what a refused request
 meets, with its HTTP status and gRPC code), `json_tensor`
 (TF Serving's REST JSON codec), `example_api` (Classify/Regress on tf.Examples),
-`batching` (TF Serving's server-side batching), `metrics` (Prometheus), `rest` (the HTTP
-handler), `grpc_service` (PredictionService and ModelService with
+`batching` (TF Serving's server-side batching), `metrics` (Prometheus), `rest` (the REST
+API: an ASGI app on uvicorn + httptools, with its limits), `grpc_service` (PredictionService and ModelService with
 tensorflow-serving-api's protos), `server` (`ModelServer`: the store over REST and
 gRPC), `client` (b64 images to the bytes signature). `store` imports neither front end
 (`batching` only when batching is on); `batching` and the codecs import `errors` only; `server`
