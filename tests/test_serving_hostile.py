@@ -385,3 +385,32 @@ def test_sigkill_of_zoo_serve_leaves_no_child(models):
     finally:
         if group_processes(process.pid):
             os.killpg(process.pid, signal.SIGKILL)
+
+
+def test_zoo_serve_takes_the_limits_as_tf_serving_style_flags():
+    import argparse
+
+    from zoo.serving.cli import add_commands
+
+    parser = argparse.ArgumentParser()
+    add_commands(parser.add_subparsers())
+    defaults = parser.parse_args(["serve", "models"])
+    assert (defaults.max_connections, defaults.max_header_bytes, defaults.max_header_bytes_in_flight,
+            defaults.timeout_ms, defaults.header_timeout_ms, defaults.idle_timeout_ms, defaults.grace_seconds) == \
+        (256, 65536, 16 << 20, 30000, 10000, 60000, 10.0)
+    given = parser.parse_args(["serve", "models", "--rest_api_max_connections", "9", "--rest_api_max_header_bytes",
+                               "1000", "--rest_api_max_header_bytes_in_flight", "5000", "--rest_api_timeout_in_ms",
+                               "0", "--rest_api_header_timeout_in_ms", "500", "--rest_api_idle_timeout_in_ms",
+                               "700", "--rest_api_num_threads", "3", "--grace_period_seconds", "2"])
+    assert (given.max_connections, given.max_header_bytes, given.max_header_bytes_in_flight, given.timeout_ms,
+            given.header_timeout_ms, given.idle_timeout_ms, given.rest_threads, given.grace_seconds) == \
+        (9, 1000, 5000, 0, 500, 700, 3, 2.0)
+    assert parser.parse_args(["serve", "models", "--max-connections", "7"]).max_connections == 7
+    serve = next(action for action in parser._subparsers._group_actions[0].choices.items() if action[0] == "serve")[1]
+    text = serve.format_help()
+    for flag in ("--rest_api_max_header_bytes", "--rest_api_max_header_bytes_in_flight", "--rest_api_timeout_in_ms",
+                 "--rest_api_header_timeout_in_ms", "--rest_api_idle_timeout_in_ms", "--rest_api_max_connections",
+                 "--grace_period_seconds"):
+        assert flag in text, flag
+    for status in ("413", "431", "503", "504", "408"):
+        assert status in text, status
