@@ -431,7 +431,10 @@ class RestApp:
         def job():
             begun = time.perf_counter()
             result = answer(store, method, path, found, body)
-            loop.call_soon_threadsafe(self._done, waiter, result, key, time.perf_counter() - begun)
+            try:
+                loop.call_soon_threadsafe(self._done, waiter, result, key, time.perf_counter() - begun)
+            except RuntimeError:  # the server stopped meanwhile (a call past its deadline and the grace)
+                pass
 
         self._in_pool += 1
         self.workers.submit(job)
