@@ -242,9 +242,12 @@ def test_zoo_serve_takes_tf_servings_flags(models, tmp_path):
 
     config = tmp_path / "models.config"
     config.write_text(CONFIG.format(base=models, stable=1))
+    monitoring = tmp_path / "monitoring.config"
+    monitoring.write_text('prometheus_config {\n  enable: true\n  path: "/metrics"\n}\n')
     process = subprocess.Popen([*command, "--model_config_file", str(config), "--rest_api_port", "0",
                                 "--grpc-port", "-1", "--file_system_poll_wait_seconds=0.5",
-                                "--rest_api_enable_cors_support", "--enable_batching=false"],
+                                "--rest_api_enable_cors_support", "--enable_batching=false",
+                                "--monitoring_config_file", str(monitoring)],
                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
     try:
         line = process.stdout.readline()
@@ -254,6 +257,15 @@ def test_zoo_serve_takes_tf_servings_flags(models, tmp_path):
         response = connection.getresponse()
         assert json.loads(response.read()) == {"predictions": [2.0]}
         assert response.getheader("Access-Control-Allow-Origin") == "*"
+        # --monitoring_config_file: the metrics at its path, and not at the default one.
+        connection.request("GET", "/metrics")
+        response = connection.getresponse()
+        assert response.status == 200
+        assert ':tensorflow:serving:request_count{model_name="scaler",status="OK"} 1' in response.read().decode()
+        connection.request("GET", "/monitoring/prometheus/metrics")
+        response = connection.getresponse()
+        assert response.status == 404, response.read()
+        response.read()
     finally:
         process.send_signal(signal.SIGINT)
         process.wait(timeout=60)

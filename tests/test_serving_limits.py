@@ -5,7 +5,9 @@ The metrics tests drive `Metrics` as REST and gRPC do (`count_request` with the 
 name a request named), with the server's `available` callable listing what is served.
 """
 
+import os
 import time
+from pathlib import Path
 
 import pytest
 
@@ -161,3 +163,26 @@ def test_an_unreadable_monitoring_config_is_one_line(tmp_path):
     with pytest.raises(ZooError, match=r"^Monitoring config file .*long.config is not a text-format") as caught:
         read_monitoring_config(write(tmp_path, "x" * 100_000, "long.config"))
     assert len(str(caught.value)) < 600
+
+
+@pytest.mark.parametrize("flag", ["--monitoring_config_file", "--batching_parameters_file"])
+def test_zoo_serve_refuses_a_bad_config_file_in_one_line_before_tensorflow_starts(tmp_path, flag):
+    """A config file that never ends (/dev/zero) or is not a config: one line, exit 1,
+    in the time the command line takes, not TensorFlow's start-up."""
+    import subprocess
+    import sys
+    import time
+
+    config = tmp_path / "models.config"
+    config.write_text("model_config_list {}\n")
+    for bad, problem in (("/dev/zero", "larger than 1048576 bytes"), (write(tmp_path, "nonsense {"), "")):
+        started = time.monotonic()
+        done = subprocess.run([sys.executable, "-m", "zoo", "serve", "--model_config_file", str(config), flag, bad,
+                               "--rest_api_port", "0", "--grpc-port", "-1"],
+                              capture_output=True, text=True, timeout=120,
+                              env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+        lines = done.stderr.strip().splitlines()
+        assert done.returncode == 1 and len(lines) == 1, done.stderr
+        assert str(bad) in lines[0] and problem in lines[0] and "Traceback" not in done.stderr, lines
+        assert "tensorflow" not in done.stderr.lower(), done.stderr
+        assert time.monotonic() - started < 30

@@ -84,6 +84,33 @@ def write_json(path, data, fsync=False):
     return write_text(path, json.dumps(data, indent=2) + "\n", fsync=fsync)
 
 
+CONFIG_FILE_LIMIT = 1 << 20  # a config file of more is not one (or /dev/zero)
+
+
+def read_config_text(path, what, limit=CONFIG_FILE_LIMIT):
+    """A small UTF-8 config file's text, read at most `limit` bytes: a larger file (or a
+    device that never ends) is refused before memory is spent on it.
+
+    Raises:
+        zoo.errors.ZooError: one line naming `what` and the file when it cannot be
+            read, is not UTF-8 or is larger than `limit`.
+    """
+    from zoo.errors import ZooError
+
+    path = Path(path)
+    try:
+        with open(path, "rb") as file:
+            data = file.read(limit + 1)
+    except OSError as error:
+        raise ZooError(f"Cannot read the {what} {path}: {error.strerror or error}") from None
+    if len(data) > limit:
+        raise ZooError(f"Cannot read the {what} {path}: it is larger than {limit} bytes, too large for one.")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ZooError(f"Cannot read the {what} {path}: not UTF-8 text (byte {error.start}).") from None
+
+
 def read_json(path, default=None, expect=None):
     """The JSON in `path`, or `default` when the file does not exist.
 

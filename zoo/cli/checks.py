@@ -125,6 +125,22 @@ def _lr_find(args):
     _registry_model(args.model, args.weights)
 
 
+def _serve(args):
+    # The files zoo serve reads are pure protobuf text: refused before TensorFlow starts.
+    _require(getattr(args, "base_path", None), "MODELS")
+    _require(getattr(args, "model_config_file", None), "--model_config_file")
+    batching = getattr(args, "batching_parameters_file", None)
+    if batching:
+        from zoo.serving.batching import read_batching_parameters
+
+        read_batching_parameters(batching)
+    monitoring = getattr(args, "monitoring_config_file", None)
+    if monitoring:
+        from zoo.serving.metrics import read_monitoring_config
+
+        read_monitoring_config(monitoring)
+
+
 CHECKS = {
     "classify": _classify,
     "predict": _predict,
@@ -135,6 +151,7 @@ CHECKS = {
     "finetune": _train,
     "style": _style,
     "lr-find": _lr_find,
+    "serve": _serve,
 }
 
 

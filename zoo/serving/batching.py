@@ -295,12 +295,10 @@ def read_batching_parameters(path):
     Unknown fields, bad syntax and unusable values raise `ZooError` with one line
     naming the file and the field.
     """
+    from zoo.io import read_config_text
+
     path = Path(path)
-    try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as error:
-        raise ZooError(f"Cannot read the batching parameters file {path}: "
-                       f"{getattr(error, 'strerror', None) or error}") from None
+    text = read_config_text(path, "batching parameters file")
     return parse_batching_parameters(text, source=f"Batching parameters file {path}")
 
 

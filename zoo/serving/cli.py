@@ -81,6 +81,11 @@ def add_commands(subparsers):
     p.add_argument("--tensorflow-inter-op-parallelism", "--tensorflow_inter_op_parallelism", dest="inter_op",
                    type=int, default=0, help="ops each model runs at once (default: 0, TF's choice; 1 and 1 "
                                              "serve a small model fastest on few cores)")
+    p.add_argument("--monitoring-config-file", "--monitoring_config_file", dest="monitoring_config_file",
+                   metavar="FILE", help="TF Serving's MonitoringConfig (text proto): prometheus_config { enable: "
+                                        "true path: \"/monitoring/prometheus/metrics\" } serves Prometheus "
+                                        "metrics at that path, enable: false serves none (default without the "
+                                        "file: metrics on at /monitoring/prometheus/metrics)")
     limits = p.add_argument_group(
         "REST limits", "what clients may hold of the REST server; each refusal is a JSON {\"error\": ...} "
                        "with the status named, on a connection then closed")
@@ -196,9 +201,15 @@ def cmd_serve(args):
         return 2
     from zoo.serving.server import ModelServer
 
+    from zoo.serving.metrics import DEFAULT_METRICS_PATH, read_monitoring_config
+
+    metrics_path = DEFAULT_METRICS_PATH
+    if args.monitoring_config_file:
+        metrics_path = read_monitoring_config(args.monitoring_config_file)
     configure_logging()
     server = ModelServer(
         args.base_path,
+        metrics_path=metrics_path,
         model_config_file=args.model_config_file,
         enable_batching=args.enable_batching,
         batching_parameters_file=args.batching_parameters_file,

@@ -227,12 +227,10 @@ def read_monitoring_config(path):
     """
     from google.protobuf import text_format
 
+    from zoo.io import read_config_text
+
     path = Path(path)
-    try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as error:
-        raise ZooError(f"Cannot read the monitoring config file {path}: "
-                       f"{getattr(error, 'strerror', None) or error}") from None
+    text = read_config_text(path, "monitoring config file")
     message = _monitoring_config_proto()()
     try:
         text_format.Parse(text, message)
