@@ -686,27 +686,8 @@ def lenet_base(tmp_path_factory):
 
 def _predict_concurrently(port, images, signature="serving_default"):
     """One client thread per image, all POSTing at once; returns the answers in order."""
-    answers = [None] * len(images)
-    barrier = threading.Barrier(len(images))
-
-    def client(i):
-        body = json.dumps({"signature_name": signature, "instances": images[i:i + 1].tolist()})
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-        try:
-            barrier.wait()
-            connection.request("POST", "/v1/models/lenet:predict", body=body,
-                               headers={"Content-Type": "application/json"})
-            response = connection.getresponse()
-            answers[i] = (response.status, json.loads(response.read()))
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(len(images))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
-    return answers
+    return _post_concurrently(port, [{"signature_name": signature, "instances": images[i:i + 1].tolist()}
+                                     for i in range(len(images))])
 
 
 @pytest.mark.large
