@@ -498,6 +498,10 @@ from uvicorn.protocols.http.httptools_impl import (  # noqa: E402
 _uvicorn_log = logging.getLogger("zoo.serving.http")
 
 
+# `_Cycle` and `ZooHttpProtocol` extend uvicorn's httptools protocol through its
+# internals (the cycle's fields, flow control, keep-alive timer, pipeline), which
+# uvicorn does not keep stable between minor releases: setup.cfg pins the minor
+# version these were written and tested against; widen it only with the tests run.
 class _Cycle(RequestResponseCycle):
     """uvicorn's request/response cycle, with the whole answer (status line, headers and
     body) written in one `transport.write` instead of two: one system call, and one
