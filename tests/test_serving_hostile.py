@@ -206,6 +206,57 @@ def test_a_header_flood_does_not_grow_the_server(server):
     predict_ok(server)
 
 
+def test_a_flood_of_made_up_model_names_leaves_the_metrics_page_small(models):
+    """Issue 23 as found, end to end: 2,000 REST requests for unknown models, 96 more
+    whose names are 60 KB, and one gRPC Predict naming a 4 MiB model (before: the page
+    grew from 47 KiB to 360 MiB, a scrape took 2 s, RSS +1.1 GiB). Each is refused as
+    before (404 / NOT_FOUND); the page stays under 1 MiB and the served model's own
+    counter is exact."""
+    import grpc
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+    from zoo.serving.server import ModelServer
+
+    with ModelServer(models, port=0, grpc_port=0, poll_seconds=0, max_body_bytes=8 << 20) as server:
+        before = _rss_and_reset_peak()
+        names = [f"nope{i}" for i in range(2000)] + [f"{i:02d}" + "n" * 60_000 for i in range(96)]
+        with socket.create_connection(("127.0.0.1", server.port), timeout=60) as conn:
+            for name in names:
+                conn.sendall(f"GET /v1/models/{name} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+                head = b""
+                while b"\r\n\r\n" not in head:
+                    head += conn.recv(65536)
+                assert statuses(head) == [404], head[:300]
+                length = int(re.search(rb"content-length: (\d+)", head, re.I).group(1))
+                body = head.partition(b"\r\n\r\n")[2]
+                while len(body) < length:
+                    body += conn.recv(65536)
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = "g" * (4 << 20)
+        channel = grpc.insecure_channel(server.grpc_target, options=[("grpc.max_send_message_length", 8 << 20)])
+        with pytest.raises(grpc.RpcError) as refused:
+            prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(request, timeout=60)
+        # Its own status, its details cut to fit a status (not 4 MiB echoed back).
+        assert refused.value.code() == grpc.StatusCode.NOT_FOUND, refused.value
+        assert len(refused.value.details()) <= 4096
+        channel.close()
+        predict_ok(server)
+
+        started = time.monotonic()
+        reply, _ = exchange(server.port, b"GET /monitoring/prometheus/metrics HTTP/1.1\r\nHost: x\r\n"
+                                         b"Connection: close\r\n\r\n")
+        scrape = time.monotonic() - started
+        page = reply.partition(b"\r\n\r\n")[2].decode()
+        growth = _status("VmHWM") - before
+    assert statuses(reply) == [200]
+    assert len(page) < 1 << 20, f"the metrics page is {len(page)} bytes"
+    assert scrape < 1.0, scrape
+    assert growth < 100, f"the server grew by {growth:.0f} MiB under the metrics flood"
+    assert "nope" not in page and "nnnnnnnn" not in page and "gggggggg" not in page
+    assert f':tensorflow:serving:request_count{{model_name="{NAME}",status="OK"}} 1' in page
+    assert re.search(r':tensorflow:serving:request_count\{model_name="",status="NOT_FOUND"\} (\d+)', page)
+
+
 def test_header_bytes_in_flight_over_all_connections_are_bounded_with_a_503(models):
     from zoo.serving.server import ModelServer
 

@@ -41,8 +41,22 @@ from zoo.serving import SIGNATURE_DEFAULT, example_api
 from zoo.serving.store import ServingError, log, model_configs
 
 
+# A status's details travel in HTTP/2 trailers, which gRPC clients refuse past 16 KiB
+# ("metadata size exceeds hard limit"): an error quoting a 4 MiB model name a client
+# sent would reach that client as RESOURCE_EXHAUSTED instead of its own status.
+MAX_DETAILS_CHARS = 4096
+
+
+def details(message):
+    """An error message cut to what a status's details can carry."""
+    message = str(message)
+    if len(message) <= MAX_DETAILS_CHARS:
+        return message
+    return f"{message[:MAX_DETAILS_CHARS - 40]}... ({len(message)} characters in all)"
+
+
 def _abort(context, error):
-    context.abort(getattr(grpc.StatusCode, error.code, grpc.StatusCode.INVALID_ARGUMENT), str(error))
+    context.abort(getattr(grpc.StatusCode, error.code, grpc.StatusCode.INVALID_ARGUMENT), details(error))
 
 
 def _answered(api):
@@ -65,7 +79,7 @@ def _answered(api):
                     raise
                 code = "INTERNAL"
                 log.exception("gRPC %s failed", method.__name__)
-                context.abort(grpc.StatusCode.INTERNAL, f"{type(error).__name__}: {error}")
+                context.abort(grpc.StatusCode.INTERNAL, details(f"{type(error).__name__}: {error}"))
             finally:
                 if self.metrics is not None and api:
                     spec = request.tasks[0].model_spec if api == "multi_inference" and request.tasks else \
