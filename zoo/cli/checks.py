@@ -94,7 +94,7 @@ def _train(args):
     from zoo import runs, tasks
 
     options = {o.name: getattr(args, o.name, None) for o in args.task_options}
-    if args.kind in ("style-transfer",) or tasks.canonical(args.kind) == "style-transfer":
+    if tasks.canonical(args.kind) == "style-transfer":
         return _style(args)
     if options.get("distribute") == "multiworker":  # TF_CONFIG and the deadline, before TensorFlow's deaf start
         from zoo.training.distribute import cluster_task, cluster_timeout

@@ -55,7 +55,7 @@ from zoo.serving.json_tensor import (
     request_arrays,
     tensors_json,
 )
-from zoo.serving.errors import BodyTooLarge, DeadlineExceeded, ServingError
+from zoo.serving.errors import DeadlineExceeded, ServingError
 from zoo.serving.store import log
 
 METRICS_PATH = "/monitoring/prometheus/metrics"

@@ -196,6 +196,15 @@ KINDS = {name: task.module for name, task in MANIFEST.items()}  # name -> module
 DEFAULT_KIND = "image-classification"  # runs written before run.json recorded a kind
 
 
+def _default_out(module):
+    """Where the task module's `train` writes its run when given no `out`; None when it
+    takes no `out` (style transfer writes an image, not a run)."""
+    import inspect
+
+    parameter = inspect.signature(module.train).parameters.get("out")
+    return None if parameter is None or parameter.default is inspect.Parameter.empty else parameter.default
+
+
 def canonical(name):
     """The task `name` stands for: itself, or today's name for an old one (`"classifier"`).
 
@@ -246,8 +255,6 @@ def train(kind, data=None, **options):
     Returns:
         The run (`zoo.runs.Run`); for style transfer, the `StyleResult` (`zoo.style`'s).
     """
-    import inspect
-
     from zoo.training.distribute import strategy, worker_losses, worker_run_dir
 
     note = renamed_note(kind)
@@ -257,10 +264,10 @@ def train(kind, data=None, **options):
     distribute = options.get("distribute") or "none"
     if distribute == "multiworker":
         # Every worker runs the same command; only the chief writes the run it names.
-        out = options.get("out") or inspect.signature(module.train).parameters["out"].default
+        out = options.get("out") or _default_out(module)
         options["out"] = worker_run_dir(out, distribute)
         strategy(distribute)  # before anything starts TensorFlow's runtime, which fixes its collectives
-    out = options.get("out") or inspect.signature(module.train).parameters.get("out", inspect.Parameter).default
+    out = options.get("out") or _default_out(module)
     new_run = isinstance(out, (str, os.PathLike)) and not options.get("resume") and MANIFEST[canonical(kind)].writes_run
     existed = new_run and Path(out).exists()
     try:
