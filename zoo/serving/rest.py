@@ -403,7 +403,7 @@ class RestApp:
                     and self._recent.get(key, 1.0) < INLINE_SECONDS):
                 begun = time.perf_counter()
                 status, text = answer(self.store, method, path, found, body)
-                self._note(key, time.perf_counter() - begun)
+                self._note(key, status, time.perf_counter() - begun)
             else:
                 status, text = await self._answer(method, path, found, body, key)
         except _Disconnected:
@@ -419,9 +419,12 @@ class RestApp:
         self.metrics.count_request(found.name if found else "", code, found.method if found else "", "REST",
                                    time.perf_counter() - started)
 
-    def _note(self, key, seconds):
-        """Remember how long `key`'s calls take: the highest recent one, decaying."""
-        self._recent[key] = max(seconds, self._recent.get(key, seconds) * 0.9)
+    def _note(self, key, status, seconds):
+        """Remember how long `key`'s calls take: the highest recent one, decaying. Only
+        answered calls count: their routes name models being served, so the table stays
+        as small as the store, whatever names clients make up."""
+        if status == 200:
+            self._recent[key] = max(seconds, self._recent.get(key, seconds) * 0.9)
 
     async def _answer(self, method, path, found, body, key):
         loop = asyncio.get_running_loop()
@@ -449,7 +452,7 @@ class RestApp:
 
     def _done(self, waiter, result, key, seconds):
         self._in_pool -= 1
-        self._note(key, seconds)
+        self._note(key, result[0], seconds)
         _resolve(waiter, result)
 
     async def _reply(self, send, status, body, close=False, content_type=_JSON):
