@@ -9,6 +9,8 @@ import urllib.request
 
 import numpy as np
 import pytest
+
+from helpers import forked_zoo
 from PIL import Image
 
 import zoo
@@ -135,9 +137,8 @@ def test_a_folder_of_photos_trains_from_the_command_line_and_bad_files_are_liste
             image.crop((i * w // 6, 0, w // 2 + i * w // 6, h)).save(folder / f"{name}{i}.jpg")
     (folder / "broken.jpg").write_bytes(b"not a jpeg")
     out = tmp_path / "run"
-    result = subprocess.run(
-        [sys.executable, "-m", "zoo", "train", "autoencoder", "--data", str(tmp_path / "photos"), "--image-size", "32",
-         "--epochs", "1", "--latent-dim", "16", "--out", str(out)], capture_output=True, text=True, timeout=300)
+    result = forked_zoo.run(["train", "autoencoder", "--data", tmp_path / "photos", "--image-size", "32", "--epochs", "1",
+                             "--latent-dim", "16", "--out", out], timeout=300)
     assert result.returncode == 0, result.stderr
     assert "broken.jpg" in result.stderr and "broken.jpg" in (out / "skipped.txt").read_text()
     config = json.loads((out / "run.json").read_text())

@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from helpers import forked_zoo
+
 import zoo
 from zoo.errors import OptionError, ZooError
 from helpers.trained_runs import GAN_EPOCHS
@@ -33,8 +35,7 @@ STEPS_PER_EPOCH = 180  # 1,437 training digits in batches of 8
 
 
 def zoo_cli(*args, timeout=600):
-    return subprocess.run([sys.executable, "-m", "zoo", *map(str, args)], capture_output=True, text=True,
-                          env=ENV, timeout=timeout)
+    return forked_zoo.run(args, env=ENV, timeout=timeout)
 
 
 # --------------------------------------------------------------------------- quality

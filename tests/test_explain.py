@@ -12,12 +12,12 @@ import http.client
 import io
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from helpers import forked_zoo  # noqa: E402
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -205,8 +205,7 @@ def test_gradcam_matches_the_paper_on_runs(run, held_out, tmp_path):
 
 
 def _zoo(*args, env=None, cwd=None):
-    return subprocess.run([sys.executable, "-m", "zoo", *map(str, args)], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, cwd=cwd, timeout=600)
+    return forked_zoo.run(args, env={**os.environ, **(env or {})}, cwd=cwd, timeout=600)
 
 
 def _png(path, image):

@@ -2,7 +2,6 @@
 
 import json
 import os
-import subprocess
 import sys
 
 import numpy as np
@@ -11,7 +10,8 @@ from PIL import Image
 
 import zoo
 from helpers.digit_folders import write_folder
-from helpers.processes import kill_when
+from helpers import forked_zoo
+from helpers.processes import kill_zoo_when
 
 pytestmark = pytest.mark.large  # the large tier (--run_large; CI runs it)
 
@@ -21,7 +21,7 @@ ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
 
 
 def run_zoo(*args, timeout=600):
-    return subprocess.run([*ZOO, *map(str, args)], capture_output=True, text=True, env=ENV, timeout=timeout)
+    return forked_zoo.run(args, env=ENV, timeout=timeout)
 
 
 def test_finetune_writes_a_complete_run_and_predict_labels_held_out_images(tmp_path, digits):
@@ -115,7 +115,7 @@ def test_kill_9_during_epoch_3_then_resume_runs_only_epochs_3_to_5(tmp_path, dig
     # 96 px LeNet from scratch: epochs long enough (~1-2 s) to be killed in the middle of.
     args = ["finetune", data, "--model", "lenet5", "--weights", "none", "--image-size", 96,
             "--epochs", 4, "--freeze-epochs", 1, "--batch-size", 8, "--out", out]
-    kill_when([*ZOO, *args], lambda line: line.startswith("Epoch 3/"), env=ENV)  # killed in epoch 3
+    kill_zoo_when(args, lambda line: line.startswith("Epoch 3/"), env=ENV)  # killed in epoch 3
     state = out / "checkpoints" / "state.json"
     assert json.loads(state.read_text())["epochs_done"] == 2
     assert not (out / "metrics.json").exists()

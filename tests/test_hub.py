@@ -8,6 +8,8 @@ import os
 import numpy as np
 import pytest
 
+from helpers import forked_zoo  # noqa: E402
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
@@ -208,8 +210,6 @@ def test_create_hub_model_is_a_uint8_classifier_with_the_module_as_its_base(imag
 
 def test_zoo_finetune_with_a_hub_module_runs_exports_and_serves(image_module, tmp_path, digits):
     import json
-    import subprocess
-    import sys
 
     from helpers.digit_folders import write_folder
     from zoo.serving.store import Servable
@@ -218,9 +218,9 @@ def test_zoo_finetune_with_a_hub_module_runs_exports_and_serves(image_module, tm
     data = write_folder(tmp_path / "data", x_train, y_train, classes=(0, 1), per_class=30)
     out = tmp_path / "run"
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    done = subprocess.run([sys.executable, "-m", "zoo", "finetune", str(data), "--model", f"hub:{image_module}",
-                           "--epochs", "2", "--freeze-epochs", "1", "--image-size", "32", "--batch-size", "16",
-                           "--lr", "1e-2", "--out", str(out)], capture_output=True, text=True, env=env, timeout=600)
+    done = forked_zoo.run(["finetune", data, "--model", f"hub:{image_module}", "--epochs", "2", "--freeze-epochs", "1",
+                           "--image-size", "32", "--batch-size", "16", "--lr", "1e-2", "--out", out], env=env,
+                          timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     metrics = json.loads((out / "metrics.json").read_text())
     assert [(h["epoch"], h["phase"]) for h in metrics["history"]] == [(1, 1), (2, 2), (3, 2)]

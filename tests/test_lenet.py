@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+
+from helpers import forked_zoo
 from PIL import Image
 
 import zoo
@@ -64,10 +63,7 @@ def test_cli_classifies_digit_pngs_offline(tmp_path, held_out, zoo_home):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "http_proxy": "http://127.0.0.1:9",
            "https_proxy": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9",
            "HTTPS_PROXY": "http://127.0.0.1:9"}
-    zoo_cmd = shutil.which("zoo", path=os.path.dirname(sys.executable))
-    command = [zoo_cmd] if zoo_cmd else [sys.executable, "-m", "zoo"]
-    result = subprocess.run([*command, "classify", *map(str, paths), "--model", "lenet5", "--top", "1", "--json"],
-                            capture_output=True, text=True, env=env, timeout=300)
+    result = forked_zoo.run(["classify", *paths, "--model", "lenet5", "--top", "1", "--json"], env=env, timeout=300)
     assert result.returncode == 0, result.stderr
     output = json.loads(result.stdout)
     assert [r["predictions"][0]["label"] for r in output] == ["3", "7", "3", "7"]

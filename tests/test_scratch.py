@@ -3,10 +3,10 @@ the same `zoo train classifier` path as fine-tuning: no frozen phase, one rate f
 layers."""
 
 import json
-import subprocess
-import sys
 
 import pytest
+
+from helpers import forked_zoo
 
 import zoo
 from tests.helpers.digit_folders import write_folder
@@ -23,10 +23,8 @@ def digit_folder(digits, tmp_path_factory):
 
 def test_lenet5_from_scratch_learns_real_digits(digit_folder, tmp_path):
     out = tmp_path / "lenet"
-    result = subprocess.run(
-        [sys.executable, "-m", "zoo", "train", "classifier", str(digit_folder), "--model", "lenet5", "--weights", "none",
-         "--epochs", "10", "--lr", "3e-3", "--batch-size", "32", "--out", str(out), "--no-tensorboard"],
-        capture_output=True, text=True, timeout=600)
+    result = forked_zoo.run(["train", "classifier", digit_folder, "--model", "lenet5", "--weights", "none", "--epochs", "10",
+                             "--lr", "3e-3", "--batch-size", "32", "--out", out, "--no-tensorboard"], timeout=600)
     assert result.returncode == 0, result.stderr
     config = json.loads((out / "run.json").read_text())
     # From scratch: no frozen phase, the same rate for every layer.

@@ -13,6 +13,8 @@ import keras
 import numpy as np
 import pytest
 
+from helpers import forked_zoo
+
 import zoo
 from helpers.digit_folders import write_folder
 from zoo.training import Checkpoint, Defaults, Tracking, fit
@@ -23,8 +25,7 @@ GAN = [sys.executable, str(ROOT / "tests" / "helpers" / "mini_gan.py")]
 
 
 def zoo_cli(*args, timeout=600):
-    return subprocess.run([sys.executable, "-m", "zoo", *map(str, args)], capture_output=True, text=True,
-                          env=ENV, timeout=timeout)
+    return forked_zoo.run(args, env=ENV, timeout=timeout)
 
 
 # ------------------------------------------------------------------ two optimizers

@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from helpers import forked_zoo
+
 from helpers.processes import stop_with_ctrl_c
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,8 +40,7 @@ def user_env():
 
 
 def zoo_run(*argv, timeout=600):
-    done = subprocess.run([sys.executable, "-m", "zoo", *map(str, argv)], capture_output=True, text=True,
-                          env=user_env(), timeout=timeout)
+    done = forked_zoo.run(argv, env=user_env(), timeout=timeout)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     return done
 

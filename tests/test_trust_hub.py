@@ -8,13 +8,13 @@ a tarball served from 127.0.0.1."""
 import io as bytes_io
 import json
 import os
-import subprocess
-import sys
 import tarfile
 import zipfile
 
 import numpy as np
 import pytest
+
+from helpers import forked_zoo  # noqa: E402
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -188,8 +188,7 @@ def test_the_first_load_of_a_module_from_outside_the_cache_says_so_once(tmp_path
 
 
 def _zoo(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "zoo", *map(str, args)], capture_output=True, text=True,
-                          timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})})
+    return forked_zoo.run(args, timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})})
 
 
 def _image(path):

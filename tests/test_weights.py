@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from helpers import forked_zoo
+
 from zoo import weights
 from zoo.errors import HashMismatchError, WeightsError
 
@@ -493,9 +495,8 @@ def test_import_into_a_zoo_home_that_cannot_be_written_is_one_line(tmp_path, wei
         home = blocker / "zoo_home"
     env = {**os.environ, "ZOO_HOME": str(home)}
     try:
-        done = subprocess.run([sys.executable, "-m", "zoo", "weights", "import", str(source), "--model", "lenet5",
-                               "--variant", "hand_copied"], capture_output=True, text=True, env=env, cwd=REPO,
-                              timeout=120)
+        done = forked_zoo.run(["weights", "import", source, "--model", "lenet5", "--variant", "hand_copied"], env=env,
+                              cwd=REPO, timeout=120)
     finally:
         if how == "read-only folder":
             zoo_home.chmod(0o700)

@@ -24,6 +24,19 @@ def kill_when(command, ready, *, env=None, timeout=300):
     """
     process = subprocess.Popen([str(c) for c in command], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                text=True, errors="replace", env=env)
+    return _kill_when_ready(process, ready, timeout)
+
+
+def kill_zoo_when(args, ready, *, env=None, timeout=300):
+    """`kill_when` for `zoo ARGS` (forked from the test process's zoo fork server where
+    it can be: tests/helpers/forked_zoo.py)."""
+    from helpers import forked_zoo
+
+    process = forked_zoo.popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    return _kill_when_ready(process, ready, timeout)
+
+
+def _kill_when_ready(process, ready, timeout):
     lines, seen = [], threading.Event()
 
     def read():
@@ -42,7 +55,7 @@ def kill_when(command, ready, *, env=None, timeout=300):
         matched = bool(lines) and ready(lines[-1].rstrip("\n"))
     finally:
         if process.poll() is None:
-            os.kill(process.pid, signal.SIGKILL)
+            process.kill()
         process.wait()
         process.stdout.close()
     output = "".join(lines)

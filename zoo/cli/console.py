@@ -42,7 +42,9 @@ def start_backend(setup=None):
     `setup`, if given, runs after the imports and before the first operation: what must
     come before TensorFlow's runtime starts (a multi-worker strategy) goes there."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    if "tensorflow" in sys.modules:
+    if "tensorflow" in sys.modules:  # imported already (zoo used from Python): quiet by now
+        if setup is not None:
+            setup()
         return []
     sys.stderr.flush()
     saved = os.dup(2)
