@@ -8,14 +8,13 @@ import json
 import os
 import shutil
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from helpers import forked_zoo
 from helpers.digit_folders import write_folder
 from helpers.processes import free_ports
 
@@ -49,9 +48,8 @@ def start_workers(args, out, log_dir):
                "KERAS_BACKEND": "tensorflow", "PYTHONPATH": str(ROOT)}
         stdout = open(log_dir / f"worker{index}.out", "w")
         stderr = open(log_dir / f"worker{index}.err", "w")
-        workers.append(subprocess.Popen([sys.executable, "-m", "zoo", "finetune", *args, "--out", str(out),
-                                         "--distribute", "multiworker"], stdout=stdout, stderr=stderr, env=env,
-                                        cwd=log_dir))
+        workers.append(forked_zoo.popen(["finetune", *args, "--out", out, "--distribute", "multiworker"],
+                                        stdout=stdout, stderr=stderr, env=env, cwd=log_dir))
     return workers
 
 
@@ -152,8 +150,8 @@ def test_a_late_worker_is_waited_for_and_sigterm_stops_a_training_worker(digits,
         tf_config = {"cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]}, "task": {"type": "worker", "index": index}}
         env = {**os.environ, "TF_CONFIG": json.dumps(tf_config), "TF_CPP_MIN_LOG_LEVEL": "3",
                "KERAS_BACKEND": "tensorflow", "PYTHONPATH": str(ROOT)}
-        return subprocess.Popen([sys.executable, "-m", "zoo", "finetune", *args, "--out", str(tmp_path / "run"),
-                                 "--distribute", "multiworker"], stdout=open(tmp_path / f"worker{index}.out", "w"),
+        return forked_zoo.popen(["finetune", *args, "--out", tmp_path / "run", "--distribute", "multiworker"],
+                                stdout=open(tmp_path / f"worker{index}.out", "w"),
                                 stderr=open(tmp_path / f"worker{index}.err", "w"), env=env, cwd=tmp_path)
 
     def wait_for(index, text, seconds=180):

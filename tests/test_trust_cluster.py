@@ -16,12 +16,13 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
+
+from helpers import forked_zoo
 
 from helpers.processes import free_ports
 
@@ -171,10 +172,9 @@ def start_worker(config, tmp_path, timeout=None):
         env["ZOO_CLUSTER_TIMEOUT"] = str(timeout)
     (tmp_path / "data").mkdir(exist_ok=True)  # the data is read after the cluster has met
     started = time.monotonic()
-    process = subprocess.Popen([sys.executable, "-m", "zoo", "finetune", str(tmp_path / "data"), "--model",
-                                "lenet5", "--epochs", "1", "--out", str(tmp_path / "run"), "--distribute",
-                                "multiworker"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                               env=env, cwd=tmp_path)
+    process = forked_zoo.popen(["finetune", tmp_path / "data", "--model", "lenet5", "--epochs", "1", "--out",
+                                tmp_path / "run", "--distribute", "multiworker"], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, env=env, cwd=tmp_path)
     process.lines = []  # (seconds after the start, line)
     process.started = started
 

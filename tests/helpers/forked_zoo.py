@@ -200,7 +200,9 @@ class _Server:
         """Whether a child forked from the server starts as `python -m zoo` would with
         `env`: the variables that act at import time agree."""
         def startup(environ):
-            return {k: v for k, v in environ.items() if k.startswith(_STARTUP_PREFIXES) and k not in _IGNORED}
+            found = {k: v for k, v in environ.items() if k.startswith(_STARTUP_PREFIXES) and k not in _IGNORED}
+            found.setdefault("KERAS_BACKEND", "tensorflow")
+            return found
         return startup(env) == startup(self.env)
 
 
