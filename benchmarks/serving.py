@@ -368,7 +368,9 @@ def main(argv=None):
     parser.add_argument("--threads", default="0,0",
                         help="the served model's intra-op,inter-op threads, as zoo serve's "
                              "--tensorflow_intra_op_parallelism / --tensorflow_inter_op_parallelism (default: 0,0: "
-                             "TF's choice)")
+                             "TF's choice; -1 inter-op runs a call's ops on its own thread)")
+    parser.add_argument("--old-threads", default="0,0",
+                        help="with --compare-old: the old tree's model threads (default: 0,0, what it served with)")
     parser.add_argument("--compare-old", metavar="TREE",
                         help="compare this tree's REST stack with the one in TREE (another commit's checkout, "
                              "e.g. `git worktree add /tmp/rest_old 5cfcb23`), batching off, sides alternating")
@@ -519,7 +521,9 @@ def compare_stacks(args, base, bodies, bodies_file, signature, threads, client_c
     load = Load()
     sides = {"new": ROOT, "old": old_root}
     results, loads = {}, {}
-    with Server(base, None, signature, threads) as new, Server(base, None, signature, threads, root=old_root) as old:
+    old_threads = tuple(int(t) for t in args.old_threads.split(","))
+    with Server(base, None, signature, threads) as new, \
+            Server(base, None, signature, old_threads, root=old_root) as old:
         servers = {"new": new, "old": old}
         for label, server in servers.items():
             status, _ = request(server.port, bodies[0].encode()) if bodies[0] else (200, None)
@@ -539,7 +543,8 @@ def compare_stacks(args, base, bodies, bodies_file, signature, threads, client_c
                       + (f" {result['failures'][:1]}" if result["failed"] else ""), flush=True)
     print(f"\n#### REST stack: {described} `{signature}`, batching off — {datetime.date.today()}, "
           f"{os.cpu_count()} CPU cores, {platform.processor() or platform.machine()}, TF {tf_version}, "
-          f"{args.seconds:g} s per run, model threads (intra, inter) {threads}, highest 1-minute load average "
+          f"{args.seconds:g} s per run, model threads (intra, inter) new {threads}, old {old_threads}, highest "
+          f"1-minute load average "
           f"{load_text(highest(loads.values()))}\n")
     print(f"old: {old_root} (http.server); new: {ROOT} (uvicorn + httptools)\n")
     print("| clients | old: req/s | old: p50 / p99 ms | new: req/s | new: p50 / p99 ms | **new/old** | "
