@@ -112,6 +112,10 @@ def cmd_predict(args):
         raise SystemExit("zoo predict: error: give RUN_DIR IMAGE... (or --url URL --model NAME IMAGE...)")
     import zoo
 
+    if os.path.splitext(str(args.run_dir))[1].lower() in (".tflite", ".onnx"):
+        from zoo.serving.portable import predict_file
+
+        return _print_predictions(predict_file(args.run_dir, args.images, top=args.top), args.json, args.csv)
     run = zoo.load_run(args.run_dir)
     return _print_predictions(run.predict(args.images, top=args.top), args.json, args.csv)
 
@@ -466,8 +470,10 @@ def build_parser():
     p.set_defaults(func=cmd_generate)
     _trust_flag(p)
 
-    p = _subcommand(sub, "predict", "labels for images from a fine-tuned run (or a server with --url)")
-    p.add_argument("run_dir", nargs="?", metavar="RUN_DIR", help="a run directory written by zoo finetune")
+    p = _subcommand(sub, "predict", "labels for images from a fine-tuned run, an exported .tflite or .onnx file "
+                                    "(or a server with --url)")
+    p.add_argument("run_dir", nargs="?", metavar="RUN_DIR|FILE", help="a run directory written by zoo finetune, or "
+                                                                      "a .tflite or .onnx file zoo export wrote")
     p.add_argument("images", nargs="*", metavar="IMAGE", help="image files or folders of them")
     p.add_argument("--url", help="a TF Serving REST endpoint, e.g. http://127.0.0.1:8501")
     p.add_argument("--model", help="with --url: the served model's name")

@@ -65,10 +65,17 @@ def _classify(args):
     _some_images(args.images)
 
 
+EXPORTED_SUFFIXES = (".tflite", ".onnx")  # zoo.serving.portable's files, which predict runs too
+
+
 def _predict(args):
     images = [args.run_dir, *args.images] if args.url else args.images
     if not args.url and args.run_dir:
-        _finished_run(args.run_dir)
+        if os.path.splitext(str(args.run_dir))[1].lower() in EXPORTED_SUFFIXES:
+            if not os.path.isfile(args.run_dir):
+                raise DataError(f"{args.run_dir}: {MISSING}")
+        else:
+            _finished_run(args.run_dir)
     _some_images(images)
 
 

@@ -20,7 +20,9 @@ def add_commands(subparsers):
             "own. The version is written to a temporary directory and renamed into place."
         ),
         epilog=("examples:\n  zoo export runs/birds --name birds --out models/\n"
-                "  zoo export lenet5 --out models/ --version 3"),
+                "  zoo export lenet5 --out models/ --version 3\n"
+                "  zoo export runs/birds --format litert,onnx --quantize int8\n"
+                "  zoo predict models/birds/birds.int8.tflite photo.jpg"),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("source", metavar="RUN_DIR|FILE.keras|MODEL",
@@ -29,6 +31,16 @@ def add_commands(subparsers):
     p.add_argument("--out", default="models", help="model base directory (default: models)")
     p.add_argument("--version", type=int, help="version number (default: highest existing + 1)")
     p.add_argument("--top-k", type=int, default=5, help="labels the top_k signature returns (default: 5)")
+    p.add_argument("--format", default="savedmodel",
+                   help="savedmodel, litert (a .tflite file), onnx, or several separated by commas; LiteRT and "
+                        "ONNX files go to OUT/NAME/ beside the versions, with labels.txt (default: savedmodel)")
+    p.add_argument("--quantize", choices=("float16", "int8"),
+                   help="the LiteRT file's quantisation: float16 weights, or int8 full-integer calibrated on the "
+                        "run's training images (default: float32)")
+    p.add_argument("--representative", metavar="DIR",
+                   help="images to calibrate --quantize int8 on (default: the run's own training images)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing .tflite/.onnx file "
+                                                            "(SavedModel versions are never replaced)")
     p.add_argument("--trust-remote-code", action="store_true",
                    help="let a hub layer in the model file download the module its URL names and run its "
                         "graph (a model file never fetches otherwise); only for files you trust")
@@ -138,13 +150,25 @@ def cmd_export(args):
     from zoo.serving.export import curl_example, docker_command, export
 
     name = args.name or _default_name(args.source)
+    options = dict(version=args.version, top_k=args.top_k, format=args.format, quantize=args.quantize,
+                   representative=args.representative, overwrite=args.overwrite)
     if args.trust_remote_code:
         from zoo.transfer.hub import trust_remote_code
 
         with trust_remote_code():
-            path = export(args.source, args.out, name, version=args.version, top_k=args.top_k)
+            written = export(args.source, args.out, name, **options)
     else:
-        path = export(args.source, args.out, name, version=args.version, top_k=args.top_k)
+        written = export(args.source, args.out, name, **options)
+    written = written if isinstance(written, list) else [written]
+    files = [p for p in written if not p.is_dir()]
+    for path in files:
+        print(f"exported {name} as {path} ({path.stat().st_size / 1e6:.2f} MB; labels in {path.parent / 'labels.txt'})")
+    if files:
+        print(f"check it here: zoo predict {files[0]} IMAGE...")
+    versions = [p for p in written if p.is_dir()]
+    if not versions:
+        return 0
+    path = versions[0]
     print(f"exported {name} version {path.name} to {path}")
     print("\nserve it with TF Serving:")
     print(f"  {docker_command(Path(path).parent)}")

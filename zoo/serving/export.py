@@ -44,8 +44,11 @@ NO_TASK = "other"  # zoo.json's task for a model that belongs to no task
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
-def export(model_or_run_dir, base_path, name, version=None, top_k=5, classes=None):
-    """Write a model as TF Serving's `base_path/name/VERSION/` SavedModel.
+def export(model_or_run_dir, base_path, name, version=None, top_k=5, classes=None, format="savedmodel",
+           quantize=None, representative=None, overwrite=False):
+    """Write a model as TF Serving's `base_path/name/VERSION/` SavedModel, and/or as one
+    LiteRT (`base_path/name/NAME.tflite`) or ONNX (`NAME.onnx`) file
+    (`zoo.serving.portable`).
 
     Args:
         model_or_run_dir: the path of a run directory written by `zoo train` /
@@ -60,17 +63,49 @@ def export(model_or_run_dir, base_path, name, version=None, top_k=5, classes=Non
             classes). Defaults to `5`.
         classes: list of str or None. Class names of a classifier passed as a model;
             defaults to the run's classes or the registry's labels, else "0", "1", ...
+        format: `"savedmodel"`, `"litert"`, `"onnx"`, or several (a list, or a string
+            separated by commas). LiteRT and ONNX take image classifiers so far.
+            Defaults to `"savedmodel"`.
+        quantize: None, `"float16"` or `"int8"`: the LiteRT file's quantisation
+            (int8: full-integer, calibrated on `representative`). Defaults to `None`.
+        representative: uint8 `(N, H, W, 3)` images, or a folder of them, for int8
+            calibration; defaults to a run's own training images.
+        overwrite: bool. Replace an existing LiteRT or ONNX file (SavedModel versions
+            are never replaced). Defaults to `False`.
 
     Returns:
-        `pathlib.Path` of the new version directory.
+        `pathlib.Path` of what was written (the new version directory, or the file);
+        a list of them, in order, when several formats are asked for.
     """
+    from zoo.serving import portable
+
+    formats = portable.formats_from(format)
+    if quantize is not None and "litert" not in formats:
+        raise ValueError(f"`quantize` applies to the litert format. Received: quantize={quantize!r}, "
+                         f"format={format!r}")
     _check_name(name)
+    source = resolve_source(model_or_run_dir)
+    written = []
+    for chosen in formats:
+        if chosen == "savedmodel":
+            written.append(_export_saved_model(source, base_path, name, version, top_k, classes))
+            continue
+        if isinstance(representative, (str, os.PathLike)):
+            model, _ = portable.classifier_of(source, chosen, classes)
+            representative = portable.representative_images(representative, tuple(model.inputs[0].shape[1:3]))
+        written.append(portable.export_file(source, Path(base_path) / name, name, chosen,
+                                            quantize=quantize if chosen == "litert" else None,
+                                            representative=representative, classes=classes,
+                                            overwrite=overwrite))
+    return written[0] if len(written) == 1 else written
+
+
+def _export_saved_model(source, base_path, name, version, top_k, classes):
     if version is not None and (isinstance(version, bool) or not isinstance(version, int) or version < 1):
         raise ValueError(f"`version` must be a positive int or None. Received: version={version!r}")
     if not isinstance(top_k, int) or top_k < 1:
         raise ValueError(f"`top_k` must be a positive int. Received: top_k={top_k!r}")
 
-    source = resolve_source(model_or_run_dir)
     endpoints, described = signatures_of(source, top_k=top_k, classes=classes)
     model_dir = Path(base_path) / name
     if version is not None and (model_dir / str(version)).exists():

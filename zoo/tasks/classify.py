@@ -147,11 +147,19 @@ def classify(images, model="vgg19", top=5, weights="default", labels=None, batch
             require_pretrained(name)
         model = registry_model(name, weights if not isinstance(weights, os.PathLike) else os.fspath(weights))
     size = tuple(model.inputs[0].shape[1:3])
-    num_outputs = model.outputs[0].shape[-1]
     forward = forward_function(model)
     dtype = _dtype_of(model)
+    return classify_batches(images, lambda batch: forward(batch.astype(dtype, copy=False)), size,
+                            lambda num_outputs: class_names(model, name, labels, num_outputs), top=top,
+                            batch_size=batch_size)
 
-    # Decode ahead on threads; run the model each time a batch of good images is ready.
+
+def classify_batches(images, forward, size, names_for, top=5, batch_size=32):
+    """`classify`'s loop for any forward pass (a Keras model, or an exported LiteRT or
+    ONNX file): images decoded ahead on threads and resized to `size`, uint8 batches
+    of up to `batch_size` through `forward(batch) -> probabilities`, the top `top`
+    labels of `names_for(num_outputs)`, one row per image in input order."""
+    images = image_items(images)
     errors, chunks, pending = {}, [], []
     for index, array, error in load_many(images, size, load_file=file_loader()):
         if error is not None:
@@ -159,12 +167,15 @@ def classify(images, model="vgg19", top=5, weights="default", labels=None, batch
             continue
         pending.append(array)
         if len(pending) == batch_size:
-            chunks.append(forward(np.stack(pending).astype(dtype, copy=False)))
+            chunks.append(np.asarray(forward(np.stack(pending))))
             pending = []
     if pending:
-        chunks.append(forward(np.stack(pending).astype(dtype, copy=False)))
-    probabilities = np.concatenate(chunks) if chunks else np.zeros((0, num_outputs), "float32")
-    names = class_names(model, name, labels, num_outputs)
+        chunks.append(np.asarray(forward(np.stack(pending))))
+    if chunks:
+        probabilities = np.concatenate(chunks)
+        names = names_for(probabilities.shape[-1])
+    else:
+        probabilities, names = np.zeros((0, 0), "float32"), []
     k = min(top, len(names))
 
     def predictions(row, index, item):
@@ -174,4 +185,3 @@ def classify(images, model="vgg19", top=5, weights="default", labels=None, batch
                                 for i in best]}
 
     return results_in_order(images, errors, predictions)
-

@@ -1,0 +1,323 @@
+"""An image classifier as one LiteRT (TFLite) or ONNX file, beside its SavedModel, and a
+runner for both that answers as `zoo predict RUN` does.
+
+    >>> import zoo
+    >>> zoo.export("runs/flowers", "models/", "flowers", format=["savedmodel", "litert", "onnx"])
+    [PosixPath('models/flowers/1'), PosixPath('models/flowers/flowers.tflite'),
+     PosixPath('models/flowers/flowers.onnx')]
+
+The contract is the SavedModel's `serving_uint8`: uint8 RGB `(batch, H, W, 3)` in, the
+model's preprocessing inside, class probabilities out; the class names go beside the
+file in `labels.txt` (one per line, TFLite's convention; the ONNX file also carries them
+in its metadata). The files sit in the model's folder next to its versions
+(`models/flowers/flowers.tflite`), which TF Serving and `zoo serve` skip: only all-digit
+names are versions.
+
+- LiteRT: TensorFlow's converter on the model's forward pass. `quantize="float16"`
+  stores the weights as float16; `"int8"` is full-integer post-training quantisation,
+  calibrated on `representative` images (a run's own training images by default), with
+  uint8 in and float probabilities out. The file is named for it
+  (`flowers.int8.tflite`). Run with the `ai-edge-litert` interpreter (TensorFlow's
+  own `tf.lite.Interpreter` where that is not installed).
+- ONNX: Keras' `model.export(format="onnx")` (tf2onnx underneath), verified by loading
+  it in onnxruntime.
+
+A file is converted into a temporary name beside its place and renamed into place, so
+nothing is half-written; an existing file is kept unless `overwrite=True`. A model the
+converter cannot take is refused in one line naming the format and the op or layer.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+
+from zoo import io
+from zoo.errors import OptionError, ZooError
+
+FORMATS = ("savedmodel", "litert", "onnx")
+SUFFIXES = {"litert": ".tflite", "onnx": ".onnx"}
+QUANTIZATIONS = ("float16", "int8")
+LABELS_FILE = "labels.txt"
+REPRESENTATIVE_IMAGES = 200  # calibration images for int8, at most
+ONNX_OPSET = 17
+
+
+def formats_from(value):
+    """`"litert,onnx"`, `["savedmodel", "onnx"]` or `"onnx"` → a tuple of known formats,
+    in the order given, each once."""
+    items = value.split(",") if isinstance(value, str) else list(value)
+    chosen = []
+    for item in (str(i).strip().lower() for i in items):
+        if item in ("tflite", "lite"):
+            item = "litert"
+        if item not in FORMATS:
+            raise OptionError(f"format {item!r} is not one zoo exports: choose from {', '.join(FORMATS)}")
+        if item not in chosen:
+            chosen.append(item)
+    if not chosen:
+        raise OptionError(f"no format given: choose from {', '.join(FORMATS)}")
+    return tuple(chosen)
+
+
+def file_path(model_dir, name, fmt, quantize=None):
+    """Where a format's file goes: `MODEL_DIR/NAME[.QUANTIZE].tflite|.onnx`."""
+    middle = f".{quantize}" if quantize else ""
+    return Path(model_dir) / f"{name}{middle}{SUFFIXES[fmt]}"
+
+
+def export_file(source, model_dir, name, fmt, quantize=None, representative=None, classes=None, overwrite=False):
+    """Write `source` (a `zoo.serving.export.Source` of an image classifier) as one
+    LiteRT or ONNX file in `model_dir`, with `labels.txt` beside it; returns its path."""
+    if fmt not in SUFFIXES:
+        raise OptionError(f"format {fmt!r}: one file is written for {', '.join(SUFFIXES)} only")
+    if quantize is not None and (fmt != "litert" or quantize not in QUANTIZATIONS):
+        raise OptionError(f"--quantize {quantize}: LiteRT files are quantised to {' or '.join(QUANTIZATIONS)}; "
+                          f"{fmt} files are written in float32")
+    model, classes = classifier_of(source, fmt, classes)
+    path = file_path(model_dir, name, fmt, quantize)
+    io.refuse_overwrite([path], overwrite=overwrite)
+    if quantize == "int8" and representative is None:
+        representative = training_images(source, tuple(model.inputs[0].shape[1:3]))
+    # Converted under a temporary name beside its place (with the format's suffix, which
+    # the converters and runtimes go by), loaded and run once, then renamed into place.
+    with io.atomic_path(path, fsync=True) as temporary:
+        if fmt == "litert":
+            temporary.write_bytes(_litert_bytes(model, quantize, representative))
+        else:
+            _write_onnx(model, classes, temporary)
+        check_file(temporary, fmt, model)
+    io.write_text(Path(model_dir) / LABELS_FILE, "".join(f"{c}\n" for c in classes))
+    return path
+
+
+def classifier_of(source, fmt, classes=None):
+    """The Keras model (uint8 in, probabilities out) and class names (`classes`, else
+    the run's, else the registry's) of an image classifier `Source`; anything else is
+    refused, naming the format."""
+    import keras
+
+    if source.task != "image-classification":
+        raise ZooError(f"{fmt} export is built for image classifiers so far; this is a {source.task} model "
+                       f"(export it as a SavedModel)")
+    run = source.source
+    model = run if isinstance(run, keras.Model) else run.model
+    inputs = model.inputs[0]
+    if len(model.inputs) != 1 or len(inputs.shape) != 4 or None in tuple(inputs.shape[1:]):
+        raise ZooError(f"{fmt} export takes a model with one (batch, height, width, 3) input of a fixed size; "
+                       f"{model.name} takes {[tuple(i.shape) for i in model.inputs]}")
+    from zoo.tasks.classify import class_names
+
+    given = classes or (None if isinstance(run, keras.Model) else (list(getattr(run, "classes", []) or []) or None))
+    return model, class_names(model, source.model_name, given, int(model.outputs[0].shape[-1]))
+
+
+def training_images(source, size):
+    """Up to `REPRESENTATIVE_IMAGES` of a run's own training images (its split, its
+    seed), uint8 `(N, H, W, 3)`: what int8 quantisation calibrates on."""
+    import keras
+
+    run = source.source
+    config = {} if isinstance(run, keras.Model) else getattr(run, "config", {}) or {}
+    data_dir = config.get("data_dir")
+    if not data_dir or not Path(data_dir).is_dir():
+        raise OptionError("int8 quantisation calibrates on real images: give representative images "
+                          "(--representative DIR) or export a run whose training folder is still there"
+                          + (f" (the run's was {data_dir})" if data_dir else ""))
+    import zoo.data
+
+    data = zoo.data.image_folder(data_dir, image_size=size, batch_size=32, seed=config.get("seed", 0),
+                                 shuffle=False, verbose=False)
+    images = []
+    for batch, _ in data.train:
+        images.extend(np.asarray(batch))
+        if len(images) >= REPRESENTATIVE_IMAGES:
+            break
+    return np.stack(images[:REPRESENTATIVE_IMAGES]).astype("uint8")
+
+
+def representative_images(folder, size):
+    """The images under `folder` (any layout), resized like zoo's pipeline, uint8."""
+    from zoo.data.pillow import image_items, load_many
+    from zoo.tasks.classify import file_loader
+
+    items = image_items(str(folder))[:REPRESENTATIVE_IMAGES]
+    images = [array for _, array, error in load_many(items, size, load_file=file_loader()) if error is None]
+    if not images:
+        raise OptionError(f"{folder}: no images to calibrate int8 quantisation on")
+    return np.stack(images).astype("uint8")
+
+
+# ------------------------------------------------------------------------------ LiteRT
+def _litert_bytes(model, quantize, representative):
+    """TensorFlow's converter on a one-endpoint SavedModel of the forward pass (Keras'
+    own LiteRT path: a Keras 3 model's variables are frozen from there), built-in ops
+    only, so that the file runs on any LiteRT runtime without TensorFlow's kernels."""
+    import tempfile
+
+    import keras
+    import tensorflow as tf
+
+    height, width = (int(d) for d in model.inputs[0].shape[1:3])
+    with tempfile.TemporaryDirectory(prefix="zoo-litert-") as folder:
+        archive = keras.export.ExportArchive()
+        archive.track(model)
+        archive.add_endpoint("serve", lambda images: model(images, training=False),
+                             input_signature=[tf.TensorSpec((None, height, width, 3), tf.uint8, name="images")])
+        archive.write_out(folder, verbose=False)
+        converter = tf.lite.TFLiteConverter.from_saved_model(folder)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+        if quantize == "float16":
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+            converter.target_spec.supported_types = [tf.float16]
+        elif quantize == "int8":
+            images = np.asarray(representative, dtype="uint8")
+
+            def calibration():
+                for image in images:
+                    yield [image[None]]
+
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+            converter.representative_dataset = calibration
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        try:
+            return converter.convert()
+        except Exception as error:  # the converter's ConverterError, and what it raises on the way
+            raise ZooError(f"LiteRT cannot convert {model.name}: {_unsupported(str(error))}") from None
+
+
+def _unsupported(text):
+    """The converter's long report → the ops or layer it names, in one line."""
+    ops = sorted(set(re.findall(r"'(tf\.[A-Za-z0-9_]+)'", text) + re.findall(r"\b(tf\.[A-Z][A-Za-z0-9_]+)\b", text)))
+    if ops:
+        return f"the op{'s' if len(ops) > 1 else ''} {', '.join(ops)} {'have' if len(ops) > 1 else 'has'} no " \
+               f"LiteRT kernel (LiteRT runs TFLite's built-in ops only)"
+    first = next((line.strip() for line in text.splitlines() if line.strip()), "the converter failed")
+    return first[:300]
+
+
+class LiteRTRunner:
+    """A `.tflite` file on the LiteRT interpreter (XNNPACK on CPU): `run(uint8 batch) ->
+    probabilities`, one image at a time resized as the batch needs."""
+
+    def __init__(self, path, threads=None):
+        try:
+            from ai_edge_litert.interpreter import Interpreter
+        except ImportError:  # TensorFlow's copy of the same interpreter
+            import tensorflow as tf
+
+            Interpreter = tf.lite.Interpreter
+        self.path = Path(path)
+        try:
+            self._interpreter = Interpreter(model_path=str(path), num_threads=threads or os.cpu_count())
+        except (ValueError, RuntimeError) as error:
+            raise ZooError(f"{path} is not a LiteRT model this interpreter can load: {_first(error)}") from None
+        self._input = self._interpreter.get_input_details()[0]
+        self._output = self._interpreter.get_output_details()[0]
+        self.size = tuple(int(d) for d in self._input["shape"][1:3])
+        self._batch = None
+
+    def run(self, batch):
+        batch = np.asarray(batch, dtype=self._input["dtype"])
+        if self._batch != len(batch):
+            self._interpreter.resize_tensor_input(self._input["index"], [len(batch), *self.size, 3])
+            self._interpreter.allocate_tensors()
+            self._batch = len(batch)
+        self._interpreter.set_tensor(self._input["index"], batch)
+        self._interpreter.invoke()
+        out = self._interpreter.get_tensor(self._output["index"])
+        scale, zero = self._output.get("quantization", (0.0, 0))
+        if out.dtype != np.float32 and scale:
+            out = (out.astype("float32") - zero) * scale
+        return np.asarray(out, dtype="float32")
+
+
+# -------------------------------------------------------------------------------- ONNX
+def _write_onnx(model, classes, path):
+    import keras
+
+    height, width = (int(d) for d in model.inputs[0].shape[1:3])
+    spec = keras.InputSpec(shape=(None, height, width, 3), dtype="uint8")
+    try:
+        model.export(path, format="onnx", input_signature=[spec], verbose=False, opset_version=ONNX_OPSET)
+    except ImportError as error:
+        raise ZooError(f"ONNX export needs tf2onnx and onnx (pip install 'zoo[export]'): {_first(error)}") from None
+    except Exception as error:
+        raise ZooError(f"ONNX cannot convert {model.name}: {_unsupported(str(error))}") from None
+    import onnx
+
+    proto = onnx.load(path)
+    proto.metadata_props.add(key="labels", value="\n".join(classes))
+    proto.metadata_props.add(key="input", value="uint8 RGB (batch, height, width, 3); preprocessing inside")
+    onnx.save(proto, path)
+
+
+class OnnxRunner:
+    """A `.onnx` file on onnxruntime's CPU provider: `run(uint8 batch) -> probabilities`."""
+
+    def __init__(self, path, threads=None):
+        try:
+            import onnxruntime
+        except ImportError:
+            raise ZooError("running an ONNX file needs onnxruntime (pip install 'zoo[export]')") from None
+        options = onnxruntime.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        try:
+            self._session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as error:
+            raise ZooError(f"{path} is not an ONNX model onnxruntime can load: {_first(error)}") from None
+        self.path = Path(path)
+        self._input = self._session.get_inputs()[0]
+        self.size = tuple(int(d) for d in self._input.shape[1:3])
+
+    def run(self, batch):
+        (out,) = self._session.run(None, {self._input.name: np.asarray(batch, dtype="uint8")})[:1]
+        return np.asarray(out, dtype="float32")
+
+
+def runner(path, threads=None):
+    """The runner for an exported file, by its suffix."""
+    suffix = Path(path).suffix.lower()
+    if suffix == ".tflite":
+        return LiteRTRunner(path, threads)
+    if suffix == ".onnx":
+        return OnnxRunner(path, threads)
+    raise OptionError(f"{path}: an exported file is a .tflite or .onnx file")
+
+
+def check_file(path, fmt, model):
+    """Load what was written in its runtime and run one image, so a file that would not
+    load is never published."""
+    run = (LiteRTRunner if fmt == "litert" else OnnxRunner)(path, threads=1)
+    out = run.run(np.zeros((1, *run.size, 3), "uint8"))
+    expected = int(model.outputs[0].shape[-1])
+    if out.shape != (1, expected):
+        raise ZooError(f"the {fmt} file answers {out.shape} for one image, not (1, {expected})")
+
+
+def labels_beside(path, num_outputs):
+    """The class names in `labels.txt` beside an exported file, else "0", "1", ..."""
+    labels_file = Path(path).with_name(LABELS_FILE)
+    if labels_file.is_file():
+        labels = io.read_config_text(labels_file, "labels file").splitlines()
+        if len(labels) == num_outputs:
+            return labels
+    return [str(i) for i in range(num_outputs)]
+
+
+def predict_file(path, images, top=1, batch_size=32):
+    """`zoo predict FILE.tflite|FILE.onnx IMAGES`: the same rows as `Run.predict`."""
+    from zoo.tasks.classify import classify_batches
+
+    run = runner(path)
+    return classify_batches(images, run.run, run.size, lambda n: labels_beside(path, n), top=top,
+                            batch_size=batch_size)
+
+
+def _first(error):
+    text = str(error).strip()
+    return text.splitlines()[0][:300] if text else type(error).__name__
