@@ -52,6 +52,29 @@ def atomic_path(path, fsync=False):
             tmp.unlink()
 
 
+@contextlib.contextmanager
+def captured_stderr():
+    """Hold what this process writes to file descriptor 2 in the block (C++ libraries'
+    logs, which `sys.stderr` never sees, as well as Python's): yields a list that holds
+    the captured lines once the block ends, for the caller to show or drop."""
+    import sys
+    import tempfile
+
+    lines = []
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield lines
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            lines.extend(captured.read().decode("utf-8", "replace").splitlines())
+
+
 _STALE = re.compile(r"^\.[^/]*\.\d+\.[0-9a-f]{8}" + re.escape(TMP_MARK) + r"(\.|$)")
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import re
 import sys
-import tempfile
 
 STARTUP_NOISE = re.compile(
     "|".join((
@@ -46,29 +45,21 @@ def start_backend(setup=None):
         if setup is not None:
             setup()
         return []
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as captured:
-        os.dup2(captured.fileno(), 2)
+    from zoo.io import captured_stderr
+
+    with captured_stderr() as captured:
         try:
-            try:
-                import tensorflow as tf
-            except ImportError:  # a JAX-only machine: nothing of TensorFlow's to quiet
-                tf = None
-            if tf is not None:
-                tf.config.list_physical_devices()  # where a CUDA build tries cuInit
-            import keras  # noqa: F401
-            if setup is not None:
-                setup()
-            if tf is not None and keras.backend.backend() == "tensorflow":
-                keras.ops.convert_to_tensor(0)  # the first op loads oneDNN's kernels
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-        captured.seek(0)
-        kept = [line for line in captured.read().decode("utf-8", "replace").splitlines()
-                if line.strip() and not STARTUP_NOISE.search(line)]
+            import tensorflow as tf
+        except ImportError:  # a JAX-only machine: nothing of TensorFlow's to quiet
+            tf = None
+        if tf is not None:
+            tf.config.list_physical_devices()  # where a CUDA build tries cuInit
+        import keras  # noqa: F401
+        if setup is not None:
+            setup()
+        if tf is not None and keras.backend.backend() == "tensorflow":
+            keras.ops.convert_to_tensor(0)  # the first op loads oneDNN's kernels
+    kept = [line for line in captured if line.strip() and not STARTUP_NOISE.search(line)]
     for line in kept:
         print(line, file=sys.stderr)
     return kept

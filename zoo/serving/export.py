@@ -241,7 +241,7 @@ def resolve_source(source):
 def _of_model(model):
     """A bare model's task: its registry spec's (by the model's name), else an image
     classifier's when it looks like one ((N, H, W, 3) of a fixed size in, (N, C) out)."""
-    spec = _spec_or_none(model.name)
+    spec = registry_spec(model.name)
     if spec is not None:
         return Source(task=spec.task, source=model, model_name=model.name)
     inputs, outputs = getattr(model, "inputs", None) or [], getattr(model, "outputs", None) or []
@@ -272,7 +272,8 @@ def _check_name(name):
         )
 
 
-def _spec_or_none(name):
+def registry_spec(name):
+    """The registry's spec of model `name`, or None for a name it does not know."""
     from zoo import models
 
     try:

@@ -109,10 +109,12 @@ def classifier_of(source, fmt, classes=None):
     if len(model.inputs) != 1 or len(inputs.shape) != 4 or None in tuple(inputs.shape[1:]):
         raise ZooError(f"{fmt} export takes a model with one (batch, height, width, 3) input of a fixed size; "
                        f"{model.name} takes {[tuple(i.shape) for i in model.inputs]}")
+    from zoo.serving.export import registry_spec
     from zoo.tasks.classify import class_names
 
     given = classes or (None if isinstance(run, keras.Model) else (list(getattr(run, "classes", []) or []) or None))
-    return model, class_names(model, source.model_name, given, int(model.outputs[0].shape[-1]))
+    name = source.model_name if registry_spec(source.model_name) is not None else None
+    return model, class_names(model, name, given, int(model.outputs[0].shape[-1]))
 
 
 def training_images(source, size):
@@ -184,17 +186,29 @@ def _litert_bytes(model, quantize, representative):
             converter.representative_dataset = calibration
             converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         try:
-            return converter.convert()
+            # The converter's C++ side reports on file descriptor 2, a page per refusal;
+            # what matters of it is in the exception, and a success needs no words.
+            with io.captured_stderr():
+                return converter.convert()
         except Exception as error:  # the converter's ConverterError, and what it raises on the way
-            raise ZooError(f"LiteRT cannot convert {model.name}: {_unsupported(str(error))}") from None
+            names = [layer.name for layer in model._flatten_layers(include_self=False)]
+            raise ZooError(f"LiteRT cannot convert {model.name}: {_unsupported(str(error), names)}") from None
 
 
-def _unsupported(text):
-    """The converter's long report → the ops or layer it names, in one line."""
+def _unsupported(text, layer_names=()):
+    """The converter's long report → the ops and the layers it names, in one line."""
     ops = sorted(set(re.findall(r"'(tf\.[A-Za-z0-9_]+)'", text) + re.findall(r"\b(tf\.[A-Z][A-Za-z0-9_]+)\b", text)))
+    # Where: `fused["Betainc:", "model_1/odd_1/Betainc@__inference_..."]` names the op's
+    # layer path; its last layer (Keras' call-count suffix dropped) is the user's layer.
+    known, layers = set(layer_names), []
+    for path in re.findall(r'fused\["[^"]*", "([^"@]+)@', text):
+        found = [part for part in (re.sub(r"_\d+$", "", p) for p in path.split("/")[1:-1]) if part in known]
+        if found and found[-1] not in layers:  # the deepest layer of the model on the op's path
+            layers.append(found[-1])
     if ops:
-        return f"the op{'s' if len(ops) > 1 else ''} {', '.join(ops)} {'have' if len(ops) > 1 else 'has'} no " \
-               f"LiteRT kernel (LiteRT runs TFLite's built-in ops only)"
+        where = f" (in layer {', '.join(layers[:3])})" if layers else ""
+        return f"the op{'s' if len(ops) > 1 else ''} {', '.join(ops)}{where} {'have' if len(ops) > 1 else 'has'} " \
+               f"no LiteRT kernel (LiteRT runs TFLite's built-in ops only)"
     first = next((line.strip() for line in text.splitlines() if line.strip()), "the converter failed")
     return first[:300]
 
@@ -246,7 +260,8 @@ def _write_onnx(model, classes, path):
     except ImportError as error:
         raise ZooError(f"ONNX export needs tf2onnx and onnx (pip install 'zoo[export]'): {_first(error)}") from None
     except Exception as error:
-        raise ZooError(f"ONNX cannot convert {model.name}: {_unsupported(str(error))}") from None
+        names = [layer.name for layer in model._flatten_layers(include_self=False)]
+        raise ZooError(f"ONNX cannot convert {model.name}: {_unsupported(str(error), names)}") from None
     import onnx
 
     proto = onnx.load(path)
@@ -295,8 +310,9 @@ def check_file(path, fmt, model):
     run = (LiteRTRunner if fmt == "litert" else OnnxRunner)(path, threads=1)
     out = run.run(np.zeros((1, *run.size, 3), "uint8"))
     expected = int(model.outputs[0].shape[-1])
-    if out.shape != (1, expected):
-        raise ZooError(f"the {fmt} file answers {out.shape} for one image, not (1, {expected})")
+    if out.shape != (1, expected) or not np.all(np.isfinite(out)):
+        raise ZooError(f"the {fmt} conversion of {model.name} is wrong (one image gives an output of shape "
+                       f"{out.shape}, not (1, {expected}) finite probabilities), so it was not written")
 
 
 def labels_beside(path, num_outputs):
