@@ -3,8 +3,6 @@ photos): denoising measured in PSNR, the VAE's held-out ELBO, the encoder as a f
 extractor, and the exports served."""
 
 import json
-import subprocess
-import sys
 import urllib.request
 
 import numpy as np
@@ -100,8 +98,7 @@ def test_exports_reconstruct_encode_and_decode_over_rest_and_grpc(denoiser, vae,
 
     zoo.export(denoiser.path, tmp_path / "models", "denoiser")
     version = zoo.export(vae.path, tmp_path / "models", "vae")
-    show = subprocess.run([sys.executable, "-m", "tensorflow.python.tools.saved_model_cli", "show", "--dir",
-                           str(version), "--all"], capture_output=True, text=True, timeout=120, check=True).stdout
+    show = forked_zoo.python_run(["-m", "tensorflow.python.tools.saved_model_cli", "show", "--dir", version, "--all"], timeout=120, check=True).stdout
     for signature in ("serving_default", "encode", "decode"):
         assert f"signature_def['{signature}']" in show
     assert "outputs['reconstructions']" in show and "DT_UINT8" in show

@@ -4,8 +4,6 @@
 import collections
 import json
 import math
-import subprocess
-import sys
 import urllib.error
 import urllib.request
 
@@ -106,8 +104,7 @@ def test_export_generates_in_the_graph_over_rest_and_grpc(run, tmp_path):
     from zoo.serving.server import ModelServer
 
     version = zoo.export(run.path, tmp_path / "models", "writer")
-    show = subprocess.run([sys.executable, "-m", "tensorflow.python.tools.saved_model_cli", "show", "--dir",
-                           str(version), "--all"], capture_output=True, text=True, timeout=120, check=True).stdout
+    show = forked_zoo.python_run(["-m", "tensorflow.python.tools.saved_model_cli", "show", "--dir", version, "--all"], timeout=120, check=True).stdout
     default = show.split("signature_def['serving_default']")[1].split("signature_def[")[0]
     for name in ("prompt", "temperature", "length", "seed"):
         assert f"inputs['{name}']" in default

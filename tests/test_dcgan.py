@@ -121,8 +121,7 @@ def test_the_exported_generator_serves_latents_to_uint8_images_over_rest_and_grp
 
     run = zoo.load_run(killed_and_resumed[0])
     version = zoo.export(run.path, tmp_path / "models", "digits-gan")
-    shown = subprocess.run([str(Path(sys.executable).with_name("saved_model_cli")), "show", "--dir", version,
-                            "--all"], capture_output=True, text=True, env=ENV, timeout=300)
+    shown = forked_zoo.python_run(["-m", "tensorflow.python.tools.saved_model_cli", "show", "--dir", version, "--all"], env=ENV, timeout=300)
     assert shown.returncode == 0, shown.stderr[-3000:]
     default = shown.stdout.split("signature_def['serving_default']")[1]
     assert "inputs['latents']" in default and "DT_FLOAT" in default and "(-1, 8)" in default

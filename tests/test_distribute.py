@@ -5,12 +5,12 @@ devices must be set up before the backend starts."""
 
 import json
 import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+
+from helpers import forked_zoo
 
 pytestmark = pytest.mark.large  # the large tier (--run_large; CI runs it)
 
@@ -62,8 +62,7 @@ TF_TWO_DEVICES = textwrap.dedent("""
 
 def run_python(script, env=None, timeout=300):
     environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(ROOT), **(env or {})}
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=environment,
-                          timeout=timeout, cwd=ROOT)
+    done = forked_zoo.python_run(["-c", script], env=environment, timeout=timeout, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 

@@ -5,12 +5,12 @@ sub-folder per class (here: real handwritten digits)."""
 import os
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 from helpers.digit_folders import write_folder
 import pytest
+
+from helpers import forked_zoo
 
 pytestmark = pytest.mark.large  # the large tier (--run_large; CI runs it)
 
@@ -46,8 +46,7 @@ def test_readme_python_blocks_run_as_written(tmp_path, digits):
     write_folder(tmp_path / "photos", x_train, y_train, classes=(1, 7), per_class=20)
     shutil.copytree(ROOT / "examples", tmp_path / "examples")
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "ZOO_HOME": str(tmp_path / "zoo_home")}
-    done = subprocess.run([sys.executable, "-c", RUNNER.format(blocks=python_blocks())], cwd=tmp_path,
-                          capture_output=True, text=True, env=env, timeout=900)
+    done = forked_zoo.python_run(["-c", RUNNER.format(blocks=python_blocks())], cwd=tmp_path, env=env, timeout=900)
     assert done.returncode == 0, done.stderr[-4000:]
     assert (tmp_path / "runs" / "digits" / "model.keras").is_file()
     assert (tmp_path / "runs" / "a" / "metrics.json").is_file()

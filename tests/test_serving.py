@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from helpers import forked_zoo  # noqa: E402
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
@@ -185,17 +187,15 @@ def test_top_k_signature_gives_class_names_and_scores(loaded, model, batch):
     assert np.max(np.abs(outputs["scores"].numpy() - np.sort(reference)[:, ::-1])) < 1e-4
 
 
-def _saved_model_cli():
-    found = shutil.which("saved_model_cli", path=os.path.dirname(sys.executable))
-    return [found] if found else [sys.executable, "-m", "tensorflow.python.tools.saved_model_cli"]
+def _saved_model_cli(*args):
+    """TensorFlow's `saved_model_cli ARGS` (its module, forked from the test process's
+    fork server: tests/helpers/forked_zoo.py)."""
+    return forked_zoo.python_run(["-m", "tensorflow.python.tools.saved_model_cli", *args], timeout=120, check=True)
 
 
 @pytest.mark.large
 def test_saved_model_cli_show_and_run(export_dir, loaded, tmp_path):
-    show = subprocess.run(
-        [*_saved_model_cli(), "show", "--dir", str(export_dir), "--all"],
-        capture_output=True, text=True, timeout=120, check=True,
-    ).stdout
+    show = _saved_model_cli("show", "--dir", export_dir, "--all").stdout
     sections = {block.split("']")[0]: block for block in show.split("signature_def['")[1:]}
     assert {"serving_default", "serving_uint8", "serving_bytes", "top_k"} <= set(sections)
     assert "inputs['images']" in sections["serving_default"] and "DT_FLOAT" in sections["serving_default"]
@@ -209,12 +209,8 @@ def test_saved_model_cli_show_and_run(export_dir, loaded, tmp_path):
 
     images = np.random.default_rng(0).uniform(0, 255, (2, 28, 28, 3)).astype("float32")
     np.save(tmp_path / "images.npy", images)
-    subprocess.run(
-        [*_saved_model_cli(), "run", "--dir", str(export_dir), "--tag_set", "serve",
-         "--signature_def", "serving_default", "--inputs", f"images={tmp_path / 'images.npy'}",
-         "--outdir", str(tmp_path / "out"), "--overwrite"],
-        capture_output=True, text=True, timeout=120, check=True,
-    )
+    _saved_model_cli("run", "--dir", export_dir, "--tag_set", "serve", "--signature_def", "serving_default",
+                     "--inputs", f"images={tmp_path / 'images.npy'}", "--outdir", tmp_path / "out", "--overwrite")
     got = np.load(tmp_path / "out" / "probabilities.npy")
     expected = loaded.signatures["serving_default"](images=tf.constant(images))["probabilities"]
     assert got.shape == (2, 3) and np.max(np.abs(got - expected.numpy())) < 1e-6
@@ -558,10 +554,8 @@ def _wait_for_version(server, version, seconds=60):
 def _kill_export(run_dir, base, when):
     """Start an export in a subprocess and SIGKILL it; returns its temporary directory."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
-    process = subprocess.Popen(
-        [sys.executable, "-c", KILLED_EXPORT, str(run_dir), str(base), NAME, when],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
-    )
+    process = forked_zoo.python_popen(["-c", KILLED_EXPORT, run_dir, base, NAME, when], stdout=subprocess.PIPE,
+                                      stderr=subprocess.DEVNULL, env=env)
     try:
         if when == "before-rename":
             line = process.stdout.readline()  # the whole SavedModel is written, not renamed

@@ -120,16 +120,19 @@ def _child(request, fds):
                                       line_buffering=unbuffered, write_through=unbuffered)
         sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), encoding="utf-8",
                                       errors="backslashreplace", line_buffering=True)
-        sys.argv = ["zoo", *request["args"]]
         import random
 
         import numpy
 
         random.seed()
         numpy.random.seed()
-        from zoo.cli import main
+        if request.get("python"):
+            code = _python(request["python"], request["env"])
+        else:
+            sys.argv = ["zoo", *request["args"]]
+            from zoo.cli import main
 
-        code = main(request["args"])
+            code = main(request["args"])
     except SystemExit as stop:
         code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
         if stop.code is not None and not isinstance(stop.code, int):
@@ -148,6 +151,31 @@ def _child(request, fds):
             except Exception:
                 pass
         os._exit(code or 0)
+
+
+def _python(argv, env):
+    """What `python ARGV` runs, in this process: `-c CODE ARGS` or `-m MODULE ARGS`,
+    after `-W ACTION` options; PYTHONPATH's folders first on sys.path, as Python puts
+    them (and the working directory, for `-c`)."""
+    import runpy
+    import warnings
+
+    argv = list(argv)
+    while argv and argv[0] == "-W":
+        warnings.simplefilter(argv[1])
+        argv = argv[2:]
+    extra = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if argv[0] == "-c":
+        sys.argv = ["-c", *argv[2:]]
+        sys.path[:0] = ["", *extra]
+        exec(compile(argv[1], "<string>", "exec"), {"__name__": "__main__", "__builtins__": __builtins__})
+    elif argv[0] == "-m":
+        sys.argv = [argv[1], *argv[2:]]
+        sys.path[:0] = [os.getcwd(), *extra]
+        runpy.run_module(argv[1], run_name="__main__", alter_sys=True)
+    else:
+        raise SystemExit(f"forked_zoo: python {argv[0]!r}: only -c and -m")
+    return 0
 
 
 def main():
@@ -222,8 +250,8 @@ def _fork_server():
 class ForkedProcess:
     """A zoo command forked from the server: `subprocess.Popen`'s face."""
 
-    def __init__(self, server, args, env, cwd, stdin, stdout, stderr):
-        self.args = ["zoo", *args]
+    def __init__(self, server, args, env, cwd, stdin, stdout, stderr, python=None):
+        self.args = [sys.executable, *python] if python else ["zoo", *args]
         self.returncode = None
         self._connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._connection.connect(server.path)
@@ -244,9 +272,10 @@ class ForkedProcess:
             else:  # a file object or descriptor
                 ends.append(os.dup(spec if isinstance(spec, int) else spec.fileno()))
                 mine.append(None)
-        request = {"args": [str(a) for a in args], "env": dict(env), "cwd": str(cwd)}
+        request = {"args": [str(a) for a in args], "env": dict(env), "cwd": str(cwd),
+                   "python": [str(a) for a in python] if python else None}
         try:
-            socket.send_fds(self._connection, [json.dumps(request).encode()], list(dict.fromkeys(ends)))
+            socket.send_fds(self._connection, [json.dumps(request).encode()], ends)
         finally:
             for fd in set(ends):
                 os.close(fd)
@@ -345,9 +374,34 @@ def popen(args, *, env=None, cwd=None, stdin=subprocess.DEVNULL, stdout=None, st
                             stdout=stdout, stderr=stderr, text=True, errors="replace")
 
 
+def python_popen(argv, *, env=None, cwd=None, stdin=subprocess.DEVNULL, stdout=None, stderr=None):
+    """`python ARGV` (`-c CODE ...` or `-m MODULE ...`, after `-W` options) started,
+    forked from the server where the environment lets it start the same way; for code
+    that must not find TensorFlow, Keras or zoo already imported, use `subprocess`."""
+    environment = dict(os.environ if env is None else env)
+    cwd = os.getcwd() if cwd is None else cwd
+    server = _fork_server()
+    if server is not None and server.takes(environment):
+        return ForkedProcess(server, [], environment, cwd, stdin, stdout, stderr, python=argv)
+    return subprocess.Popen([sys.executable, *map(str, argv)], env=environment, cwd=cwd, stdin=stdin,
+                            stdout=stdout, stderr=stderr, text=True, errors="replace")
+
+
+def python_run(argv, *, env=None, cwd=None, timeout=300, check=False):
+    """`python ARGV` to its end: `subprocess.run(..., capture_output=True, text=True)`."""
+    done = _finish(python_popen(argv, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE), timeout)
+    if check and done.returncode:
+        raise subprocess.CalledProcessError(done.returncode, done.args, done.stdout, done.stderr)
+    return done
+
+
 def run(args, *, env=None, cwd=None, timeout=300, fresh=False):
     """`zoo ARGS` to its end: `subprocess.run(..., capture_output=True, text=True)`."""
-    process = popen(args, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, fresh=fresh)
+    return _finish(popen(args, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, fresh=fresh),
+                   timeout)
+
+
+def _finish(process, timeout):
     try:
         stdout, stderr = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:

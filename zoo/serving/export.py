@@ -91,8 +91,10 @@ def export(model_or_run_dir, base_path, name, version=None, top_k=5, classes=Non
             written.append(_export_saved_model(source, base_path, name, version, top_k, classes))
             continue
         if isinstance(representative, (str, os.PathLike)):
+            from zoo.tasks.image_classifier_export import calibration_images
+
             model, _ = portable.classifier_of(source, chosen, classes)
-            representative = portable.representative_images(representative, tuple(model.inputs[0].shape[1:3]))
+            representative = calibration_images(None, tuple(model.inputs[0].shape[1:3]), folder=representative)
         written.append(portable.export_file(source, Path(base_path) / name, name, chosen,
                                             quantize=quantize if chosen == "litert" else None,
                                             representative=representative, classes=classes,

@@ -42,7 +42,6 @@ FORMATS = ("savedmodel", "litert", "onnx")
 SUFFIXES = {"litert": ".tflite", "onnx": ".onnx"}
 QUANTIZATIONS = ("float16", "int8")
 LABELS_FILE = "labels.txt"
-REPRESENTATIVE_IMAGES = 200  # calibration images for int8, at most
 ONNX_OPSET = 17
 
 
@@ -81,7 +80,9 @@ def export_file(source, model_dir, name, fmt, quantize=None, representative=None
     path = file_path(model_dir, name, fmt, quantize)
     io.refuse_overwrite([path], overwrite=overwrite)
     if quantize == "int8" and representative is None:
-        representative = training_images(source, tuple(model.inputs[0].shape[1:3]))
+        from zoo.tasks.image_classifier_export import calibration_images
+
+        representative = calibration_images(source.source, tuple(model.inputs[0].shape[1:3]))
     # Converted under a temporary name beside its place (with the format's suffix, which
     # the converters and runtimes go by), loaded and run once, then renamed into place.
     with io.atomic_path(path, fsync=True) as temporary:
@@ -109,48 +110,12 @@ def classifier_of(source, fmt, classes=None):
     if len(model.inputs) != 1 or len(inputs.shape) != 4 or None in tuple(inputs.shape[1:]):
         raise ZooError(f"{fmt} export takes a model with one (batch, height, width, 3) input of a fixed size; "
                        f"{model.name} takes {[tuple(i.shape) for i in model.inputs]}")
-    from zoo.serving.export import registry_spec
+    from zoo import models
     from zoo.tasks.classify import class_names
 
     given = classes or (None if isinstance(run, keras.Model) else (list(getattr(run, "classes", []) or []) or None))
-    name = source.model_name if registry_spec(source.model_name) is not None else None
+    name = source.model_name if source.model_name in models.list_models() else None
     return model, class_names(model, name, given, int(model.outputs[0].shape[-1]))
-
-
-def training_images(source, size):
-    """Up to `REPRESENTATIVE_IMAGES` of a run's own training images (its split, its
-    seed), uint8 `(N, H, W, 3)`: what int8 quantisation calibrates on."""
-    import keras
-
-    run = source.source
-    config = {} if isinstance(run, keras.Model) else getattr(run, "config", {}) or {}
-    data_dir = config.get("data_dir")
-    if not data_dir or not Path(data_dir).is_dir():
-        raise OptionError("int8 quantisation calibrates on real images: give representative images "
-                          "(--representative DIR) or export a run whose training folder is still there"
-                          + (f" (the run's was {data_dir})" if data_dir else ""))
-    import zoo.data
-
-    data = zoo.data.image_folder(data_dir, image_size=size, batch_size=32, seed=config.get("seed", 0),
-                                 shuffle=False, verbose=False)
-    images = []
-    for batch, _ in data.train:
-        images.extend(np.asarray(batch))
-        if len(images) >= REPRESENTATIVE_IMAGES:
-            break
-    return np.stack(images[:REPRESENTATIVE_IMAGES]).astype("uint8")
-
-
-def representative_images(folder, size):
-    """The images under `folder` (any layout), resized like zoo's pipeline, uint8."""
-    from zoo.data.pillow import image_items, load_many
-    from zoo.tasks.classify import file_loader
-
-    items = image_items(str(folder))[:REPRESENTATIVE_IMAGES]
-    images = [array for _, array, error in load_many(items, size, load_file=file_loader()) if error is None]
-    if not images:
-        raise OptionError(f"{folder}: no images to calibrate int8 quantisation on")
-    return np.stack(images).astype("uint8")
 
 
 # ------------------------------------------------------------------------------ LiteRT

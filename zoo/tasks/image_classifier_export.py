@@ -35,6 +35,8 @@ function runs.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from zoo.errors import ZooError
 from zoo.tasks.export import SIGNATURE_DEFAULT, call, check_one_input_one_output, image_input_size, model_of
 
@@ -237,3 +239,41 @@ def _explain_endpoint(model, decode, class_names):
         }
 
     return serve_explain, heatmap_shape, layer.name
+
+
+CALIBRATION_IMAGES = 200  # what int8 quantisation calibrates on, at most
+
+
+def calibration_images(run, size, folder=None):
+    """Up to `CALIBRATION_IMAGES` real images, uint8 `(N, H, W, 3)` at `size`, for int8
+    quantisation to calibrate on: those under `folder` (any layout), else the run's own
+    training images (its training split, by its seed), read as its training read them."""
+    import numpy as np
+
+    from zoo.errors import OptionError
+
+    if folder is not None:
+        from zoo.data.pillow import image_items, load_many
+        from zoo.tasks.classify import file_loader
+
+        items = image_items(str(folder))[:CALIBRATION_IMAGES]
+        images = [array for _, array, error in load_many(items, size, load_file=file_loader()) if error is None]
+        if not images:
+            raise OptionError(f"{folder}: no images to calibrate int8 quantisation on")
+        return np.stack(images).astype("uint8")
+    config = getattr(run, "config", None) or {}
+    data_dir = config.get("data_dir")
+    if not data_dir or not Path(data_dir).is_dir():
+        raise OptionError("int8 quantisation calibrates on real images: give some (--representative DIR, or "
+                          "representative= in Python), or export a run whose training folder is still there"
+                          + (f" (this run's was {data_dir})" if data_dir else ""))
+    from zoo.data import image_folder
+
+    data = image_folder(data_dir, image_size=size, batch_size=32, seed=config.get("seed", 0), shuffle=False,
+                        verbose=False)
+    images = []
+    for batch, _ in data.train:
+        images.extend(np.asarray(batch))
+        if len(images) >= CALIBRATION_IMAGES:
+            break
+    return np.stack(images[:CALIBRATION_IMAGES]).astype("uint8")
