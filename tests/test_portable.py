@@ -130,6 +130,24 @@ def test_other_tasks_and_options_are_refused_in_one_line(tmp_path):
         zoo.export("conv_autoencoder", tmp_path, "x", format="litert")
 
 
+@pytest.mark.parametrize("suffix", [".tflite", ".onnx"])
+@pytest.mark.parametrize("content", [b"", b"\x00" * 64, b"not a model at all " * 1000], ids=["empty", "zeros", "text"])
+def test_a_damaged_exported_file_is_one_error_not_a_crash(tmp_path, suffix, content):
+    path = tmp_path / f"model{suffix}"
+    path.write_bytes(content)
+    with pytest.raises(ZooError, match="model" + suffix.replace(".", r"\.")) as refused:
+        portable.predict_file(path, [np.zeros((28, 28, 3), "uint8")])
+    assert "\n" not in str(refused.value)
+
+
+def test_a_truncated_litert_file_is_refused(lenet, tmp_path):
+    _, paths = lenet
+    cut = tmp_path / "cut.tflite"
+    cut.write_bytes(paths["float32"].read_bytes()[:5000])
+    with pytest.raises(ZooError, match="cut.tflite"):
+        portable.predict_file(cut, [np.zeros((28, 28, 3), "uint8")])
+
+
 # ------------------------------------------------------------------ a fine-tuned run
 @pytest.mark.large
 def test_a_fine_tuned_run_exports_and_zoo_predict_runs_each_file_like_the_run(classifier_run, tmp_path):

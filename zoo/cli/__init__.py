@@ -112,7 +112,9 @@ def cmd_predict(args):
         raise SystemExit("zoo predict: error: give RUN_DIR IMAGE... (or --url URL --model NAME IMAGE...)")
     import zoo
 
-    if os.path.splitext(str(args.run_dir))[1].lower() in (".tflite", ".onnx"):
+    from zoo.cli.checks import EXPORTED_SUFFIXES
+
+    if os.path.splitext(str(args.run_dir))[1].lower() in EXPORTED_SUFFIXES:
         from zoo.serving.portable import predict_file
 
         return _print_predictions(predict_file(args.run_dir, args.images, top=args.top), args.json, args.csv)

@@ -134,7 +134,6 @@ def classify(images, model="vgg19", top=5, weights="default", labels=None, batch
         [{"label", "class_id", "probability"}]}`, or `{"image", "error"}` for an image
         that could not be read (the others are still classified).
     """
-    images = image_items(images)
     if isinstance(top, bool) or not isinstance(top, int) or top < 1:
         raise ValueError(f"`top` must be a positive int. Received: top={top!r}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
