@@ -52,7 +52,7 @@ def export(model_or_run_dir, base_path, name, version=None, top_k=5, classes=Non
 
     Args:
         model_or_run_dir: the path of a run directory written by `zoo train` /
-            `zoo.runs.save_run`, the path of a `.keras` model file, a registry model
+            `zoo.runs.save_run` (or the run, `zoo.load_run`), the path of a `.keras` model file, a registry model
             name (`"lenet5"`, built with its default weights), or a `keras.Model`
             (uint8 RGB in, probabilities out for a classifier).
         base_path: str or Path. The model base directory (`models/`).
@@ -64,7 +64,8 @@ def export(model_or_run_dir, base_path, name, version=None, top_k=5, classes=Non
         classes: list of str or None. Class names of a classifier passed as a model;
             defaults to the run's classes or the registry's labels, else "0", "1", ...
         format: `"savedmodel"`, `"litert"`, `"onnx"`, or several (a list, or a string
-            separated by commas). LiteRT and ONNX take image classifiers so far.
+            separated by commas). A LiteRT or ONNX file holds the task's
+            `portable` function (`zoo.serving.portable`).
             Defaults to `"savedmodel"`.
         quantize: None, `"float16"` or `"int8"`: the LiteRT file's quantisation
             (int8: full-integer, calibrated on `representative`). Defaults to `None`.
@@ -90,11 +91,6 @@ def export(model_or_run_dir, base_path, name, version=None, top_k=5, classes=Non
         if chosen == "savedmodel":
             written.append(_export_saved_model(source, base_path, name, version, top_k, classes))
             continue
-        if isinstance(representative, (str, os.PathLike)):
-            from zoo.tasks.image_classifier_export import calibration_images
-
-            model, _ = portable.classifier_of(source, chosen, classes)
-            representative = calibration_images(None, tuple(model.inputs[0].shape[1:3]), folder=representative)
         written.append(portable.export_file(source, Path(base_path) / name, name, chosen,
                                             quantize=quantize if chosen == "litert" else None,
                                             representative=representative, classes=classes,
@@ -209,19 +205,22 @@ class Source:
 
 
 def resolve_source(source):
-    """A run directory, `.keras` file, registry model name or `keras.Model` → `Source`."""
+    """A run directory (or its loaded `Run`), `.keras` file, registry model name or
+    `keras.Model` → `Source`."""
     import keras
 
     from zoo import models, runs, tasks
 
     if isinstance(source, keras.Model):
         return _of_model(source)
+    if isinstance(source, runs.Run):  # a run already loaded (`zoo.load_run`)
+        return Source(task=tasks.entry(source.kind or tasks.DEFAULT_KIND).name, source=source,
+                      model_name=source.config.get("model") or source.model.name,
+                      run=str(Path(source.path).resolve()) if source.path else None)
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if path.is_dir():
-            run = tasks.load_run(path)
-            return Source(task=tasks.entry(run.kind or tasks.DEFAULT_KIND).name, source=run,
-                          model_name=run.config.get("model") or run.model.name, run=str(path.resolve()))
+            return resolve_source(tasks.load_run(path))
         if path.suffix == ".keras" and path.is_file():
             return _of_model(runs.load_model_file(path))
     if isinstance(source, str):

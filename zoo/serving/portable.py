@@ -1,30 +1,40 @@
-"""An image classifier as one LiteRT (TFLite) or ONNX file, beside its SavedModel, and a
-runner for both that answers as `zoo predict RUN` does.
+"""A model as one LiteRT (TFLite) or ONNX file, beside its SavedModel, and a runner for
+both that answers as `zoo predict RUN` does.
 
     >>> import zoo
     >>> zoo.export("runs/flowers", "models/", "flowers", format=["savedmodel", "litert", "onnx"])
     [PosixPath('models/flowers/1'), PosixPath('models/flowers/flowers.tflite'),
      PosixPath('models/flowers/flowers.onnx')]
 
-The contract is the SavedModel's `serving_uint8`: uint8 RGB `(batch, H, W, 3)` in, the
-model's preprocessing inside, class probabilities out; the class names go beside the
-file in `labels.txt` (one per line, TFLite's convention; the ONNX file also carries them
-in its metadata). The files sit in the model's folder next to its versions
-(`models/flowers/flowers.tflite`), which TF Serving and `zoo serve` skip: only all-digit
-names are versions.
+What a file holds is its task's `portable(source)` (`zoo.tasks.export.Portable`): one
+function, named inputs → named outputs, with the same contract as the SavedModel.
 
-- LiteRT: TensorFlow's converter on the model's forward pass. `quantize="float16"`
-  stores the weights as float16; `"int8"` is full-integer post-training quantisation,
-  calibrated on `representative` images (a run's own training images by default), with
-  uint8 in and float probabilities out. The file is named for it
-  (`flowers.int8.tflite`). Run with the `ai-edge-litert` interpreter (TensorFlow's
-  own `tf.lite.Interpreter` where that is not installed).
-- ONNX: Keras' `model.export(format="onnx")` (tf2onnx underneath), verified by loading
-  it in onnxruntime.
+- Image classifier: `images` uint8 RGB `(batch, H, W, 3)` in, the model's preprocessing
+  inside, `probabilities` out; the class names go beside the file in `labels.txt` (one
+  per line, TFLite's convention) and into the ONNX file's metadata.
+- Autoencoder: `images` uint8 → `reconstructions` uint8. DCGAN: the generator,
+  `latents` float32 → `images` uint8.
+- Char-LSTM: one step, `token_ids` int32 `(batch,)` and `states` float32 → `logits` and
+  `new_states`, with `vocabulary.json` beside it; a runtime loops it (README: "Run it
+  elsewhere"). Generation inside the graph stays SavedModel-only.
+- Any other model: its own forward pass, `inputs` → `outputs`.
 
-A file is converted into a temporary name beside its place and renamed into place, so
-nothing is half-written; an existing file is kept unless `overwrite=True`. A model the
-converter cannot take is refused in one line naming the format and the op or layer.
+The files sit in the model's folder next to its versions (`models/flowers/flowers.tflite`),
+which TF Serving and `zoo serve` skip: only all-digit names are versions.
+
+- LiteRT: TensorFlow's converter on a one-endpoint SavedModel of that function, built-in
+  ops only. `quantize="float16"` stores the weights as float16; `"int8"` (classifiers)
+  is full-integer post-training quantisation, calibrated on `representative` images (a
+  run's own training images by default), with uint8 in and float probabilities out. The
+  file is named for it (`flowers.int8.tflite`). Run with the `ai-edge-litert`
+  interpreter (TensorFlow's own `tf.lite.Interpreter` where that is not installed).
+- ONNX: tf2onnx on the same function (what Keras' `model.export(format="onnx")` does
+  for a model's forward pass), verified by loading it in onnxruntime.
+
+A file is converted into a temporary name beside its place, loaded and run once in its
+runtime, and renamed into place, so nothing is half-written; an existing file is kept
+unless `overwrite=True`. A model the converter cannot take is refused in one line
+naming the format and the op or layer.
 """
 
 from __future__ import annotations
@@ -37,11 +47,11 @@ import numpy as np
 
 from zoo import io
 from zoo.errors import OptionError, ZooError
+from zoo.tasks.image_classifier_export import LABELS_FILE
 
 FORMATS = ("savedmodel", "litert", "onnx")
 SUFFIXES = {"litert": ".tflite", "onnx": ".onnx"}
 QUANTIZATIONS = ("float16", "int8")
-LABELS_FILE = "labels.txt"
 ONNX_OPSET = 17
 
 
@@ -69,71 +79,68 @@ def file_path(model_dir, name, fmt, quantize=None):
 
 
 def export_file(source, model_dir, name, fmt, quantize=None, representative=None, classes=None, overwrite=False):
-    """Write `source` (a `zoo.serving.export.Source` of an image classifier) as one
-    LiteRT or ONNX file in `model_dir`, with `labels.txt` beside it; returns its path."""
+    """Write `source` (a `zoo.serving.export.Source`) as one LiteRT or ONNX file in
+    `model_dir`, with its task's files (`labels.txt`) beside it; returns its path.
+    `representative`: uint8 images, or a folder of them, for int8 calibration."""
     if fmt not in SUFFIXES:
         raise OptionError(f"format {fmt!r}: one file is written for {', '.join(SUFFIXES)} only")
     if quantize is not None and (fmt != "litert" or quantize not in QUANTIZATIONS):
         raise OptionError(f"--quantize {quantize}: LiteRT files are quantised to {' or '.join(QUANTIZATIONS)}; "
                           f"{fmt} files are written in float32")
-    model, classes = classifier_of(source, fmt, classes)
+    portable = portable_of(source, fmt, classes)
     path = file_path(model_dir, name, fmt, quantize)
     io.refuse_overwrite([path], overwrite=overwrite)
-    if quantize == "int8" and representative is None:
-        from zoo.tasks.image_classifier_export import calibration_images
-
-        representative = calibration_images(source.source, tuple(model.inputs[0].shape[1:3]))
+    if quantize == "int8":
+        if portable.calibration is None:
+            raise OptionError(f"--quantize int8 calibrates on images and is built for image classifiers; this is a "
+                              f"{source.task} model: use --quantize float16, or none")
+        if representative is None or isinstance(representative, (str, os.PathLike)):
+            representative = portable.calibration(representative)
     # Converted under a temporary name beside its place (with the format's suffix, which
     # the converters and runtimes go by), loaded and run once, then renamed into place.
     with io.atomic_path(path, fsync=True) as temporary:
         if fmt == "litert":
-            temporary.write_bytes(_litert_bytes(model, quantize, representative))
+            temporary.write_bytes(_litert_bytes(portable, quantize, representative))
         else:
-            _write_onnx(model, classes, temporary)
-        check_file(temporary, fmt, model)
-    io.write_text(Path(model_dir) / LABELS_FILE, "".join(f"{c}\n" for c in classes))
+            _write_onnx(portable, temporary)
+        check_file(temporary, fmt, portable)
+    for file_name, text in portable.files.items():
+        io.write_text(Path(model_dir) / file_name, text)
     return path
 
 
-def classifier_of(source, fmt, classes=None):
-    """The Keras model (uint8 in, probabilities out) and class names (`classes`, else
-    the run's, else the registry's) of an image classifier `Source`; anything else is
-    refused, naming the format."""
-    import keras
+def portable_of(source, fmt, classes=None):
+    """What the file of a `Source` holds: its task module's `portable(...)`, else (a
+    model of no task, or a task with nothing to add) the model's own forward pass."""
+    from zoo import tasks
+    from zoo.serving.export import NO_TASK
+    from zoo.tasks.export import model_of, model_portable
 
-    if source.task != "image-classification":
-        raise ZooError(f"{fmt} export is built for image classifiers so far; this is a {source.task} model "
-                       f"(export it as a SavedModel)")
-    run = source.source
-    model = run if isinstance(run, keras.Model) else run.model
-    inputs = model.inputs[0]
-    if len(model.inputs) != 1 or len(inputs.shape) != 4 or None in tuple(inputs.shape[1:]):
-        raise ZooError(f"{fmt} export takes a model with one (batch, height, width, 3) input of a fixed size; "
-                       f"{model.name} takes {[tuple(i.shape) for i in model.inputs]}")
-    from zoo import models
-    from zoo.tasks.classify import class_names
+    module = tasks.get(source.task) if source.task != NO_TASK else None
+    make = getattr(module, "portable", None)
+    if make is None:
+        return model_portable(model_of(source.source))
+    return make(source.source, classes=classes)
 
-    given = classes or (None if isinstance(run, keras.Model) else (list(getattr(run, "classes", []) or []) or None))
-    name = source.model_name if source.model_name in models.list_models() else None
-    return model, class_names(model, name, given, int(model.outputs[0].shape[-1]))
+
+def _layer_names(model):
+    return [layer.name for layer in model._flatten_layers(include_self=False)]
 
 
 # ------------------------------------------------------------------------------ LiteRT
-def _litert_bytes(model, quantize, representative):
-    """TensorFlow's converter on a one-endpoint SavedModel of the forward pass (Keras'
-    own LiteRT path: a Keras 3 model's variables are frozen from there), built-in ops
-    only, so that the file runs on any LiteRT runtime without TensorFlow's kernels."""
+def _litert_bytes(portable, quantize, representative):
+    """TensorFlow's converter on a one-endpoint SavedModel of the portable function
+    (Keras' own LiteRT path: a Keras 3 model's variables are frozen from there), built-in
+    ops only, so that the file runs on any LiteRT runtime without TensorFlow's kernels."""
     import tempfile
 
     import keras
     import tensorflow as tf
 
-    height, width = (int(d) for d in model.inputs[0].shape[1:3])
+    model = portable.model
     with tempfile.TemporaryDirectory(prefix="zoo-litert-") as folder:
         archive = keras.export.ExportArchive()
-        archive.track(model)
-        archive.add_endpoint("serve", lambda images: model(images, training=False),
-                             input_signature=[tf.TensorSpec((None, height, width, 3), tf.uint8, name="images")])
+        archive.add_endpoint("serve", portable.function)
         archive.write_out(folder, verbose=False)
         converter = tf.lite.TFLiteConverter.from_saved_model(folder)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
@@ -156,8 +163,8 @@ def _litert_bytes(model, quantize, representative):
             with io.captured_stderr():
                 return converter.convert()
         except Exception as error:  # the converter's ConverterError, and what it raises on the way
-            names = [layer.name for layer in model._flatten_layers(include_self=False)]
-            raise ZooError(f"LiteRT cannot convert {model.name}: {_unsupported(str(error), names)}") from None
+            raise ZooError(f"LiteRT cannot convert {model.name}: {_unsupported(str(error), _layer_names(model))}") \
+                from None
 
 
 def _unsupported(text, layer_names=()):
@@ -179,8 +186,9 @@ def _unsupported(text, layer_names=()):
 
 
 class LiteRTRunner:
-    """A `.tflite` file on the LiteRT interpreter (XNNPACK on CPU): `run(uint8 batch) ->
-    probabilities`, one image at a time resized as the batch needs."""
+    """A `.tflite` file on the LiteRT interpreter (XNNPACK on CPU). `runner(**inputs)`
+    → `{output: array}` by the file's names (a batch of any size); `run(batch)` → the
+    first output of a one-input file (a classifier's probabilities)."""
 
     def __init__(self, path, threads=None):
         try:
@@ -191,52 +199,63 @@ class LiteRTRunner:
             Interpreter = tf.lite.Interpreter
         self.path = Path(path)
         try:
-            self._interpreter = Interpreter(model_path=str(path), num_threads=threads or os.cpu_count())
+            interpreter = Interpreter(model_path=str(path), num_threads=threads or os.cpu_count())
+            if not interpreter.get_signature_list():
+                raise ValueError("it has no signature (named inputs and outputs)")
+            self._signature = interpreter.get_signature_runner()
         except (ValueError, RuntimeError) as error:
             raise ZooError(f"{path} is not a LiteRT model this interpreter can load: {_first(error)}") from None
-        self._input = self._interpreter.get_input_details()[0]
-        self._output = self._interpreter.get_output_details()[0]
-        self.size = tuple(int(d) for d in self._input["shape"][1:3])
-        self._batch = None
+        self._inputs = self._signature.get_input_details()
+        self._outputs = self._signature.get_output_details()
+        self.inputs, self.outputs = list(self._inputs), list(self._outputs)
+        first = self._inputs[self.inputs[0]]
+        self.size = tuple(int(d) for d in first["shape"][1:3])
+
+    def __call__(self, **inputs):
+        fed = {name: np.asarray(value, dtype=self._inputs[name]["dtype"]) for name, value in inputs.items()}
+        answers = self._signature(**fed)
+        out = {}
+        for name, value in answers.items():
+            scale, zero = self._outputs[name].get("quantization", (0.0, 0))
+            if value.dtype in (np.int8, np.uint8) and scale and self._outputs[name]["dtype"] != np.uint8:
+                value = (value.astype("float32") - zero) * scale
+            out[name] = value
+        return out
 
     def run(self, batch):
-        batch = np.asarray(batch, dtype=self._input["dtype"])
-        if self._batch != len(batch):
-            self._interpreter.resize_tensor_input(self._input["index"], [len(batch), *self.size, 3])
-            self._interpreter.allocate_tensors()
-            self._batch = len(batch)
-        self._interpreter.set_tensor(self._input["index"], batch)
-        self._interpreter.invoke()
-        out = self._interpreter.get_tensor(self._output["index"])
-        scale, zero = self._output.get("quantization", (0.0, 0))
-        if out.dtype != np.float32 and scale:
-            out = (out.astype("float32") - zero) * scale
-        return np.asarray(out, dtype="float32")
+        return np.asarray(self(**{self.inputs[0]: batch})[self.outputs[0]], dtype="float32")
 
 
 # -------------------------------------------------------------------------------- ONNX
-def _write_onnx(model, classes, path):
-    import keras
-
-    height, width = (int(d) for d in model.inputs[0].shape[1:3])
-    spec = keras.InputSpec(shape=(None, height, width, 3), dtype="uint8")
+def _write_onnx(portable, path):
+    function, model = portable.function, portable.model
     try:
-        model.export(path, format="onnx", input_signature=[spec], verbose=False, opset_version=ONNX_OPSET)
+        import tf2onnx
+
+        try:  # tf2onnx 1.16/1.17 still reads np.object/np.cast, gone in NumPy 2; Keras' export patches them
+            from keras.src.export.tf2onnx_lib import patch_tf2onnx
+
+            patch_tf2onnx()
+        except ImportError:
+            pass
+        import onnx
     except ImportError as error:
         raise ZooError(f"ONNX export needs tf2onnx and onnx (pip install 'zoo[export]'): {_first(error)}") from None
+    try:
+        # tf2onnx logs every op it cannot map at ERROR on its way to raising; the raise says it.
+        with io.captured_stderr():
+            proto, _ = tf2onnx.convert.from_function(function, input_signature=list(function.input_signature),
+                                                     opset=ONNX_OPSET)
     except Exception as error:
-        names = [layer.name for layer in model._flatten_layers(include_self=False)]
-        raise ZooError(f"ONNX cannot convert {model.name}: {_unsupported(str(error), names)}") from None
-    import onnx
-
-    proto = onnx.load(path)
-    proto.metadata_props.add(key="labels", value="\n".join(classes))
-    proto.metadata_props.add(key="input", value="uint8 RGB (batch, height, width, 3); preprocessing inside")
-    onnx.save(proto, path)
+        raise ZooError(f"ONNX cannot convert {model.name}: {_unsupported(str(error), _layer_names(model))}") from None
+    for key, value in portable.metadata.items():
+        proto.metadata_props.add(key=key, value=value)
+    onnx.save(proto, str(path))
 
 
 class OnnxRunner:
-    """A `.onnx` file on onnxruntime's CPU provider: `run(uint8 batch) -> probabilities`."""
+    """A `.onnx` file on onnxruntime's CPU provider: `runner(**inputs)` → `{output:
+    array}`; `run(batch)` → the first output of a one-input file."""
 
     def __init__(self, path, threads=None):
         try:
@@ -251,12 +270,22 @@ class OnnxRunner:
         except Exception as error:
             raise ZooError(f"{path} is not an ONNX model onnxruntime can load: {_first(error)}") from None
         self.path = Path(path)
-        self._input = self._session.get_inputs()[0]
-        self.size = tuple(int(d) for d in self._input.shape[1:3])
+        self._types = {i.name: _ONNX_TYPES.get(i.type, "float32") for i in self._session.get_inputs()}
+        self.inputs = [i.name for i in self._session.get_inputs()]
+        self.outputs = [o.name for o in self._session.get_outputs()]
+        shape = self._session.get_inputs()[0].shape
+        self.size = tuple(d if isinstance(d, int) else 0 for d in shape[1:3])
+
+    def __call__(self, **inputs):
+        fed = {name: np.asarray(value, dtype=self._types[name]) for name, value in inputs.items()}
+        return dict(zip(self.outputs, self._session.run(None, fed)))
 
     def run(self, batch):
-        (out,) = self._session.run(None, {self._input.name: np.asarray(batch, dtype="uint8")})[:1]
-        return np.asarray(out, dtype="float32")
+        return np.asarray(self(**{self.inputs[0]: batch})[self.outputs[0]], dtype="float32")
+
+
+_ONNX_TYPES = {"tensor(uint8)": "uint8", "tensor(int32)": "int32", "tensor(int64)": "int64",
+               "tensor(float)": "float32", "tensor(float16)": "float16"}
 
 
 def runner(path, threads=None):
@@ -269,15 +298,22 @@ def runner(path, threads=None):
     raise OptionError(f"{path}: an exported file is a .tflite or .onnx file")
 
 
-def check_file(path, fmt, model):
-    """Load what was written in its runtime and run one image, so a file that would not
-    load is never published."""
+def check_file(path, fmt, portable):
+    """Load what was written in its runtime and run it once on one zero input of each
+    name, so a file that would not load, or answers in the wrong shape, is never
+    published."""
     run = (LiteRTRunner if fmt == "litert" else OnnxRunner)(path, threads=1)
-    out = run.run(np.zeros((1, *run.size, 3), "uint8"))
-    expected = int(model.outputs[0].shape[-1])
-    if out.shape != (1, expected) or not np.all(np.isfinite(out)):
-        raise ZooError(f"the {fmt} conversion of {model.name} is wrong (one image gives an output of shape "
-                       f"{out.shape}, not (1, {expected}) finite probabilities), so it was not written")
+    specs = portable.function.input_signature
+    inputs = {spec.name: np.zeros([1 if d is None else d for d in spec.shape], spec.dtype.as_numpy_dtype)
+              for spec in specs}
+    expected = {name: tuple(1 if d is None else d for d in spec.shape)
+                for name, spec in portable.function.get_concrete_function().structured_outputs.items()}
+    got = run(**inputs)
+    shapes = {name: tuple(value.shape) for name, value in got.items()}
+    finite = all(np.all(np.isfinite(value)) for value in got.values() if value.dtype.kind == "f")
+    if shapes != expected or not finite:
+        raise ZooError(f"the {fmt} conversion of {portable.model.name} is wrong (one input gives {shapes}, "
+                       f"not {expected}{' finite' if not finite else ''}), so it was not written")
 
 
 def labels_beside(path, num_outputs):
@@ -291,10 +327,14 @@ def labels_beside(path, num_outputs):
 
 
 def predict_file(path, images, top=1, batch_size=32):
-    """`zoo predict FILE.tflite|FILE.onnx IMAGES`: the same rows as `Run.predict`."""
+    """`zoo predict FILE.tflite|FILE.onnx IMAGES`: the same rows as `Run.predict`, for
+    an exported image classifier."""
     from zoo.tasks.classify import classify_batches
 
     run = runner(path)
+    if run.outputs != ["probabilities"] or len(run.inputs) != 1:
+        raise ZooError(f"{path}: zoo predict runs an exported image classifier (images → probabilities); this file "
+                       f"takes {', '.join(run.inputs)} and gives {', '.join(run.outputs)}")
     return classify_batches(images, run.run, run.size, lambda n: labels_beside(path, n), top=top,
                             batch_size=batch_size)
 

@@ -271,3 +271,25 @@ def signatures(source, top_k=5, classes=None):
 
         found["decode"] = (decode, {"inputs": ["codes"], "outputs": ["images"]})
     return found, {}
+
+
+def portable(source, classes=None):
+    """The one-file export (`zoo.tasks`' contract): `images` uint8 `[N, H, W, C]` →
+    `reconstructions` uint8, as `reconstruct` and the SavedModel give them (a bare
+    model of no autoencoder's shape: its own forward pass). `classes` plays no part."""
+    import tensorflow as tf
+
+    from zoo.tasks.export import Portable, model_of, model_portable
+
+    model = model_of(source)
+    shape = tuple(model.inputs[0].shape[1:])
+    if len(shape) != 3 or None in shape or tuple(model.outputs[0].shape[1:]) != shape:
+        return model_portable(model)
+
+    @tf.function(input_signature=[tf.TensorSpec((None, *shape), tf.uint8, name="images")])
+    def reconstruct(images):
+        unit = tf.cast(model(tf.cast(images, model.inputs[0].dtype), training=False), tf.float32)
+        return {"reconstructions": tf.cast(tf.clip_by_value(tf.round(unit * 255.0), 0.0, 255.0), tf.uint8)}
+
+    return Portable(function=reconstruct, model=model,
+                    metadata={"input": "images: uint8 (batch, height, width, channels)"})

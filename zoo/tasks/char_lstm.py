@@ -353,6 +353,38 @@ def signatures(source, top_k=5, classes=None):
     return endpoints, {}
 
 
+def portable(source, classes=None):
+    """The one-file export (`zoo.tasks`' contract): one step of the LSTM, which a
+    runtime loops to write text (the converters cannot take the SavedModel's in-graph
+    generation: string ops and a sampling loop). `token_ids` int32 `[N]` (indices into
+    `vocabulary.json`, written beside the file) and `states` float32 `[N, S]` (zeros to
+    start; S = 2 × the units of every LSTM layer, its h and c in turn) → `logits`
+    float32 `[N, V]` for the next character and `new_states`, fed back as `states`.
+    A bare model (no vocabulary): its own forward pass over a sequence."""
+    import json
+
+    import tensorflow as tf
+
+    from zoo.architectures.char_lstm import recurrent_layers, step
+    from zoo.tasks.export import Portable, model_portable
+
+    if not isinstance(source, CharLSTMRun):
+        return model_portable(source)
+    model = source.model
+    widths = [int(layer.units) for layer in recurrent_layers(model) for _ in "hc"]
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.int32, name="token_ids"),
+                                  tf.TensorSpec([None, sum(widths)], tf.float32, name="states")])
+    def one_step(token_ids, states):
+        logits, new = step(model, token_ids, tf.split(states, widths, axis=1))
+        return {"logits": tf.cast(logits, tf.float32), "new_states": tf.concat(new, axis=1)}
+
+    vocabulary = json.dumps(list(source.vocabulary), ensure_ascii=False)
+    return Portable(function=one_step, model=model, files={VOCABULARY_FILE: vocabulary + "\n"},
+                    metadata={"vocabulary": vocabulary, "state_size": str(sum(widths)),
+                              "loop": "feed each character's id with the states, sample the next from the logits"})
+
+
 def sample_writer(path, vocabulary, length=300, temperature=0.8):
     """A callback that, after every epoch, appends `length` characters at `temperature`
     (seed 0) to `samples.txt`: how the writing improves, readable while the run goes on."""

@@ -344,3 +344,23 @@ def signatures(source, top_k=5, classes=None):
         return {"images": sampler(latents, training=False)}
 
     return {"serving_default": (serve, {"inputs": ["latents"], "outputs": ["images"]})}, {}
+
+
+def portable(source, classes=None):
+    """The one-file export (`zoo.tasks`' contract): the generator, `latents` float32
+    `[N, latent_dim]` → `images` uint8 `[N, H, W, C]` (`DCGANRun.latents(n, seed)` gives
+    the latents `sample(n, seed)` draws). A bare model: its own forward pass."""
+    import tensorflow as tf
+
+    from zoo.tasks.export import Portable, model_portable
+
+    if not isinstance(source, DCGANRun):
+        return model_portable(source)
+    sampler = source.model
+
+    @tf.function(input_signature=[tf.TensorSpec([None, source.latent_dim], tf.float32, name="latents")])
+    def generate(latents):
+        return {"images": sampler(latents, training=False)}
+
+    return Portable(function=generate, model=sampler,
+                    metadata={"input": f"latents: float32 (batch, {source.latent_dim}), standard normal"})

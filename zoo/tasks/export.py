@@ -11,6 +11,8 @@ Nothing here imports TensorFlow or Keras until a function runs.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from zoo.errors import ZooError
 
 SIGNATURE_DEFAULT = "serving_default"  # TF Serving's default signature key
@@ -65,3 +67,41 @@ def model_signatures(model):
 
     endpoints = {SIGNATURE_DEFAULT: (serve, {"inputs": ["inputs"], "outputs": ["outputs"]})}
     return endpoints, {"input_size": image_input_size(model)}
+
+
+@dataclass
+class Portable:
+    """What one LiteRT or ONNX file holds (`zoo.serving.portable`): a task module's
+    `portable(source, classes=None)` returns it (the contract is in `zoo.tasks`).
+
+    Attributes:
+        function: a `tf.function` with an `input_signature` of named `TensorSpec`s whose
+            batch dimension is None, returning a dict of named outputs: the file's
+            inputs and outputs, by those names.
+        model: the Keras model it calls (named in a refusal).
+        files: `{file name: text}` written beside the file (`labels.txt`).
+        metadata: `{key: text}` the ONNX file carries too (`labels`).
+        calibration: `callable(folder_or_None) -> uint8 (N, ...)` inputs for int8
+            quantisation (a run's own training images), or None where int8 is not offered.
+    """
+
+    function: object
+    model: object
+    files: dict = field(default_factory=dict)
+    metadata: dict = field(default_factory=dict)
+    calibration: object = None
+
+
+def model_portable(model):
+    """The portable file of a plain model: its forward pass, its one input (`inputs`,
+    its own dtype and shape) → `outputs`, as `model_signatures` exports it."""
+    import tensorflow as tf
+
+    check_one_input_one_output(model)
+    spec = tf.TensorSpec((None, *model.inputs[0].shape[1:]), tf.as_dtype(model.inputs[0].dtype), name="inputs")
+
+    @tf.function(input_signature=[spec])
+    def forward(inputs):
+        return {"outputs": call(model, inputs)}
+
+    return Portable(function=forward, model=model)

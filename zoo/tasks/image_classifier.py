@@ -318,3 +318,11 @@ def signatures(source, top_k=5, classes=None):
     from zoo.tasks import image_classifier_export
 
     return image_classifier_export.signatures(source, top_k=top_k, classes=classes)
+
+
+def portable(source, classes=None):
+    """The one-file export (`zoo.tasks`' contract): uint8 images → probabilities, in
+    `zoo.tasks.image_classifier_export.portable`."""
+    from zoo.tasks import image_classifier_export
+
+    return image_classifier_export.portable(source, classes=classes)

@@ -47,6 +47,7 @@ SIGNATURE_EXPLAIN = "explain"
 SIGNATURE_CLASSIFY = "classify"  # TF Serving's classification method: tf.Examples in
 CLASSIFY_FEATURE = "image/encoded"  # the tf.Example feature holding the image file's bytes
 CLASSIFY_METHOD = "tensorflow/serving/classify"
+LABELS_FILE = "labels.txt"  # class names beside a LiteRT or ONNX file, one per line (TFLite's convention)
 
 
 def image_files(items):
@@ -95,6 +96,37 @@ def signatures(source, top_k=5, classes=None):
     k = min(top_k, len(classes))
     endpoints = _endpoints(model, input_size, classes, k)
     return endpoints, {"classes": classes, "input_size": input_size, "top_k": k}
+
+
+def portable(source, classes=None):
+    """The classifier as one LiteRT or ONNX file (`zoo.tasks.export.Portable`): `images`
+    uint8 `[N, H, W, 3]` → `probabilities` float32 `[N, C]`, what `serving_uint8`
+    answers; the class names go beside it in `labels.txt` and into the ONNX metadata;
+    int8 calibrates on the run's own training images (`calibration_images`)."""
+    import tensorflow as tf
+
+    from zoo.tasks.export import Portable
+
+    model = model_of(source)
+    if classes is None and source is not model:
+        classes = getattr(source, "classes", None)
+    check_one_input_one_output(model)
+    input_size = image_input_size(model)
+    if input_size is None or len(model.outputs[0].shape) != 2:
+        raise ZooError(f"a LiteRT or ONNX file of an image classifier takes one (batch, height, width, 3) input of "
+                       f"a fixed size; {model.name} takes {[tuple(i.shape) for i in model.inputs]}")
+    classes = _class_names(source, model, int(model.outputs[0].shape[-1]), classes)
+    input_dtype = tf.as_dtype(model.inputs[0].dtype)
+
+    @tf.function(input_signature=[tf.TensorSpec((None, *input_size, 3), tf.uint8, name="images")])
+    def classify(images):
+        return {"probabilities": call(model, images if input_dtype == tf.uint8 else tf.cast(images, input_dtype))}
+
+    return Portable(function=classify, model=model, files={LABELS_FILE: "".join(f"{c}\n" for c in classes)},
+                    metadata={"labels": "\n".join(classes),
+                              "input": "images: uint8 RGB (batch, height, width, 3); preprocessing inside"},
+                    calibration=lambda folder: calibration_images(None if source is model else source,
+                                                                  tuple(input_size), folder=folder))
 
 
 def _class_names(source, model, num_classes, classes):
