@@ -25,15 +25,19 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 def pytest_addoption(parser):
     parser.addoption("--run_large", action="store_true", default=False,
                      help="also run the large tier (tests marked `large`); CI runs it")
+    parser.addoption("--run_deep", action="store_true", default=False,
+                     help="also run tests marked `deep`: the deepest models, too slow for CI's 15 minutes "
+                          "(run by hand; their figures are in the README)")
 
 
 def pytest_collection_modifyitems(config, items):
-    if config.getoption("--run_large"):
-        return
-    skip = pytest.mark.skip(reason="large tier: run with --run_large")
+    skip_large = pytest.mark.skip(reason="large tier: run with --run_large")
+    skip_deep = pytest.mark.skip(reason="the deepest models: run with --run_deep")
     for item in items:
-        if item.get_closest_marker("large"):
-            item.add_marker(skip)
+        if item.get_closest_marker("large") and not config.getoption("--run_large"):
+            item.add_marker(skip_large)
+        elif item.get_closest_marker("deep") and not config.getoption("--run_deep"):
+            item.add_marker(skip_deep)
 
 
 # ------------------------------------------------------------------------ trained runs

@@ -121,6 +121,26 @@ def test_a_layer_the_converter_cannot_take_is_named_and_nothing_is_written(tmp_p
     assert list((tmp_path / "odd").iterdir()) == []  # nothing half-written, no labels either
 
 
+@pytest.mark.parametrize("fmt", ["litert", "onnx", "savedmodel,onnx"])
+def test_zoo_export_of_a_keras_file_neither_converter_takes_is_one_line_and_writes_nothing(tmp_path, fmt):
+    """A classifier that resizes with Lanczos inside (Keras' own Resizing layer): its
+    ScaleAndTranslate op has no LiteRT kernel and no ONNX equivalent."""
+    import keras
+
+    inputs = keras.Input((8, 8, 3), dtype="uint8")
+    x = keras.layers.Resizing(16, 16, interpolation="lanczos3", name="sharp_resize")(keras.ops.cast(inputs, "float32"))
+    x = keras.layers.Dense(2, activation="softmax")(keras.layers.GlobalAveragePooling2D()(x))
+    keras.Model(inputs, x, name="sharp").save(tmp_path / "sharp.keras")
+    done = forked_zoo.run(["export", tmp_path / "sharp.keras", "--name", "sharp", "--out", tmp_path / "models",
+                           "--format", fmt])
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert "tf.ScaleAndTranslate" in line and "sharp_resize" in line, line
+    assert ("ONNX" if "onnx" in fmt else "LiteRT") in line
+    written = sorted(p.name for p in (tmp_path / "models" / "sharp").iterdir())
+    assert written == (["1"] if fmt.startswith("savedmodel") else []), written  # the SavedModel went first
+
+
 def test_other_options_are_refused_in_one_line(tmp_path):
     with pytest.raises(zoo.errors.OptionError, match="choose from savedmodel, litert, onnx"):
         zoo.export("lenet5", tmp_path, "x", format="coreml")

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -171,18 +172,25 @@ def _unsupported(text, layer_names=()):
     """The converter's long report → the ops and the layers it names, in one line."""
     ops = sorted(set(re.findall(r"'(tf\.[A-Za-z0-9_]+)'", text) + re.findall(r"\b(tf\.[A-Z][A-Za-z0-9_]+)\b", text)))
     # Where: `fused["Betainc:", "model_1/odd_1/Betainc@__inference_..."]` names the op's
-    # layer path; its last layer (Keras' call-count suffix dropped) is the user's layer.
-    known, layers = set(layer_names), []
-    for path in re.findall(r'fused\["[^"]*", "([^"@]+)@', text):
-        found = [part for part in (re.sub(r"_\d+$", "", p) for p in path.split("/")[1:-1]) if part in known]
-        if found and found[-1] not in layers:  # the deepest layer of the model on the op's path
-            layers.append(found[-1])
+    # layer path.
+    layers = _layers_on_paths(re.findall(r'fused\["[^"]*", "([^"@]+)@', text), layer_names)
     if ops:
         where = f" (in layer {', '.join(layers[:3])})" if layers else ""
         return f"the op{'s' if len(ops) > 1 else ''} {', '.join(ops)}{where} {'have' if len(ops) > 1 else 'has'} " \
                f"no LiteRT kernel (LiteRT runs TFLite's built-in ops only)"
     first = next((line.strip() for line in text.splitlines() if line.strip()), "the converter failed")
     return first[:300]
+
+
+def _layers_on_paths(paths, layer_names):
+    """The user's layers that ops' graph paths (`model_1/odd_1/Betainc`) go through: for
+    each path, its deepest layer of the model (Keras' call-count suffix dropped)."""
+    known, layers = set(layer_names), []
+    for path in paths:
+        found = [part for part in (re.sub(r"_\d+$", "", p) for p in path.split("/")[1:-1]) if part in known]
+        if found and found[-1] not in layers:
+            layers.append(found[-1])
+    return layers
 
 
 class LiteRTRunner:
@@ -235,7 +243,9 @@ def _write_onnx(portable, path):
         try:  # tf2onnx 1.16/1.17 still reads np.object/np.cast, gone in NumPy 2; Keras' export patches them
             from keras.src.export.tf2onnx_lib import patch_tf2onnx
 
-            patch_tf2onnx()
+            with warnings.catch_warnings():  # the patch's own probe of np.object warns
+                warnings.simplefilter("ignore", FutureWarning)
+                patch_tf2onnx()
         except ImportError:
             pass
         import onnx
@@ -248,6 +258,15 @@ def _write_onnx(portable, path):
                                                      opset=ONNX_OPSET)
     except Exception as error:
         raise ZooError(f"ONNX cannot convert {model.name}: {_unsupported(str(error), _layer_names(model))}") from None
+    # tf2onnx leaves an op it cannot map in the graph under its TensorFlow name, which
+    # no ONNX runtime loads: name it (and its layer) now, as the LiteRT converter does.
+    unmapped = [node for node in proto.graph.node if not onnx.defs.has(node.op_type, node.domain or "")]
+    if unmapped:
+        ops = sorted({f"tf.{node.op_type}" for node in unmapped})
+        layers = _layers_on_paths([node.name for node in unmapped], _layer_names(model))
+        where = f" (in layer {', '.join(layers[:3])})" if layers else ""
+        raise ZooError(f"ONNX cannot convert {model.name}: the op{'s' if len(ops) > 1 else ''} {', '.join(ops)}"
+                       f"{where} {'have' if len(ops) > 1 else 'has'} no ONNX equivalent in tf2onnx (opset {ONNX_OPSET})")
     for key, value in portable.metadata.items():
         proto.metadata_props.add(key=key, value=value)
     onnx.save(proto, str(path))
