@@ -207,28 +207,26 @@ def _greedy_text(path, prompt, length):
     """The README's loop ("Run it elsewhere"): feed the prompt one character at a time,
     then the most likely next character, `length` times, with the file's runtime."""
     vocabulary = json.loads(path.with_name("vocabulary.json").read_text(encoding="utf-8"))
-    size = int(_metadata(path)["state_size"]) if path.suffix == ".onnx" else None
-    states = None
-    ids = [vocabulary.index(c) for c in prompt]
-    text = prompt
-    for i in range(len(ids) + length - 1):
-        token = ids[i] if i < len(ids) else vocabulary.index(text[-1])
-        if states is None:
-            states = np.zeros((1, size or _state_size(path)), "float32")
+    states, text = np.zeros((1, _state_size(path)), "float32"), prompt
+    for i in range(len(prompt) + length - 1):
+        token = vocabulary.index(prompt[i] if i < len(prompt) else text[-1])
         out = _outputs(path, token_ids=np.array([token], "int32"), states=states)
         states = out["new_states"]
-        if i >= len(ids) - 1:
+        if i >= len(prompt) - 1:
             text += vocabulary[int(out["logits"][0].argmax())]
     return text
 
 
-def _metadata(path):
-    import onnx
-
-    return {p.key: p.value for p in onnx.load(str(path)).metadata_props}
-
-
 def _state_size(path):
+    """S, as the file declares it: ONNX's input shape (and its metadata), LiteRT's signature."""
+    if path.suffix == ".onnx":
+        import onnx
+
+        proto = onnx.load(str(path))
+        (states,) = [i for i in proto.graph.input if i.name == "states"]
+        size = states.type.tensor_type.shape.dim[1].dim_value
+        assert {p.key: p.value for p in proto.metadata_props}["state_size"] == str(size)
+        return size
     from ai_edge_litert.interpreter import Interpreter
 
     return int(Interpreter(model_path=str(path)).get_signature_runner().get_input_details()["states"]["shape"][1])

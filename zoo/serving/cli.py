@@ -33,10 +33,11 @@ def add_commands(subparsers):
     p.add_argument("--top-k", type=int, default=5, help="labels the top_k signature returns (default: 5)")
     p.add_argument("--format", default="savedmodel",
                    help="savedmodel, litert (a .tflite file), onnx, or several separated by commas; LiteRT and "
-                        "ONNX files go to OUT/NAME/ beside the versions, with labels.txt (default: savedmodel)")
+                        "ONNX files go to OUT/NAME/ beside the versions, with labels.txt (a classifier) or "
+                        "vocabulary.json (a char-LSTM's one-step file) (default: savedmodel)")
     p.add_argument("--quantize", choices=("float16", "int8"),
-                   help="the LiteRT file's quantisation: float16 weights, or int8 full-integer calibrated on the "
-                        "run's training images (default: float32)")
+                   help="the LiteRT file's quantisation: float16 weights, or int8 full-integer (classifiers) "
+                        "calibrated on the run's training images (default: float32)")
     p.add_argument("--representative", metavar="DIR",
                    help="images to calibrate --quantize int8 on (default: the run's own training images)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing .tflite/.onnx file "

@@ -38,9 +38,9 @@ from zoo import io
 from zoo.errors import UnknownModelError, ZooError
 from zoo.io import fsync_dir, read_json
 from zoo.serving import METADATA_FILE
+from zoo.tasks.export import NO_TASK
 
 TEMP_PREFIX = ".export-"
-NO_TASK = "other"  # zoo.json's task for a model that belongs to no task
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 

@@ -114,8 +114,7 @@ def portable_of(source, fmt, classes=None):
     """What the file of a `Source` holds: its task module's `portable(...)`, else (a
     model of no task, or a task with nothing to add) the model's own forward pass."""
     from zoo import tasks
-    from zoo.serving.export import NO_TASK
-    from zoo.tasks.export import model_of, model_portable
+    from zoo.tasks.export import NO_TASK, model_of, model_portable
 
     module = tasks.get(source.task) if source.task != NO_TASK else None
     make = getattr(module, "portable", None)

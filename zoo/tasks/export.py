@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from zoo.errors import ZooError
 
 SIGNATURE_DEFAULT = "serving_default"  # TF Serving's default signature key
+NO_TASK = "other"  # zoo.json's task for a model that belongs to no task
 
 
 def model_of(source):
