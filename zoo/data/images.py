@@ -11,6 +11,7 @@ normalisation is the model's first layer (`zoo.architectures.preprocessing`).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -332,7 +333,25 @@ def _list_files(folder, seen, duplicates):
     return files
 
 
-def scan_folder(path, validation_split=0.2, seed=0, verbose=True, image_size=(224, 224), resize="squish"):
+def _with_val_dir(path, val_dir, seed, verbose, image_size, resize):
+    """The report of a training folder and a separate validation folder: each scanned
+    on its own (no split), the validation labels mapped to the training classes."""
+    train = scan_folder(path, validation_split=0, seed=seed, verbose=verbose, image_size=image_size, resize=resize)
+    val = scan_folder(val_dir, validation_split=0, seed=seed, verbose=verbose, image_size=image_size, resize=resize,
+                      min_classes=1)
+    unknown = sorted(set(val.classes) - set(train.classes))
+    if unknown:
+        raise DataError(f"{os.fspath(val_dir)}: validation class{'es' if len(unknown) > 1 else ''} "
+                        f"{', '.join(map(repr, unknown))} not among the training classes of {os.fspath(path)} "
+                        f"({', '.join(train.classes)})")
+    labels = np.array([train.classes.index(val.classes[i]) for i in val.train_labels], dtype=train.train_labels.dtype)
+    return dataclasses.replace(train, val_files=list(val.train_files), val_labels=labels,
+                               skipped=[*train.skipped, *val.skipped],
+                               pillow_files=set(train.pillow_files) | set(val.pillow_files))
+
+
+def scan_folder(path, validation_split=0.2, seed=0, verbose=True, image_size=(224, 224), resize="squish",
+                min_classes=2):
     """Check every file under `path` and split them per class; builds no dataset.
 
     Raises:
@@ -356,7 +375,7 @@ def scan_folder(path, validation_split=0.2, seed=0, verbose=True, image_size=(22
             f"{root}: no images found. `image_folder` needs one sub-folder per class, "
             "each holding that class's images."
         )
-    if len(classes) < 2:
+    if len(classes) < min_classes:
         raise DataError(
             f"{root}: found only one class ({classes[0]!r}); a classifier needs at least "
             "two sub-folders, one per class."
@@ -849,6 +868,7 @@ def image_folder(
     shuffle=True,
     cache="auto",
     verbose=True,
+    val_dir=None,
 ):
     """Train and validation datasets from a folder with one sub-folder per class.
 
@@ -884,6 +904,10 @@ def image_folder(
             to `"auto"`.
         verbose: bool. Print what was found and skipped (and a progress bar for
             folders over 2,000 files). Defaults to `True`.
+        val_dir: str, path or None. A separate validation folder with the same
+            layout (its classes among `path`'s, each name matched); `path` is then all
+            training data and `validation_split` must be 0 or left as it is.
+            Defaults to `None`.
 
     Returns:
         An `ImageFolder`: unpacks as `train, val, classes` (two batched
@@ -907,10 +931,13 @@ def image_folder(
     image_size = check_image_size(image_size)
     if resize not in RESIZE_MODES:
         raise ValueError(f"`resize` must be one of {RESIZE_MODES}. Received: resize={resize!r}")
-    report = scan_folder(
-        path, validation_split=validation_split, seed=seed, verbose=verbose,
-        image_size=image_size, resize=resize,
-    )
+    if val_dir is not None:
+        report = _with_val_dir(path, val_dir, seed, verbose, image_size, resize)
+    else:
+        report = scan_folder(
+            path, validation_split=validation_split, seed=seed, verbose=verbose,
+            image_size=image_size, resize=resize,
+        )
     train = from_files(
         report.train_files, report.train_labels, image_size, batch_size=batch_size,
         resize=resize, shuffle=shuffle, augment=augment, seed=seed, cache=cache,

@@ -122,6 +122,17 @@ MANIFEST = {task.name: task for task in (
              Option("head_dropout", float, None, "dropout before the new head's classifier (default: 0.2)"),
              Option("augment", None, None,
                     "flip/rotate/zoom/contrast training images (the frozen phase then cannot use cached features)"),
+             Option("val_split", float, None, "fraction of each class held out for validation (default: 0.2; "
+                    "0: none)"),
+             Option("val_dir", str, None, "a separate validation folder, its classes named as DATA_DIR's "
+                    "(instead of --val-split)", metavar="DIR"),
+             Option("label_smoothing", float, None, "train towards 1 - E on the true class and E / K on every "
+                    "class (default: 0)", metavar="E"),
+             Option("class_weight", str, None, "balanced: weight each class's images by n / (K * n_c), so that "
+                    "a rare class counts as much as a common one (default: none)", metavar="balanced"),
+             Option("no_bn_recalibration", None, None,
+                    "keep BatchNorm's moving averages as training left them (by default, layers that train get "
+                    "their statistics recomputed from the training data after every epoch)"),
              *RUN_OPTIONS,
          )),
     Task("text-generation", "zoo.tasks.char_lstm",

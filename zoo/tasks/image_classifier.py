@@ -34,12 +34,14 @@ DEFAULT_LR = 1e-3
 # What a run starts with when an option is not given (and a resumed run takes from run.json).
 DEFAULTS = {"weights": "default", "freeze_epochs": 1, "image_size": None, "batch_size": 32, "lr": DEFAULT_LR,
             "lr_mult": 100.0, "head_dropout": 0.2, "augment": False, "seed": 0, "precision": "auto",
-            "early_stopping": None}
+            "early_stopping": None, "no_bn_recalibration": False, "val_split": 0.2, "val_dir": None,
+            "label_smoothing": 0.0, "class_weight": None}
 # A model trained from scratch (--weights none, or a model with no published weights).
 SCRATCH_DEFAULTS = {"freeze_epochs": 0, "lr_mult": 1.0}
 # Settings that make a run what it is: a resumed run must be given the same ones.
 RUN_SETTINGS = ("data_dir", "model", "weights", "epochs", "freeze_epochs", "image_size", "batch_size", "lr",
-                "lr_mult", "head_dropout", "augment", "seed", "precision", "early_stopping")
+                "lr_mult", "head_dropout", "augment", "seed", "precision", "early_stopping", "no_bn_recalibration",
+                "val_split", "val_dir", "label_smoothing", "class_weight")
 
 
 @dataclass
@@ -90,7 +92,7 @@ def _weights(value):
 
 
 def prepare(data_dir, model, weights, image_size, batch_size, seed, augment, verbose, settings=None,
-            head_dropout=0.2):
+            head_dropout=0.2, val_split=0.2, val_dir=None):
     """The data and the model with its new head: `(spec, size, data, net)`; the model is
     built under `settings` (a `zoo.training.Settings`: precision and strategy)."""
     import zoo.data
@@ -104,7 +106,8 @@ def prepare(data_dir, model, weights, image_size, batch_size, seed, augment, ver
                        f"Received: model={model!r} ({spec.task})")
     size = _image_size(spec, image_size)
     data = zoo.data.image_folder(data_dir, image_size=size, batch_size=batch_size, seed=seed,
-                                 augment=augment, verbose=bool(verbose))
+                                 augment=augment, verbose=bool(verbose), validation_split=0 if val_dir else val_split,
+                                 val_dir=val_dir)
     # image_folder has printed what it found and skipped (once); skipped.txt keeps it.
     with (settings or Settings(precision="float32")).building():
         base = models.create(spec.name, weights=_weights(weights), include_top=False, input_shape=(*size, 3))
@@ -144,7 +147,12 @@ def train(data_dir=None, out="runs/classifier", resume=False, overwrite=False, v
             `freeze_epochs` (1), `image_size` (the model's), `batch_size` (32), `lr`
             (1e-3, the head's peak rate), `lr_mult` (100), `head_dropout` (0.2), `augment` (False: the frozen
             phase trains on cached features), `seed` (0), `precision` (`"auto"`),
-            `early_stopping` (None).
+            `early_stopping` (None), `no_bn_recalibration` (False: BatchNorm layers that
+            train get their statistics recomputed after every epoch), `val_split` (0.2
+            of each class held out; 0: no validation), `val_dir` (a separate validation
+            folder instead), `label_smoothing` (0), `class_weight` (None, or
+            `"balanced"`: each class's examples weighted n / (K n_c), recorded in
+            metrics.json).
 
     Returns:
         `ClassifierRun` of the finished run.
@@ -153,6 +161,20 @@ def train(data_dir=None, out="runs/classifier", resume=False, overwrite=False, v
     from zoo.transfer import fine_tune
 
     given = {"data_dir": None if data_dir is None else str(data_dir), **options}
+    if given.get("val_dir") is not None:
+        if given.get("val_split") not in (None, 0):
+            raise OptionError(f"--val-dir is the validation data and --val-split takes it from the training folder: "
+                              f"give one. Received: val_split={given['val_split']!r}, val_dir={given['val_dir']!r}")
+        given["val_dir"] = str(given["val_dir"])
+    if given.get("val_split") is not None and not (isinstance(given["val_split"], (int, float))
+                                                   and 0 <= given["val_split"] < 1):
+        raise OptionError(f"--val-split is a fraction in [0, 1). Received: val_split={given['val_split']!r}")
+    if given.get("class_weight") not in (None, "balanced"):
+        raise OptionError(f"--class-weight takes 'balanced'. Received: class_weight={given['class_weight']!r}")
+    if given.get("label_smoothing") is not None and not (isinstance(given["label_smoothing"], (int, float))
+                                                         and 0 <= given["label_smoothing"] < 1):
+        raise OptionError(f"--label-smoothing is a fraction in [0, 1). "
+                          f"Received: label_smoothing={given['label_smoothing']!r}")
     if given.get("weights") is not None and not isinstance(given["weights"], str):
         given["weights"] = str(given["weights"])
     if isinstance(given.get("image_size"), int):
@@ -164,7 +186,8 @@ def train(data_dir=None, out="runs/classifier", resume=False, overwrite=False, v
     spec, size, data, net = prepare(config["data_dir"], config["model"], None if resuming else config["weights"],
                                     config["image_size"], config["batch_size"], config["seed"], config["augment"],
                                     verbose, settings=started.settings,
-                                    head_dropout=config.get("head_dropout", DEFAULTS["head_dropout"]))
+                                    head_dropout=config.get("head_dropout", DEFAULTS["head_dropout"]),
+                                    val_split=config.get("val_split", DEFAULTS["val_split"]), val_dir=config.get("val_dir"))
     if config["lr"] == "auto":
         config.update(lr=sweep_head(net, data, config["batch_size"], plot=out / "lr_find.png").suggestion,
                       lr_auto=True)
@@ -179,6 +202,11 @@ def train(data_dir=None, out="runs/classifier", resume=False, overwrite=False, v
     if data.report.skipped:
         io.write_text(out / "skipped.txt", str(data.report) + "\n")
 
+    class_weights = None
+    if config.get("class_weight") == "balanced":
+        from zoo.training import balanced_class_weight
+
+        class_weights = balanced_class_weight(data.report.train_labels, len(data.classes))
     if verbose:
         frozen, tuned = config["freeze_epochs"], config["epochs"]
         print(f"{frozen + tuned} epochs: {frozen} training the new head on the frozen base (--freeze-epochs), "
@@ -190,15 +218,23 @@ def train(data_dir=None, out="runs/classifier", resume=False, overwrite=False, v
         cache_features=not config["augment"],
         # From scratch, BatchNorm has no statistics worth keeping: it trains with the rest.
         train_bn=from_scratch(config["model"], config["weights"]),
+        recalibrate_bn=not config.get("no_bn_recalibration", False),
+        label_smoothing=config.get("label_smoothing", 0.0),
+        class_weight=class_weights,
         settings=started.settings, tracking=started.tracking(), callbacks=callbacks, verbose=verbose,
     )
 
     def scores(model):
-        return {**(evaluation(model, data, out, tensorboard=not no_tensorboard, epoch=result.last_epoch)
+        return {**({"class_weight": {data.classes[c]: w for c, w in class_weights.items()}} if class_weights else {}),
+                **(evaluation(model, data, out, tensorboard=not no_tensorboard, epoch=result.last_epoch)
                    if data.val is not None else {}),
                 "skipped": [{"path": str(s.path), "reason": s.reason} for s in data.report.skipped]}
 
-    finish_run(out, net, result, evaluate=scores, verbose=verbose)
+    metrics = finish_run(out, net, result, evaluate=scores, verbose=verbose)
+    if verbose and metrics.get("per_class"):
+        import sys
+
+        print(f"validation images, per class:\n{format_report(metrics['per_class'])}", file=sys.stderr, flush=True)
     return load_run(out)
 
 
@@ -257,10 +293,13 @@ def evaluate(model, val, classes, out=None, top_losses=9, files=None):
         offset += len(batch_labels)
     labels, predictions, losses = np.concatenate(labels), np.concatenate(predictions), np.concatenate(losses)
     matrix = confusion_matrix(labels, predictions, len(classes))
+    per_class = per_class_scores(matrix, classes)
     result = {
         "val_accuracy": float(np.mean(labels == predictions)),
         "val_loss": float(np.mean(losses)),
         "confusion_matrix": matrix.tolist(),
+        "per_class": per_class,
+        "macro_f1": float(np.mean([scores["f1"] for scores in per_class.values()])),
     }
     if out is not None:
         plot_confusion_matrix(matrix, classes, Path(out) / "confusion_matrix.png")
@@ -280,6 +319,33 @@ def evaluate(model, val, classes, out=None, top_losses=9, files=None):
                 item["peak"] = {"x": int(x), "y": int(y)}  # in the model's input pixels
             result["top_losses"].append(item)
     return result
+
+
+def per_class_scores(matrix, classes):
+    """Precision, recall, F1 and support of each class from a confusion matrix (rows:
+    the true class, columns: the predicted one), as scikit-learn's
+    `classification_report` gives them (0 where a ratio has nothing to divide by)."""
+    matrix = np.asarray(matrix, dtype="float64")
+    hits, predicted, actual = np.diag(matrix), matrix.sum(axis=0), matrix.sum(axis=1)
+    precision = np.divide(hits, predicted, out=np.zeros_like(hits), where=predicted > 0)
+    recall = np.divide(hits, actual, out=np.zeros_like(hits), where=actual > 0)
+    total = precision + recall
+    f1 = np.divide(2 * precision * recall, total, out=np.zeros_like(hits), where=total > 0)
+    return {name: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
+                   "support": int(actual[i])} for i, name in enumerate(classes)}
+
+
+def format_report(per_class):
+    """The per-class scores as the table a run prints at its end."""
+    width = max(12, *(len(name) for name in per_class))
+    lines = [f"{'class':<{width}}  precision  recall     f1  images"]
+    for name, scores in per_class.items():
+        lines.append(f"{name:<{width}}  {scores['precision']:9.3f}  {scores['recall']:6.3f}  {scores['f1']:5.3f}  "
+                     f"{scores['support']:6d}")
+    macro = {key: np.mean([scores[key] for scores in per_class.values()]) for key in ("precision", "recall", "f1")}
+    lines.append(f"{'(macro mean)':<{width}}  {macro['precision']:9.3f}  {macro['recall']:6.3f}  {macro['f1']:5.3f}  "
+                 f"{sum(scores['support'] for scores in per_class.values()):6d}")
+    return "\n".join(lines)
 
 
 def _where_it_looked(model, images, class_ids):

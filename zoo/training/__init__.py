@@ -17,7 +17,7 @@ _LAZY = {
     **dict.fromkeys(("HistoryWriter", "LRFinder", "TensorBoardLogger", "TimeLimit"), "zoo.training.callbacks"),
     "Checkpoint": "zoo.training.checkpoint",
     **dict.fromkeys(("CHECKPOINT_DIR", "LOG_DIR", "OPTIMIZERS", "Defaults", "FitResult", "Tracking", "compile_model",
-                     "fit", "recompile", "run_callbacks"), "zoo.training.fit"),
+                     "fit", "recompile", "run_callbacks", "balanced_class_weight"), "zoo.training.fit"),
     **dict.fromkeys(("LRFindResult", "compute_features", "lr_find"), "zoo.training.lr_find"),
     "DiscriminativeAdam": "zoo.training.optimizers",
     **dict.fromkeys(("OneCycle", "one_cycle"), "zoo.training.schedules"),

@@ -77,6 +77,8 @@ class Defaults:
             validation data (`"val_accuracy"`), and its `mode` (`"max"` or `"min"`).
         train_monitor: str or None. What picks the best epoch without validation data.
         tie_monitor: str or None. What breaks a tie of `monitor` (lower is better).
+        class_weight: dict or None. `{class id: weight}` scaling each example's loss
+            by its class (Keras' `fit(class_weight=...)`), e.g. `balanced_class_weight`.
     """
 
     loss: object = None
@@ -89,6 +91,7 @@ class Defaults:
     train_monitor: str | None = None
     train_mode: str = "min"
     tie_monitor: str | None = None
+    class_weight: dict | None = None
 
     def replace(self, **changes):
         return dataclasses.replace(self, **changes)
@@ -103,9 +106,12 @@ class Defaults:
         return (self.monitor, self.mode) if has_val else (self.train_monitor, self.train_mode)
 
     @classmethod
-    def classifier(cls, learning_rate=1e-3):
-        """Class-id labels, softmax outputs: the image classifier's defaults."""
-        return cls(loss="sparse_categorical_crossentropy", metrics=("accuracy",), learning_rate=learning_rate,
+    def classifier(cls, learning_rate=1e-3, label_smoothing=0.0):
+        """Class-id labels, softmax outputs: the image classifier's defaults (the loss
+        with `label_smoothing`, `zoo.training.losses`)."""
+        from zoo.training.losses import sparse_crossentropy
+
+        return cls(loss=sparse_crossentropy(label_smoothing), metrics=("accuracy",), learning_rate=learning_rate,
                    monitor="val_accuracy", mode="max", train_monitor="loss", train_mode="min",
                    tie_monitor="val_loss")
 
@@ -276,6 +282,24 @@ def run_callbacks(tracking, defaults, has_val, epochs, verbose):
     return RunCallbacks(callbacks, history, step_history, checkpoint, monitor, stopper, time_limit)
 
 
+def balanced_class_weight(labels, num_classes):
+    """scikit-learn's "balanced" class weights: `n / (K * n_c)` for class c of K with
+    n_c of the n training examples, so that every class weighs as much in the loss
+    (a class with no example gets 0)."""
+    import numpy as np
+
+    counts = np.bincount(np.asarray(labels, dtype="int64"), minlength=num_classes)
+    total = counts.sum()
+    return {c: float(total / (num_classes * counts[c])) if counts[c] else 0.0 for c in range(num_classes)}
+
+
+def ordered(own, extra):
+    """The run's callbacks and the caller's, the caller's that say `runs_first` (a
+    `RecalibrateBatchNorm`: what the checkpoint saves must already be changed) ahead."""
+    first = [c for c in extra if getattr(c, "runs_first", False)]
+    return [*first, *own, *(c for c in extra if not getattr(c, "runs_first", False))]
+
+
 def progress_verbosity(verbose):
     """Keras' `verbose` for `"auto"`: the live bar on a terminal, otherwise one line
     per epoch (a bar redrawn with carriage returns is noise in a log or a pipe)."""
@@ -358,7 +382,7 @@ def fit(model, train, val=None, *, epochs=1, defaults=None, settings=None, track
             model.fit(
                 **data_forms.keras_fit_args(train, batch_size, shuffle), validation_data=data_forms.validation(val),
                 epochs=epochs, initial_epoch=initial_epoch, steps_per_epoch=steps_per_epoch,
-                callbacks=[*own.callbacks, *callbacks], verbose=verbose,
+                class_weight=defaults.class_weight, callbacks=ordered(own.callbacks, callbacks), verbose=verbose,
             )
         elif checkpoint is not None and checkpoint.state:
             # Nothing left to train in this call: the checkpoint still holds its state.

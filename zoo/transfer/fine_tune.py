@@ -5,7 +5,10 @@ training data is not augmented, the frozen base gives the same features every ep
 they are computed once and the head trains on them: the same model, far less compute.
 Phase 2 unfreezes the base (BatchNorm stays in inference mode unless `train_bn=True`)
 and trains everything with discriminative learning rates — earlier layers lower —
-under a one-cycle schedule.
+under a one-cycle schedule. BatchNorm layers that train get their statistics
+recomputed from the training data after every epoch (`zoo.training.batch_norm`),
+so that a run of few steps (a small folder, from scratch) does not end with moving
+averages still where they started.
 
 Both phases are `zoo.training.fit` calls sharing one `Checkpoint`: the run is
 checkpointed every epoch (only what changes: the frozen base once), resumes from its
@@ -19,6 +22,7 @@ import time
 import numpy as np
 
 from zoo.training import Defaults, DiscriminativeAdam, OneCycle, Settings, Tracking, fit
+from zoo.training.batch_norm import FEW_STEPS, RecalibrateBatchNorm, trained_batch_norm_layers
 from zoo.training.data import augmented, compute_features, is_arrays, num_batches
 from zoo.transfer.features import feature_extractor, head_model
 from zoo.transfer.freeze import base_layers, freeze, layerwise_multipliers, unfreeze
@@ -30,7 +34,8 @@ HEAD_PCT_START = 0.25
 
 
 def fine_tune(model, train, val=None, epochs=1, freeze_epochs=1, base_lr=1e-3, lr_mult=100.0, batch_size=32,
-              cache_features="auto", train_bn=False, settings=None, tracking=None, callbacks=(), verbose="auto"):
+              cache_features="auto", train_bn=False, recalibrate_bn=True, label_smoothing=0.0, class_weight=None,
+              settings=None, tracking=None, callbacks=(), verbose="auto"):
     """Fine-tune `model` (a base with a `replace_head` head) in two phases.
 
     The policy only — which layers train in each phase, at which rates; each phase is
@@ -52,6 +57,13 @@ def fine_tune(model, train, val=None, epochs=1, freeze_epochs=1, base_lr=1e-3, l
             once. `"auto"` does so when `train` is not augmented (a dataset says so with
             an `augmented = False` attribute; arrays are never augmented).
         train_bn: bool. Let BatchNorm layers train in phase 2. Defaults to `False`.
+        recalibrate_bn: bool. When BatchNorm layers train, recompute their statistics
+            from the training data after every epoch, before validation (precise
+            BatchNorm, `zoo.training.batch_norm`). Defaults to `True`.
+        label_smoothing: float in [0, 1). Train towards `(1 - ε)` on the true class
+            and `ε / K` on every class (`zoo.training.losses`). Defaults to `0`.
+        class_weight: dict or None. `{class id: weight}` for the loss of each example
+            (`zoo.training.balanced_class_weight`). Defaults to `None`.
         settings: `zoo.training.Settings` or None (precision, strategy, steps per call).
         tracking: `zoo.training.Tracking` or None: the run directory, resume, best
             epoch (by validation accuracy, ties by lower validation loss), TensorBoard,
@@ -65,7 +77,7 @@ def fine_tune(model, train, val=None, epochs=1, freeze_epochs=1, base_lr=1e-3, l
     """
     if freeze_epochs < 0 or epochs < 0:
         raise ValueError(f"Epoch counts must be >= 0. Received: epochs={epochs}, freeze_epochs={freeze_epochs}")
-    defaults = Defaults.classifier(base_lr)
+    defaults = Defaults.classifier(base_lr, label_smoothing).replace(class_weight=class_weight)
     settings = settings or Settings()
     total = freeze_epochs + epochs
     tracking = (tracking or Tracking()).replace(saved_model=model).shared(defaults, val is not None)
@@ -119,10 +131,15 @@ def fine_tune(model, train, val=None, epochs=1, freeze_epochs=1, base_lr=1e-3, l
         with settings.scope():  # an optimizer's variables are made when it is
             optimizer = DiscriminativeAdam(learning_rate=OneCycle(base_lr / 2, steps),
                                            lr_multipliers=layerwise_multipliers(model, lr_mult))
+        phase_callbacks = list(callbacks)
+        if trained_batch_norm_layers(model):
+            warn_few_batch_norm_steps(steps, recalibrate_bn)
+            if recalibrate_bn:
+                phase_callbacks.insert(0, RecalibrateBatchNorm(train, batch_size))
         results.append(fit(
             model, train, val, epochs=total, batch_size=batch_size, settings=settings,
             defaults=defaults.replace(optimizer=optimizer), tracking=last.replace(tags={"phase": 2}),
-            callbacks=callbacks, verbose=verbose))
+            callbacks=phase_callbacks, verbose=verbose))
         seconds["phase2"] = round(time.time() - t0, 3)
     if not results:  # resumed after the last epoch of a head-only run: fit restores how it ended
         results.append(fit(model, train, val, epochs=total, batch_size=batch_size, settings=settings,
@@ -132,6 +149,19 @@ def fine_tune(model, train, val=None, epochs=1, freeze_epochs=1, base_lr=1e-3, l
     result.stopped_early = any(r.stopped_early for r in results)
     result.info.update(cached_features=use_cache, phase_seconds=seconds)
     return result
+
+
+def warn_few_batch_norm_steps(steps, recalibrating):
+    """One line on stderr when BatchNorm trains for fewer than `FEW_STEPS` steps: its
+    moving averages (momentum 0.99) would barely leave where they started."""
+    if steps >= FEW_STEPS:
+        return
+    import sys
+
+    then = ("so zoo recomputes them from the training data after every epoch" if recalibrating else
+            "and --no-bn-recalibration leaves them so: expect the kept model to answer badly at inference")
+    print(f"zoo: warning: BatchNorm layers train for only {steps} steps, too few for their moving averages to "
+          f"settle, {then}", file=sys.stderr, flush=True)
 
 
 def _count(epochs):

@@ -1,0 +1,46 @@
+"""Losses the tasks' defaults name that Keras does not ship in the form they need.
+
+Keras 3's `SparseCategoricalCrossentropy` takes class ids but has no label smoothing
+(only the one-hot `CategoricalCrossentropy` has); zoo's classifiers keep class ids
+(the datasets, the metrics and the confusion matrix all use them), so smoothing is
+written here for ids. Backend-agnostic Keras ops.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+EPSILON = 1e-7  # the clip Keras applies to probabilities before the log
+
+
+def sparse_crossentropy(label_smoothing=0.0):
+    """The classifier's loss on probabilities and class ids: Keras' sparse categorical
+    crossentropy, or with `label_smoothing` ε the crossentropy against the smoothed
+    target `(1 - ε)·one_hot(y) + ε / K` (Szegedy et al. 2016, section 7), which is
+    `(1 - ε)·(-log p_y) + ε·mean_k(-log p_k)`: the same as Keras'
+    `CategoricalCrossentropy(label_smoothing=ε)` on one-hot labels."""
+    if not 0 <= label_smoothing < 1:
+        raise ValueError(f"`label_smoothing` must be in [0, 1). Received: label_smoothing={label_smoothing!r}")
+    if not label_smoothing:
+        return "sparse_categorical_crossentropy"
+
+    return SmoothedSparseCrossentropy(label_smoothing)
+
+
+class SmoothedSparseCrossentropy(keras.losses.Loss):
+    """Crossentropy of probabilities against class ids with label smoothing (see
+    `sparse_crossentropy`), averaged over the batch as Keras' losses are."""
+
+    def __init__(self, label_smoothing, name="smoothed_sparse_categorical_crossentropy", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.label_smoothing = float(label_smoothing)
+
+    def call(self, y_true, y_pred):
+        log_p = ops.log(ops.clip(ops.cast(y_pred, "float32"), EPSILON, 1.0 - EPSILON))
+        ids = ops.cast(ops.reshape(y_true, (-1, 1)), "int32")
+        nll = -ops.take_along_axis(log_p, ids, axis=-1)[:, 0]
+        return (1.0 - self.label_smoothing) * nll + self.label_smoothing * -ops.mean(log_p, axis=-1)
+
+    def get_config(self):
+        return {**super().get_config(), "label_smoothing": self.label_smoothing}
