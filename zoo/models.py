@@ -32,7 +32,7 @@ def _natural_key(name):
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
 
 
-def list_models(pattern=None, task=None, exclude=()):
+def list_models(pattern=None, task=None, exclude=(), max_params=None):
     """Names of registered models, sorted naturally (resnet50 before resnet101).
 
     Args:
@@ -40,6 +40,8 @@ def list_models(pattern=None, task=None, exclude=()):
         task: str or None. Keep only models of this task (a `zoo train` task name; the
             old names such as `"classifier"` too).
         exclude: iterable of patterns to leave out.
+        max_params: int or None. Keep only models of at most this many parameters
+            (with their original head), e.g. `10_000_000`.
     """
     _ensure_loaded()
     task = canonical_task(task)
@@ -50,6 +52,7 @@ def list_models(pattern=None, task=None, exclude=()):
         for name, spec in registered().items()
         if (pattern is None or fnmatch.fnmatch(name, pattern.lower()))
         and (task is None or spec.task == task)
+        and (max_params is None or spec.num_params <= max_params)
         and not any(fnmatch.fnmatch(name, ex) for ex in exclude)
     ]
     return sorted(names, key=_natural_key)
@@ -128,6 +131,7 @@ def info(name) -> dict:
         "preprocessing": spec.preprocessing,
         "num_classes": spec.num_classes,
         "num_params": spec.num_params,
+        "imagenet_top1": spec.top1,
         "labels": spec.labels,
         "default_weights": spec.default_weights,
         "paper": spec.paper,

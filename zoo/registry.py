@@ -94,6 +94,8 @@ class ModelSpec:
         feature_layer: str or None. Last layer before the head, where `include_top=False`
             cuts a model that has no published no-top weights.
         paper: str. Link to the paper.
+        top1: float or None. ImageNet-1k top-1 accuracy (%) of the published weights as
+            Keras documents it (keras.io/api/applications), None where it documents none.
     """
 
     name: str
@@ -110,6 +112,7 @@ class ModelSpec:
     feature_layer: str | None = None
     paper: str = ""
     channels: int = field(default=3)
+    top1: float | None = None
 
     def __post_init__(self):
         if isinstance(self.builder, str):

@@ -19,3 +19,16 @@ def keras_application(constructor_name):
 
     builder.__name__ = constructor_name
     return builder
+
+
+def define(namespace, constructors, preprocessing):
+    """Fill a family module's `namespace` with a builder per keras.applications
+    constructor (named as Keras names it: `EfficientNetB0`) and its `preprocess_input`
+    (`zoo.architectures.preprocessing`'s mode, keras.applications' arithmetic)."""
+    import functools
+
+    from zoo.architectures.preprocessing import preprocess_input
+
+    for constructor in constructors:
+        namespace[constructor] = keras_application(constructor)
+    namespace["preprocess_input"] = functools.partial(preprocess_input, mode=preprocessing)

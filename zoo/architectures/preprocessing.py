@@ -23,6 +23,7 @@ MODES = {
     "torch": "scale to [0, 1], then ImageNet mean/std (AlexNet)",
     "unit": "scale to [0, 1]",
     "digits": "grayscale in [0, 1], inverted when the background is light (LeNet)",
+    "raw": "pixels as float 0-255: the model normalises inside (EfficientNet, EfficientNetV2, ConvNeXt, MobileNetV3)",
 }
 
 

@@ -23,24 +23,39 @@ def cmd_list(args):
 
     import zoo
 
-    names = zoo.list_models(args.pattern, task=args.task)
+    names = zoo.list_models(args.pattern, task=args.task, max_params=args.max_params)
     if args.json:
         print(json.dumps([zoo.info(n) for n in names], indent=2))
         return EXIT_OK
     table = Table(box=None, header_style="bold")
-    for column in ("name", "task", "params", "input", "weights (* = cached)"):
-        table.add_column(column, justify="right" if column == "params" else "left")
+    for column in ("name", "task", "params", "input", "ImageNet top-1", "weights (* = cached)"):
+        table.add_column(column, justify="right" if column in ("params", "ImageNet top-1") else "left")
     for name in names:
         described = zoo.info(name)
         shown = ", ".join(
             f"{v}{'*' if entry['cached'] else ''}" for v, entry in sorted(described["weights"].items())
         ) or "-"
         shape = described["input_shape"]
+        top1 = described["imagenet_top1"]
         table.add_row(
-            name, described["task"], f"{described['num_params']:,}", "x".join(map(str, shape)) if shape else "-", shown
+            name, described["task"], f"{described['num_params']:,}", "x".join(map(str, shape)) if shape else "-",
+            f"{top1:.1f} %" if top1 is not None else "-", shown
         )
     Console(width=max(100, Console().width)).print(table)
     return EXIT_OK
+
+
+def parameter_count(text):
+    """`10M`, `2.5m`, `500K`, `1G` or `25000000` → a number of parameters (argparse type)."""
+    scale = {"k": 1e3, "m": 1e6, "g": 1e9}.get(str(text)[-1:].lower(), 1)
+    number = str(text)[:-1] if scale != 1 else str(text)
+    try:
+        value = float(number) * scale
+    except ValueError:
+        value = -1
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a parameter count such as 10M, 500K or 25000000")
+    return int(value)
 
 
 def cmd_info(args):
@@ -413,6 +428,8 @@ def build_parser():
     p = _subcommand(sub, "list", "list models, their weights and what is cached")
     p.add_argument("pattern", nargs="?", help='wildcard such as "res*" (default: every model)')
     p.add_argument("--task", help="only models of this task, e.g. image-classification (default: all)")
+    p.add_argument("--max-params", type=parameter_count, metavar="N",
+                   help="only models of at most N parameters: 10M, 500K, 25000000 (default: any)")
     p.add_argument("--json", action="store_true", help="print each model's `zoo info` as a JSON list")
     p.set_defaults(func=cmd_list)
 
