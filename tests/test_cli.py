@@ -461,3 +461,17 @@ def test_classify_and_predict_take_folders_and_write_csv(tmp_path, digits):
     assert predicted.returncode == 0, predicted.stderr
     rows = list(csv.DictReader((tmp_path / "p.csv").open()))
     assert [r["label_1"] for r in rows] == ["digit_3", "digit_8"]
+
+
+def test_zoo_list_shows_keras_top1_and_filters_by_parameters():
+    """`zoo list --max-params 10M`: the registry's models of at most 10 million
+    parameters, each with Keras' documented ImageNet top-1 where there is one."""
+    done = run_zoo("list", "--max-params", "10M", "--task", "image-classification")
+    assert done.returncode == 0, done.stderr
+    rows = {line.split()[0]: line for line in done.stdout.splitlines()[1:] if line.strip()}
+    assert {"efficientnet_b0", "mobilenet_v3_small", "densenet121", "nasnet_mobile", "lenet5"} <= set(rows)
+    assert not {"vgg19", "resnet50", "efficientnet_b3", "convnext_tiny"} & set(rows)
+    assert "77.1 %" in rows["efficientnet_b0"] and "5,330,571" in rows["efficientnet_b0"]
+    assert "ImageNet top-1" in done.stdout.splitlines()[0]
+    bad = run_zoo("list", "--max-params", "lots")
+    assert bad.returncode == 2 and "'lots' is not a parameter count" in bad.stderr

@@ -18,15 +18,25 @@ from zoo.errors import UnknownModelError, WeightsError
 CLASSIFIERS = zoo.list_models(task="image-classification")
 # Input sizes the families accept without their head (the smallest the builders allow,
 # rounded up): small so that every model's forward pass stays cheap.
-SMALL = {"inception_v3": (75, 75, 3), "alexnet": (96, 96, 3), "lenet5": (28, 28, 3)}
+SMALL = {"inception_v3": (75, 75, 3), "alexnet": (96, 96, 3), "lenet5": (28, 28, 3),
+         "inception_resnet_v2": (75, 75, 3), "xception": (75, 75, 3)}
 
 
 # Building these takes seconds each on 2 cores; they still run, marked slow.
 HEAVY = {"vgg16", "vgg19", "resnet101", "resnet152", "inception_v3", "resnet50"}
+# keras.applications' families (issue 25): each family's smallest model stands for its
+# module and builder here; the other sizes build with `--run_deep` (tests/test_families.py
+# checks every size's parameter count there too).
+KERAS_FAMILIES = ("efficientnet", "efficientnet_v2", "convnext", "mobilenet", "densenet", "xception",
+                  "inception_resnet", "nasnet")
+SMALLEST = {"efficientnet_b0", "efficientnet_v2_b0", "convnext_tiny", "mobilenet_v2", "mobilenet_v3_small",
+            "densenet121", "xception", "inception_resnet_v2", "nasnet_mobile"}
+DEEP = {n for n in CLASSIFIERS if registry.get_spec(n).family in KERAS_FAMILIES} - SMALLEST
 
 
 def _params(names, heavy):
-    return [pytest.param(n, marks=pytest.mark.large) if n in heavy else n for n in names]
+    return [pytest.param(n, marks=pytest.mark.deep) if n in DEEP else
+            pytest.param(n, marks=pytest.mark.large) if n in heavy else n for n in names]
 
 
 def small_shape(name):
@@ -135,7 +145,7 @@ def test_every_model_takes_uint8_and_runs_headless_at_a_small_size(name):
     assert out.shape[0] == 1 and np.isfinite(out).all()
 
 
-@pytest.mark.parametrize("name", _params(CLASSIFIERS, HEAVY))
+@pytest.mark.parametrize("name", _params(CLASSIFIERS, HEAVY | SMALLEST))
 def test_full_model_matches_spec(name):
     spec = registry.get_spec(name)
     model = zoo.create(name, weights=None)
@@ -171,7 +181,10 @@ def test_parameter_counts_equal_keras_applications(name, constructor, expected):
 # ---------------------------------------------------------------------- preprocessing
 @pytest.mark.parametrize(
     "name, app_module",
-    [("vgg19", "vgg19"), ("vgg16", "vgg16"), ("resnet50", "resnet50"), ("inception_v3", "inception_v3")],
+    [("vgg19", "vgg19"), ("vgg16", "vgg16"), ("resnet50", "resnet50"), ("inception_v3", "inception_v3"),
+     ("efficientnet_b0", "efficientnet"), ("efficientnet_v2_b0", "efficientnet_v2"), ("convnext_tiny", "convnext"),
+     ("mobilenet_v2", "mobilenet_v2"), ("densenet121", "densenet"), ("xception", "xception"),
+     ("inception_resnet_v2", "inception_resnet_v2"), ("nasnet_mobile", "nasnet")],
 )
 def test_preprocess_input_equals_keras_applications(name, app_module):
     import importlib
@@ -189,7 +202,7 @@ def test_preprocess_input_equals_keras_applications(name, app_module):
     np.testing.assert_allclose(np.asarray(layer(image.astype("uint8"))), expected, rtol=1e-6, atol=1e-4)
 
 
-@pytest.mark.parametrize("mode", ["caffe", "tf", "torch", "unit", "digits"])
+@pytest.mark.parametrize("mode", ["caffe", "tf", "torch", "unit", "digits", "raw"])
 def test_preprocess_layer_equals_preprocess_input(mode):
     from zoo.architectures.preprocessing import Preprocess, preprocess_input
 

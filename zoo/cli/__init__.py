@@ -41,7 +41,7 @@ def cmd_list(args):
             name, described["task"], f"{described['num_params']:,}", "x".join(map(str, shape)) if shape else "-",
             f"{top1:.1f} %" if top1 is not None else "-", shown
         )
-    Console(width=max(100, Console().width)).print(table)
+    Console(width=max(120, Console().width)).print(table)
     return EXIT_OK
 
 
