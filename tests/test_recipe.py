@@ -137,3 +137,37 @@ def test_balanced_class_weights_weigh_a_rare_class_up_and_change_the_loss(tmp_pa
     assert losses["none"] != pytest.approx(losses["balanced"], rel=1e-3)
     bad = finetune(common, "--class-weight", "inverse", "--out", tmp_path / "bad")
     assert bad.returncode != 0 and "--class-weight takes 'balanced'" in bad.stderr
+
+
+# ------------------------------------------------------------- test-time augmentation
+def test_tta_averages_the_flip_and_the_five_crops_it_names(tmp_path, digits):
+    """`run.predict(..., tta=True)` against the views made here: the image, its mirror
+    image and 90 % crops (centre, four corners) scaled back, each through the model."""
+    import zoo
+    from PIL import Image
+
+    from zoo.tasks.classify import TTA_VIEWS
+
+    assert TTA_VIEWS == ("original", "flip", "center", "top_left", "top_right", "bottom_left", "bottom_right")
+    x_train, _, y_train, _ = digits
+    model = zoo.create("lenet5")
+    image = x_train[y_train == 7][3]  # uint8 28 x 28 x 3
+    side, crop = 28, round(28 * 0.9)
+    views = [image, image[:, ::-1]]
+    for top, left in [((side - crop) // 2, (side - crop) // 2), (0, 0), (0, side - crop), (side - crop, 0),
+                      (side - crop, side - crop)]:
+        views.append(np.asarray(Image.fromarray(image[top:top + crop, left:left + crop]).resize((side, side),
+                                                                                            Image.BILINEAR)))
+    expected = np.asarray(model.predict(np.stack(views), verbose=0)).mean(axis=0)
+    (row,) = zoo.classify([image], model=model, labels=[str(d) for d in range(10)], top=10, tta=True)
+    got = np.zeros(10)
+    for p in row["predictions"]:
+        got[p["class_id"]] = p["probability"]
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    (plain,) = zoo.classify([image], model=model, labels=[str(d) for d in range(10)], top=10)
+    assert {p["class_id"]: p["probability"] for p in plain["predictions"]} != pytest.approx(
+        {i: float(v) for i, v in enumerate(got)})  # the views made a difference
+    path = tmp_path / "seven.png"
+    Image.fromarray(image).save(path)
+    cli = forked_zoo.run(["classify", path, "--model", "lenet5"], env=ENV)  # plain classify still works
+    assert cli.returncode == 0, cli.stderr

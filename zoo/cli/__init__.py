@@ -120,6 +120,8 @@ def cmd_predict(args):
             raise SystemExit("zoo predict: error: --url needs --model NAME (the served model's name)")
         from zoo.serving.client import predict as remote_predict
 
+        if args.tta:
+            raise SystemExit("zoo predict: error: --tta runs the model here; a server answers each image once")
         images = [args.run_dir, *args.images] if args.run_dir else args.images
         results = remote_predict(args.url, args.model, images, top=args.top)
         return _print_predictions(results, args.json, args.csv)
@@ -132,9 +134,10 @@ def cmd_predict(args):
     if os.path.splitext(str(args.run_dir))[1].lower() in EXPORTED_SUFFIXES:
         from zoo.serving.portable import predict_file
 
-        return _print_predictions(predict_file(args.run_dir, args.images, top=args.top), args.json, args.csv)
+        return _print_predictions(predict_file(args.run_dir, args.images, top=args.top, tta=args.tta), args.json,
+                                  args.csv)
     run = zoo.load_run(args.run_dir)
-    return _print_predictions(run.predict(args.images, top=args.top), args.json, args.csv)
+    return _print_predictions(run.predict(args.images, top=args.top, tta=args.tta), args.json, args.csv)
 
 
 def cmd_weights(args):
@@ -497,6 +500,8 @@ def build_parser():
     p.add_argument("--url", help="a TF Serving REST endpoint, e.g. http://127.0.0.1:8501")
     p.add_argument("--model", help="with --url: the served model's name")
     p.add_argument("--top", type=int, default=1, help="labels per image (default: 1)")
+    p.add_argument("--tta", action="store_true", help="test-time augmentation: average the image, its mirror "
+                                                      "image and five 90%% crops (not with --url)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--csv", metavar="FILE", help="also write one row per image to FILE")
     p.set_defaults(func=cmd_predict)

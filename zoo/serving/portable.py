@@ -344,7 +344,7 @@ def labels_beside(path, num_outputs):
     return [str(i) for i in range(num_outputs)]
 
 
-def predict_file(path, images, top=1, batch_size=32):
+def predict_file(path, images, top=1, batch_size=32, tta=False):
     """`zoo predict FILE.tflite|FILE.onnx IMAGES`: the same rows as `Run.predict`, for
     an exported image classifier."""
     from zoo.tasks.classify import classify_batches
@@ -354,7 +354,7 @@ def predict_file(path, images, top=1, batch_size=32):
         raise ZooError(f"{path}: zoo predict runs an exported image classifier (images → probabilities); this file "
                        f"takes {', '.join(run.inputs)} and gives {', '.join(run.outputs)}")
     return classify_batches(images, run.run, run.size, lambda n: labels_beside(path, n), top=top,
-                            batch_size=batch_size)
+                            batch_size=batch_size, tta=tta)
 
 
 def _first(error):

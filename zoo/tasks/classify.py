@@ -114,7 +114,7 @@ def _dtype_of(model):
     return "uint8" if "uint8" in dtype else "float32"
 
 
-def classify(images, model="vgg19", top=5, weights="default", labels=None, batch_size=32):
+def classify(images, model="vgg19", top=5, weights="default", labels=None, batch_size=32, tta=False):
     """Top-`top` labels for each image.
 
     Args:
@@ -128,6 +128,8 @@ def classify(images, model="vgg19", top=5, weights="default", labels=None, batch
             none (AlexNet) needs weights named, or it would label from random ones.
         labels: list of str or None. Class names; defaults to the registry's labels.
         batch_size: int. Images per forward pass. Defaults to `32`.
+        tta: bool. Test-time augmentation: average the probabilities of the
+            `TTA_VIEWS` of each image (`tta_views`). Defaults to `False`.
 
     Returns:
         A list with one dict per image, in input order: `{"image", "predictions":
@@ -150,14 +152,47 @@ def classify(images, model="vgg19", top=5, weights="default", labels=None, batch
     dtype = _dtype_of(model)
     return classify_batches(images, lambda batch: forward(batch.astype(dtype, copy=False)), size,
                             lambda num_outputs: class_names(model, name, labels, num_outputs), top=top,
-                            batch_size=batch_size)
+                            batch_size=batch_size, tta=tta)
 
 
-def classify_batches(images, forward, size, names_for, top=5, batch_size=32):
+# Test-time augmentation's views of an image at the model's size: itself, its mirror
+# image, and five crops of 90 % of its side (the centre and the four corners) scaled
+# back up: the flip + crops that fastai's and timm's TTA average.
+TTA_VIEWS = ("original", "flip", "center", "top_left", "top_right", "bottom_left", "bottom_right")
+TTA_CROP = 0.9
+
+
+def tta_views(batch):
+    """`{view: uint8 batch}` for each of `TTA_VIEWS` of a uint8 `(N, H, W, 3)` batch;
+    crops are resized back to H x W (bilinear)."""
+    from PIL import Image
+
+    batch = np.asarray(batch)
+    height, width = batch.shape[1:3]
+    crop_h, crop_w = max(1, round(height * TTA_CROP)), max(1, round(width * TTA_CROP))
+    corners = {"center": ((height - crop_h) // 2, (width - crop_w) // 2), "top_left": (0, 0),
+               "top_right": (0, width - crop_w), "bottom_left": (height - crop_h, 0),
+               "bottom_right": (height - crop_h, width - crop_w)}
+    views = {"original": batch, "flip": batch[:, :, ::-1]}
+    for name, (top, left) in corners.items():
+        views[name] = np.stack([np.asarray(Image.fromarray(image[top:top + crop_h, left:left + crop_w])
+                                           .resize((width, height), Image.BILINEAR)) for image in batch])
+    return views
+
+
+def tta_forward(forward):
+    """`forward` averaged over `tta_views` of each batch."""
+    return lambda batch: np.mean([np.asarray(forward(view)) for view in tta_views(batch).values()], axis=0)
+
+
+def classify_batches(images, forward, size, names_for, top=5, batch_size=32, tta=False):
     """`classify`'s loop for any forward pass (a Keras model, or an exported LiteRT or
     ONNX file): images decoded ahead on threads and resized to `size`, uint8 batches
-    of up to `batch_size` through `forward(batch) -> probabilities`, the top `top`
-    labels of `names_for(num_outputs)`, one row per image in input order."""
+    of up to `batch_size` through `forward(batch) -> probabilities` (averaged over
+    `tta_views` with `tta`), the top `top` labels of `names_for(num_outputs)`, one row
+    per image in input order."""
+    if tta:
+        forward = tta_forward(forward)
     images = image_items(images)
     errors, chunks, pending = {}, [], []
     for index, array, error in load_many(images, size, load_file=file_loader()):

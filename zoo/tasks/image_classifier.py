@@ -54,12 +54,13 @@ class ClassifierRun(runs.Run):
     def image_size(self):
         return tuple(self.model.inputs[0].shape[1:3])
 
-    def predict(self, images, top=1):
+    def predict(self, images, top=1, tta=False):
         """Label and probability for each image (paths or arrays), like fastai's
-        `learn.predict`."""
+        `learn.predict`; `tta=True` averages the flip and crops of each
+        (`zoo.tasks.classify.TTA_VIEWS`), like fastai's `learn.tta`."""
         from zoo.tasks.classify import classify
 
-        return classify(images, model=self.model, labels=self.classes, top=top)
+        return classify(images, model=self.model, labels=self.classes, top=top, tta=tta)
 
 
 def load_run(run_dir):
