@@ -171,3 +171,67 @@ def test_tta_averages_the_flip_and_the_five_crops_it_names(tmp_path, digits):
     Image.fromarray(image).save(path)
     cli = forked_zoo.run(["classify", path, "--model", "lenet5"], env=ENV)  # plain classify still works
     assert cli.returncode == 0, cli.stderr
+
+
+# ------------------------------------------------------------------ MixUp and CutMix
+def _batch(digits, size=16):
+    import tensorflow as tf
+
+    x_train, _, y_train, _ = digits
+    return tf.data.Dataset.from_tensor_slices((x_train[:size], y_train[:size].astype("int32"))).batch(size), \
+        x_train[:size], y_train[:size]
+
+
+def test_mixup_blends_images_and_labels_by_the_same_weight(digits):
+    from zoo.data import mix_batches
+
+    dataset, images, labels = _batch(digits)
+    mixed, soft = next(iter(mix_batches(dataset, 10, mixup=0.4, seed=3)))
+    mixed, soft = np.asarray(mixed), np.asarray(soft)
+    assert mixed.dtype == np.uint8 and soft.shape == (16, 10)
+    np.testing.assert_allclose(soft.sum(1), 1.0, rtol=1e-6)
+    # One λ for the batch: each row is λ·a + (1 - λ)·b for its own a and some b of the batch.
+    two = [i for i in range(16) if np.count_nonzero(soft[i] > 1e-6) == 2]  # mixed with another class
+    shares = {round(float(soft[i, labels[i]]), 5) for i in two}
+    assert len(two) > 0 and len(shares) == 1  # the own class's share: λ, the same for the whole batch
+    (lam,) = shares
+    blended = 0
+    for i in range(16):
+        candidates = [j for j in range(16)
+                      if np.abs(mixed[i].astype(float) - (lam * images[i] + (1 - lam) * images[j])).max() <= 1.0]
+        assert candidates, i  # the image is a blend of its own and another of the batch
+        blended += labels[candidates[0]] != labels[i]
+    assert blended > 0 and 0 < lam < 1
+    assert not np.array_equal(mixed, images)
+
+
+def test_cutmix_pastes_a_box_and_weighs_the_labels_by_its_area(digits):
+    from zoo.data import mix_batches
+
+    dataset, images, labels = _batch(digits)
+    mixed, soft = next(iter(mix_batches(dataset, 10, cutmix=1.0, seed=5)))
+    mixed, soft = np.asarray(mixed), np.asarray(soft)
+    changed = np.any(mixed != images, axis=-1)  # (16, 28, 28): the pasted pixels that differ
+    box = np.zeros((28, 28), bool)
+    union = changed.any(0)
+    ys, xs = np.nonzero(union)
+    box[ys.min():ys.max() + 1, xs.min():xs.max() + 1] = True  # one box for the whole batch
+    assert union.sum() > 0 and not np.any(changed & ~box)  # nothing changed outside the box
+    area = box.mean()
+    for i in range(16):
+        own = soft[i, labels[i]]
+        assert own == pytest.approx(1 - area, abs=1e-5) or own == pytest.approx(1.0, abs=1e-5)  # b of its own class
+
+
+def test_a_run_with_mixup_and_cutmix_trains_and_records_them(folders, tmp_path):
+    train, _ = folders
+    done = finetune(train, "--mixup", "0.2", "--cutmix", "1.0", "--out", tmp_path / "run")
+    assert done.returncode == 0, done.stderr[-3000:]
+    config = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert (config["mixup"], config["cutmix"]) == (0.2, 1.0)
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["cached_features"] is False  # mixed batches differ every epoch
+    assert all("accuracy" in h and "val_accuracy" in h for h in metrics["history"])
+    assert metrics["val_accuracy"] >= 0.6
+    bad = finetune(train, "--mixup", "-1", "--out", tmp_path / "bad")
+    assert bad.returncode != 0 and "--mixup is the alpha" in bad.stderr

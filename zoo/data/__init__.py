@@ -12,7 +12,7 @@ from `zoo.create` normalise in their first layer.
 # `tfds` is bound to the function here, before anything can import the `zoo.data.tfds`
 # module under the same attribute name.
 from zoo.data.arrays import ImageArrays, image_arrays
-from zoo.data.augment import default_augmentation
+from zoo.data.augment import default_augmentation, mix_batches
 from zoo.data.tfds import TFDSData, tfds
 from zoo.data.text import TextCorpus, text_corpus
 from zoo.data.images import (
@@ -39,6 +39,7 @@ __all__ = [
     "check_image",
     "check_files",
     "default_augmentation",
+    "mix_batches",
     "ImageFolder",
     "ImageFolderReport",
     "Skipped",

@@ -130,6 +130,12 @@ MANIFEST = {task.name: task for task in (
                     "class (default: 0)", metavar="E"),
              Option("class_weight", str, None, "balanced: weight each class's images by n / (K * n_c), so that "
                     "a rare class counts as much as a common one (default: none)", metavar="balanced"),
+             Option("mixup", float, None, "MixUp: blend each training batch with a shuffled copy of itself, "
+                    "images and labels, by a weight drawn from Beta(A, A) (default: 0, off; 0.2 is usual)",
+                    metavar="A"),
+             Option("cutmix", float, None, "CutMix: paste a box of a shuffled copy over each training batch, the "
+                    "labels weighted by its area, drawn from Beta(A, A) (default: 0, off; 1.0 is usual)",
+                    metavar="A"),
              Option("no_bn_recalibration", None, None,
                     "keep BatchNorm's moving averages as training left them (by default, layers that train get "
                     "their statistics recomputed from the training data after every epoch)"),

@@ -35,13 +35,13 @@ DEFAULT_LR = 1e-3
 DEFAULTS = {"weights": "default", "freeze_epochs": 1, "image_size": None, "batch_size": 32, "lr": DEFAULT_LR,
             "lr_mult": 100.0, "head_dropout": 0.2, "augment": False, "seed": 0, "precision": "auto",
             "early_stopping": None, "no_bn_recalibration": False, "val_split": 0.2, "val_dir": None,
-            "label_smoothing": 0.0, "class_weight": None}
+            "label_smoothing": 0.0, "class_weight": None, "mixup": 0.0, "cutmix": 0.0}
 # A model trained from scratch (--weights none, or a model with no published weights).
 SCRATCH_DEFAULTS = {"freeze_epochs": 0, "lr_mult": 1.0}
 # Settings that make a run what it is: a resumed run must be given the same ones.
 RUN_SETTINGS = ("data_dir", "model", "weights", "epochs", "freeze_epochs", "image_size", "batch_size", "lr",
                 "lr_mult", "head_dropout", "augment", "seed", "precision", "early_stopping", "no_bn_recalibration",
-                "val_split", "val_dir", "label_smoothing", "class_weight")
+                "val_split", "val_dir", "label_smoothing", "class_weight", "mixup", "cutmix")
 
 
 @dataclass
@@ -153,7 +153,8 @@ def train(data_dir=None, out="runs/classifier", resume=False, overwrite=False, v
             of each class held out; 0: no validation), `val_dir` (a separate validation
             folder instead), `label_smoothing` (0), `class_weight` (None, or
             `"balanced"`: each class's examples weighted n / (K n_c), recorded in
-            metrics.json).
+            metrics.json), `mixup` and `cutmix` (0: off; the alpha of MixUp's and
+            CutMix's Beta distribution, `zoo.data.mix_batches`).
 
     Returns:
         `ClassifierRun` of the finished run.
@@ -170,6 +171,10 @@ def train(data_dir=None, out="runs/classifier", resume=False, overwrite=False, v
     if given.get("val_split") is not None and not (isinstance(given["val_split"], (int, float))
                                                    and 0 <= given["val_split"] < 1):
         raise OptionError(f"--val-split is a fraction in [0, 1). Received: val_split={given['val_split']!r}")
+    for key in ("mixup", "cutmix"):
+        if given.get(key) is not None and not (isinstance(given[key], (int, float)) and 0 <= given[key] <= 10):
+            raise OptionError(f"--{key} is the alpha of its Beta distribution, in [0, 10] (0.2 and 1.0 are usual). "
+                              f"Received: {key}={given[key]!r}")
     if given.get("class_weight") not in (None, "balanced"):
         raise OptionError(f"--class-weight takes 'balanced'. Received: class_weight={given['class_weight']!r}")
     if given.get("label_smoothing") is not None and not (isinstance(given["label_smoothing"], (int, float))
@@ -213,10 +218,17 @@ def train(data_dir=None, out="runs/classifier", resume=False, overwrite=False, v
         print(f"{frozen + tuned} epochs: {frozen} training the new head on the frozen base (--freeze-epochs), "
               f"then {tuned} fine-tuning the whole model (--epochs)" if frozen else
               f"{tuned} epochs, the whole model (--epochs; no frozen phase)", flush=True)
+    mixing = bool(config.get("mixup") or config.get("cutmix"))
+    train_data = data.train
+    if mixing:
+        from zoo.data import mix_batches
+
+        train_data = mix_batches(data.train, len(data.classes), mixup=config.get("mixup") or 0.0,
+                                 cutmix=config.get("cutmix") or 0.0, seed=config["seed"])
     result = fine_tune(
-        net, data.train, data.val, epochs=config["epochs"], freeze_epochs=config["freeze_epochs"],
+        net, train_data, data.val, epochs=config["epochs"], freeze_epochs=config["freeze_epochs"],
         base_lr=config["lr"], lr_mult=config["lr_mult"], batch_size=config["batch_size"],
-        cache_features=not config["augment"],
+        cache_features=not (config["augment"] or mixing), soft_labels=mixing,
         # From scratch, BatchNorm has no statistics worth keeping: it trains with the rest.
         train_bn=from_scratch(config["model"], config["weights"]),
         recalibrate_bn=not config.get("no_bn_recalibration", False),

@@ -106,12 +106,17 @@ class Defaults:
         return (self.monitor, self.mode) if has_val else (self.train_monitor, self.train_mode)
 
     @classmethod
-    def classifier(cls, learning_rate=1e-3, label_smoothing=0.0):
+    def classifier(cls, learning_rate=1e-3, label_smoothing=0.0, soft_labels=False):
         """Class-id labels, softmax outputs: the image classifier's defaults (the loss
-        with `label_smoothing`, `zoo.training.losses`)."""
-        from zoo.training.losses import sparse_crossentropy
+        with `label_smoothing`; `soft_labels`: training batches that carry label
+        distributions, MixUp's and CutMix's; `zoo.training.losses`)."""
+        import keras
 
-        return cls(loss=sparse_crossentropy(label_smoothing), metrics=("accuracy",), learning_rate=learning_rate,
+        from zoo.training.losses import class_accuracy, sparse_crossentropy
+
+        accuracy = keras.metrics.MeanMetricWrapper(class_accuracy, name="accuracy") if soft_labels else "accuracy"
+        return cls(loss=sparse_crossentropy(label_smoothing, soft_labels), metrics=(accuracy,),
+                   learning_rate=learning_rate,
                    monitor="val_accuracy", mode="max", train_monitor="loss", train_mode="min",
                    tie_monitor="val_loss")
 

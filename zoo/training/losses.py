@@ -14,23 +14,44 @@ from keras import ops
 EPSILON = 1e-7  # the clip Keras applies to probabilities before the log
 
 
-def sparse_crossentropy(label_smoothing=0.0):
+def sparse_crossentropy(label_smoothing=0.0, soft_labels=False):
     """The classifier's loss on probabilities and class ids: Keras' sparse categorical
     crossentropy, or with `label_smoothing` ε the crossentropy against the smoothed
     target `(1 - ε)·one_hot(y) + ε / K` (Szegedy et al. 2016, section 7), which is
     `(1 - ε)·(-log p_y) + ε·mean_k(-log p_k)`: the same as Keras'
-    `CategoricalCrossentropy(label_smoothing=ε)` on one-hot labels."""
+    `CategoricalCrossentropy(label_smoothing=ε)` on one-hot labels. With
+    `soft_labels` (MixUp, CutMix: `zoo.data.mix_batches`) the training batches carry
+    label distributions instead of ids, and the loss takes either (validation batches
+    keep their ids)."""
     if not 0 <= label_smoothing < 1:
         raise ValueError(f"`label_smoothing` must be in [0, 1). Received: label_smoothing={label_smoothing!r}")
-    if not label_smoothing:
+    if not label_smoothing and not soft_labels:
         return "sparse_categorical_crossentropy"
-
     return SmoothedSparseCrossentropy(label_smoothing)
 
 
+def _is_distribution(y_true, y_pred):
+    """Whether `y_true` holds label distributions (one row per example, one column per
+    class) rather than class ids; decided on the static ranks, at trace time."""
+    return len(y_true.shape) == len(y_pred.shape) and y_true.shape[-1] == y_pred.shape[-1] and y_pred.shape[-1] != 1
+
+
+# Registered, so that a model compiled with them can be compiled again from its own
+# compile config (`zoo.training.recompile`, after freezing or unfreezing).
+@keras.saving.register_keras_serializable(package="zoo")
+def class_accuracy(y_true, y_pred):
+    """Accuracy against class ids or label distributions (the largest share counts as
+    the class): the one "accuracy" for batches of either kind."""
+    predicted = ops.argmax(y_pred, axis=-1)
+    truth = ops.argmax(y_true, axis=-1) if _is_distribution(y_true, y_pred) else ops.reshape(y_true, (-1,))
+    return ops.cast(ops.equal(ops.cast(truth, "int32"), ops.cast(predicted, "int32")), "float32")
+
+
+@keras.saving.register_keras_serializable(package="zoo")
 class SmoothedSparseCrossentropy(keras.losses.Loss):
-    """Crossentropy of probabilities against class ids with label smoothing (see
-    `sparse_crossentropy`), averaged over the batch as Keras' losses are."""
+    """Crossentropy of probabilities against class ids, or label distributions, with
+    label smoothing (see `sparse_crossentropy`), averaged over the batch as Keras'
+    losses are."""
 
     def __init__(self, label_smoothing, name="smoothed_sparse_categorical_crossentropy", **kwargs):
         super().__init__(name=name, **kwargs)
@@ -38,8 +59,11 @@ class SmoothedSparseCrossentropy(keras.losses.Loss):
 
     def call(self, y_true, y_pred):
         log_p = ops.log(ops.clip(ops.cast(y_pred, "float32"), EPSILON, 1.0 - EPSILON))
-        ids = ops.cast(ops.reshape(y_true, (-1, 1)), "int32")
-        nll = -ops.take_along_axis(log_p, ids, axis=-1)[:, 0]
+        if _is_distribution(y_true, y_pred):
+            nll = -ops.sum(ops.cast(y_true, "float32") * log_p, axis=-1)
+        else:
+            ids = ops.cast(ops.reshape(y_true, (-1, 1)), "int32")
+            nll = -ops.take_along_axis(log_p, ids, axis=-1)[:, 0]
         return (1.0 - self.label_smoothing) * nll + self.label_smoothing * -ops.mean(log_p, axis=-1)
 
     def get_config(self):

@@ -35,7 +35,7 @@ HEAD_PCT_START = 0.25
 
 def fine_tune(model, train, val=None, epochs=1, freeze_epochs=1, base_lr=1e-3, lr_mult=100.0, batch_size=32,
               cache_features="auto", train_bn=False, recalibrate_bn=True, label_smoothing=0.0, class_weight=None,
-              settings=None, tracking=None, callbacks=(), verbose="auto"):
+              soft_labels=False, settings=None, tracking=None, callbacks=(), verbose="auto"):
     """Fine-tune `model` (a base with a `replace_head` head) in two phases.
 
     The policy only — which layers train in each phase, at which rates; each phase is
@@ -64,6 +64,8 @@ def fine_tune(model, train, val=None, epochs=1, freeze_epochs=1, base_lr=1e-3, l
             and `ε / K` on every class (`zoo.training.losses`). Defaults to `0`.
         class_weight: dict or None. `{class id: weight}` for the loss of each example
             (`zoo.training.balanced_class_weight`). Defaults to `None`.
+        soft_labels: bool. `train` carries label distributions (`zoo.data.mix_batches`);
+            `val` keeps class ids. Defaults to `False`.
         settings: `zoo.training.Settings` or None (precision, strategy, steps per call).
         tracking: `zoo.training.Tracking` or None: the run directory, resume, best
             epoch (by validation accuracy, ties by lower validation loss), TensorBoard,
@@ -77,7 +79,7 @@ def fine_tune(model, train, val=None, epochs=1, freeze_epochs=1, base_lr=1e-3, l
     """
     if freeze_epochs < 0 or epochs < 0:
         raise ValueError(f"Epoch counts must be >= 0. Received: epochs={epochs}, freeze_epochs={freeze_epochs}")
-    defaults = Defaults.classifier(base_lr, label_smoothing).replace(class_weight=class_weight)
+    defaults = Defaults.classifier(base_lr, label_smoothing, soft_labels).replace(class_weight=class_weight)
     settings = settings or Settings()
     total = freeze_epochs + epochs
     tracking = (tracking or Tracking()).replace(saved_model=model).shared(defaults, val is not None)
