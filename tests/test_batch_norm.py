@@ -32,7 +32,7 @@ def crops(count, side, seed):
             size = int(rng.integers(min(h, w) // 3, min(h, w)))
             top, left = int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))
             crop = Image.fromarray(photo[top:top + size, left:left + size]).resize((side, side))
-            images.append(np.asarray(crop)[:, :, ::-1] if rng.random() < 0.5 else np.asarray(crop))
+            images.append(np.asarray(crop)[:, ::-1] if rng.random() < 0.5 else np.asarray(crop))  # a mirror image
             labels.append(label)
     order = rng.permutation(len(labels))
     return np.stack(images)[order].astype("uint8"), np.array(labels)[order]

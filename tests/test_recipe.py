@@ -235,3 +235,96 @@ def test_a_run_with_mixup_and_cutmix_trains_and_records_them(folders, tmp_path):
     assert metrics["val_accuracy"] >= 0.6
     bad = finetune(train, "--mixup", "-1", "--out", tmp_path / "bad")
     assert bad.returncode != 0 and "--mixup is the alpha" in bad.stderr
+
+
+# ----------------------------------------------------------------------------- EMA
+def test_weight_average_follows_the_formula_step_by_step(digits):
+    """`WeightAverage` against the average computed here from the weights after each
+    step: a·d + w·(1 - d), d = min(decay, (1 + t) / (10 + t))."""
+    import keras
+
+    from zoo.training.ema import WeightAverage
+
+    x_train, _, y_train, _ = digits
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((28, 28, 3)), keras.layers.Flatten(), keras.layers.Dense(10)])
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    seen = [np.array(w, dtype="float64") for w in model.get_weights()]
+    expected = [w.copy() for w in seen]
+
+    class Record(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            t = len(steps) + 1
+            d = min(0.95, (1 + t) / (10 + t))
+            steps.append(t)
+            for e, w in zip(expected, self.model.get_weights()):
+                e *= d
+                e += (1 - d) * w
+
+    steps = []
+    average = WeightAverage(0.95)
+    model.fit(x_train[:64].astype("float32") / 255, y_train[:64], batch_size=16, epochs=2, verbose=0,
+              callbacks=[Record(), average])
+    assert len(steps) == 8
+    for got, want in zip(average.average, expected):
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+    assert not np.allclose(average.average[0], model.get_weights()[0])  # an average, not the last weights
+
+
+def test_ema_run_keeps_the_better_weights_and_writes_the_average_beside(folders, tmp_path):
+    import keras
+
+    import zoo
+
+    train, _ = folders
+    out = tmp_path / "run"
+    done = forked_zoo.run(["finetune", train, "--model", "lenet5", "--weights", "none", "--epochs", 4, "--lr", "1e-2",
+                           "--batch-size", 16, "--ema", "0.9", "--out", out, "--no-tensorboard"], env=ENV, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    ema = metrics["ema"]
+    assert ema["decay"] == 0.9 and ema["weights"] == "ema.weights.h5" and isinstance(ema["kept"], bool)
+    assert json.loads((out / "run.json").read_text())["ema"] == 0.9
+    run = zoo.load_run(out)
+    averaged = keras.models.clone_model(run.model)
+    averaged.load_weights(out / "ema.weights.h5")
+    same = all(np.array_equal(a, b) for a, b in zip(averaged.get_weights(), run.model.get_weights()))
+    assert same == ema["kept"]  # model.keras holds the average exactly when it was kept
+    assert metrics["val_accuracy"] == pytest.approx(max(ema["val_accuracy"], ema["model_val_accuracy"]))
+    bad = finetune(train, "--ema", "1.5", "--out", tmp_path / "bad")
+    assert bad.returncode != 0 and "--ema is a decay" in bad.stderr
+
+
+# ------------------------------------------------------------------------ zoo show
+def test_zoo_show_writes_a_grid_of_mixed_training_images_with_their_labels(folders, tmp_path):
+    from PIL import Image
+
+    train, _ = folders
+    out = tmp_path / "batch.png"
+    done = forked_zoo.run(["show", train, "--n", "8", "--image-size", "28", "--mixup", "0.4", "--out", out], env=ENV)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"wrote {out}" in done.stdout
+    picture = np.asarray(Image.open(out).convert("RGB"))
+    assert picture.shape[0] > 200 and picture.shape[1] > 400 and picture.std() > 20  # a grid, not a blank
+    bad = forked_zoo.run(["show", train, "--n", "0", "--out", tmp_path / "none.png"], env=ENV)
+    assert bad.returncode != 0 and "1 to 256" in bad.stderr and not (tmp_path / "none.png").exists()
+
+
+def test_show_titles_soft_labels_with_each_class_share(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from zoo.plots import plot_batch
+
+    images = np.zeros((2, 8, 8, 3), "uint8")
+    labels = np.array([[0.7, 0.3, 0.0], [0.0, 0.0, 1.0]])
+    import matplotlib.pyplot as plt
+
+    titles = []
+    original = plt.Axes.set_title
+    try:
+        plt.Axes.set_title = lambda self, text, **kw: titles.append(text) or original(self, text, **kw)
+        plot_batch(images, labels, ["cat", "dog", "cup"], tmp_path / "b.png")
+    finally:
+        plt.Axes.set_title = original
+    assert titles == ["cat 0.70 / dog 0.30", "cup 1.00"]

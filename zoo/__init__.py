@@ -16,6 +16,7 @@ _LAZY = {
     "classify": ("zoo.tasks.classify", "classify"),
     "train": ("zoo.tasks", "train"),
     "finetune": ("zoo.tasks.image_classifier", "finetune"),
+    "show": ("zoo.tasks.image_classifier", "show"),
     "kinds": ("zoo.tasks", "kinds"),
     "load_run": ("zoo.tasks", "load_run"),
     "export": ("zoo.serving.export", "export"),

@@ -27,13 +27,14 @@ from zoo.registry import canonical_task
 
 MODEL_FILE = "model.keras"
 LAST_WEIGHTS_FILE = "last.weights.h5"
+EMA_WEIGHTS_FILE = "ema.weights.h5"  # --ema: the moving average of the weights
 CLASSES_FILE = "classes.json"
 RUN_FILE = "run.json"
 METRICS_FILE = "metrics.json"
 CHECKPOINTS = "checkpoints"
 LOGS = "logs"
-RUN_FILES = (MODEL_FILE, LAST_WEIGHTS_FILE, CLASSES_FILE, RUN_FILE, METRICS_FILE, "skipped.txt", "curves.png",
-             "confusion_matrix.png", "top_losses.png", "lr_find.png", "vocabulary.json", "samples.txt",
+RUN_FILES = (MODEL_FILE, LAST_WEIGHTS_FILE, EMA_WEIGHTS_FILE, CLASSES_FILE, RUN_FILE, METRICS_FILE, "skipped.txt",
+             "curves.png", "confusion_matrix.png", "top_losses.png", "lr_find.png", "vocabulary.json", "samples.txt",
              "samples.png", "reconstructions.png", "denoising.png", "interpolation.png")
 RUN_FOLDERS = (CHECKPOINTS, LOGS, "samples")
 

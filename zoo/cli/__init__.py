@@ -224,6 +224,15 @@ def cmd_lr_find(args):
     return EXIT_OK
 
 
+def cmd_show(args):
+    import zoo
+
+    path = zoo.show(args.data_dir, out=args.out, n=args.n, image_size=args.image_size, augment=args.augment,
+                    mixup=args.mixup, cutmix=args.cutmix, seed=args.seed)
+    print(f"wrote {path}")
+    return EXIT_OK
+
+
 def cmd_explain(args):
     import zoo
     from zoo.tasks.explain import check_out_dir, split_run
@@ -368,6 +377,8 @@ EXAMPLES = {
                     "  zoo train autoencoder --data faces/ --variational --image-size 64 --out runs/vae"),
     "generate": ("examples:\n  zoo generate runs/shakespeare --prompt 'ROMEO:' --temperature 0.8 --length 300\n"
                  "  zoo generate runs/shakespeare --seed 7 --top-k 5"),
+    "show": ("examples:\n  zoo show photos/ --augment --out batch.png\n"
+             "  zoo show photos/ --mixup 0.2 --cutmix 1.0 --n 8 --image-size 128"),
     "predict": ("examples:\n  zoo predict runs/birds new1.jpg new2.jpg --top 3\n"
                 "  zoo predict --url http://127.0.0.1:8501 --model birds new1.jpg --json"),
     "gan": ("examples:\n  zoo train gan --data digits --out runs/digits-gan\n"
@@ -506,6 +517,19 @@ def build_parser():
     p.add_argument("--csv", metavar="FILE", help="also write one row per image to FILE")
     p.set_defaults(func=cmd_predict)
     _trust_flag(p)
+
+    p = _subcommand(sub, "show", "a grid of training images as a run would see them, with their labels",
+                    "Write a PNG of N training images from DATA_DIR (one sub-folder per class) after the "
+                    "resizing, augmentation and mixing a run with these options applies (fastai's show_batch).")
+    p.add_argument("data_dir", metavar="DATA_DIR", help="folder with one sub-folder of images per class")
+    p.add_argument("--out", default="batch.png", help="the PNG to write (default: batch.png)")
+    p.add_argument("--n", type=int, default=16, help="images to show, 1 to 256 (default: 16)")
+    p.add_argument("--image-size", type=int, default=224, help="input size in pixels (default: 224)")
+    p.add_argument("--augment", action="store_true", help="the training augmentation (flip, rotate, zoom, contrast)")
+    p.add_argument("--mixup", type=float, default=0.0, metavar="A", help="MixUp's alpha (default: 0, off)")
+    p.add_argument("--cutmix", type=float, default=0.0, metavar="A", help="CutMix's alpha (default: 0, off)")
+    p.add_argument("--seed", type=int, default=0, help="the split and the draws (default: 0)")
+    p.set_defaults(func=cmd_show)
 
     p = _subcommand(sub, "explain", "show where an image classifier looked (Grad-CAM, saliency, ...)",
                     "Write an overlay PNG per image: the photo, the heat map of where the model found the "

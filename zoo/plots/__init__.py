@@ -252,3 +252,27 @@ def plot_image_rows(rows, path, title=None):
     if title:
         fig.suptitle(title, fontsize=10)
     return _save(fig, path)
+
+
+def plot_batch(images, labels, classes, path, title=None):
+    """A grid of training images titled with their labels (fastai's `show_batch`):
+    `labels` are class ids, or label distributions (MixUp, CutMix), titled with each
+    class that has a share, largest first (`cat 0.70 / dog 0.30`)."""
+    plt = _pyplot()
+    images, labels = np.asarray(images), np.asarray(labels)
+    cols = min(4, len(images)) or 1
+    rows = int(np.ceil(len(images) / cols)) or 1
+    fig, axes = plt.subplots(rows, cols, figsize=(2.8 * cols, 3.0 * rows), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, image, label in zip(axes.ravel(), images, labels):
+        ax.imshow(np.asarray(image, dtype="uint8").squeeze(), cmap="gray" if image.shape[-1] == 1 else None)
+        if np.ndim(label) == 0:
+            text = classes[int(label)]
+        else:
+            shares = sorted(((float(s), i) for i, s in enumerate(label) if s > 0.005), reverse=True)
+            text = " / ".join(f"{classes[i]} {s:.2f}" for s, i in shares[:3])
+        ax.set_title(text, fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    return _save(fig, path)

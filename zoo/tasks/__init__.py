@@ -136,6 +136,9 @@ MANIFEST = {task.name: task for task in (
              Option("cutmix", float, None, "CutMix: paste a box of a shuffled copy over each training batch, the "
                     "labels weighted by its area, drawn from Beta(A, A) (default: 0, off; 1.0 is usual)",
                     metavar="A"),
+             Option("ema", float, None, "keep an exponential moving average of the weights with this decay "
+                    "(e.g. 0.999) while the whole model trains, and keep it as the model when it scores better on "
+                    "validation (default: off)", metavar="DECAY"),
              Option("no_bn_recalibration", None, None,
                     "keep BatchNorm's moving averages as training left them (by default, layers that train get "
                     "their statistics recomputed from the training data after every epoch)"),

@@ -35,13 +35,14 @@ DEFAULT_LR = 1e-3
 DEFAULTS = {"weights": "default", "freeze_epochs": 1, "image_size": None, "batch_size": 32, "lr": DEFAULT_LR,
             "lr_mult": 100.0, "head_dropout": 0.2, "augment": False, "seed": 0, "precision": "auto",
             "early_stopping": None, "no_bn_recalibration": False, "val_split": 0.2, "val_dir": None,
-            "label_smoothing": 0.0, "class_weight": None, "mixup": 0.0, "cutmix": 0.0}
+            "label_smoothing": 0.0, "class_weight": None, "mixup": 0.0, "cutmix": 0.0, "ema": None}
 # A model trained from scratch (--weights none, or a model with no published weights).
 SCRATCH_DEFAULTS = {"freeze_epochs": 0, "lr_mult": 1.0}
 # Settings that make a run what it is: a resumed run must be given the same ones.
 RUN_SETTINGS = ("data_dir", "model", "weights", "epochs", "freeze_epochs", "image_size", "batch_size", "lr",
                 "lr_mult", "head_dropout", "augment", "seed", "precision", "early_stopping", "no_bn_recalibration",
-                "val_split", "val_dir", "label_smoothing", "class_weight", "mixup", "cutmix")
+                "val_split", "val_dir", "label_smoothing", "class_weight", "mixup", "cutmix",
+                "ema")
 
 
 @dataclass
@@ -154,7 +155,9 @@ def train(data_dir=None, out="runs/classifier", resume=False, overwrite=False, v
             folder instead), `label_smoothing` (0), `class_weight` (None, or
             `"balanced"`: each class's examples weighted n / (K n_c), recorded in
             metrics.json), `mixup` and `cutmix` (0: off; the alpha of MixUp's and
-            CutMix's Beta distribution, `zoo.data.mix_batches`).
+            CutMix's Beta distribution, `zoo.data.mix_batches`), `ema` (None, or a decay
+            such as 0.999: a moving average of the weights while the whole model
+            trains, kept as the model when it scores better on validation).
 
     Returns:
         `ClassifierRun` of the finished run.
@@ -175,6 +178,8 @@ def train(data_dir=None, out="runs/classifier", resume=False, overwrite=False, v
         if given.get(key) is not None and not (isinstance(given[key], (int, float)) and 0 <= given[key] <= 10):
             raise OptionError(f"--{key} is the alpha of its Beta distribution, in [0, 10] (0.2 and 1.0 are usual). "
                               f"Received: {key}={given[key]!r}")
+    if given.get("ema") is not None and not (isinstance(given["ema"], (int, float)) and 0 < given["ema"] < 1):
+        raise OptionError(f"--ema is a decay in (0, 1), e.g. 0.999. Received: ema={given['ema']!r}")
     if given.get("class_weight") not in (None, "balanced"):
         raise OptionError(f"--class-weight takes 'balanced'. Received: class_weight={given['class_weight']!r}")
     if given.get("label_smoothing") is not None and not (isinstance(given["label_smoothing"], (int, float))
@@ -228,7 +233,7 @@ def train(data_dir=None, out="runs/classifier", resume=False, overwrite=False, v
     result = fine_tune(
         net, train_data, data.val, epochs=config["epochs"], freeze_epochs=config["freeze_epochs"],
         base_lr=config["lr"], lr_mult=config["lr_mult"], batch_size=config["batch_size"],
-        cache_features=not (config["augment"] or mixing), soft_labels=mixing,
+        cache_features=not (config["augment"] or mixing), soft_labels=mixing, ema=config.get("ema"),
         # From scratch, BatchNorm has no statistics worth keeping: it trains with the rest.
         train_bn=from_scratch(config["model"], config["weights"]),
         recalibrate_bn=not config.get("no_bn_recalibration", False),
@@ -238,7 +243,11 @@ def train(data_dir=None, out="runs/classifier", resume=False, overwrite=False, v
     )
 
     def scores(model):
-        return {**({"class_weight": {data.classes[c]: w for c, w in class_weights.items()}} if class_weights else {}),
+        averaged = {}
+        if getattr(result, "weight_average", None) is not None and data.val is not None:
+            averaged = {"ema": _keep_better_average(model, result.weight_average, data, train_data, out, config)}
+        return {**averaged,
+                **({"class_weight": {data.classes[c]: w for c, w in class_weights.items()}} if class_weights else {}),
                 **(evaluation(model, data, out, tensorboard=not no_tensorboard, epoch=result.last_epoch)
                    if data.val is not None else {}),
                 "skipped": [{"path": str(s.path), "reason": s.reason} for s in data.report.skipped]}
@@ -249,6 +258,46 @@ def train(data_dir=None, out="runs/classifier", resume=False, overwrite=False, v
 
         print(f"validation images, per class:\n{format_report(metrics['per_class'])}", file=sys.stderr, flush=True)
     return load_run(out)
+
+
+def _keep_better_average(model, average, data, train_data, out, config):
+    """`--ema`: the moving average of the weights against the kept epoch's, on the
+    validation images; `model` ends holding the better (what model.keras gets), and the
+    averaged weights are written beside it (`ema.weights.h5`)."""
+    from zoo.transfer.fine_tune import keep_better_average
+
+    def accuracy(candidate):
+        return evaluate(candidate, data.val, data.classes)["val_accuracy"]
+
+    chosen = keep_better_average(model, average, accuracy, train=train_data, batch_size=config["batch_size"],
+                                 recalibrate_bn=not config.get("no_bn_recalibration", False))
+    kept = model.get_weights()
+    average.swap_in(model)
+    runs.save_weights(model, Path(out) / runs.EMA_WEIGHTS_FILE)
+    model.set_weights(kept)
+    return {**chosen, "weights": runs.EMA_WEIGHTS_FILE}
+
+
+def show(data_dir, out="batch.png", n=16, image_size=224, augment=False, mixup=0.0, cutmix=0.0, seed=0):
+    """`zoo show DATA`: `n` training images as a run with these options would see them
+    (the same folder scan, split, resizing, augmentation and mixing), in a grid titled
+    with their labels (fastai's `show_batch`); returns the PNG's path. `image_size`:
+    int or `(height, width)`, the model's input size."""
+    import zoo.data
+    from zoo.plots import plot_batch
+
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 256:
+        raise OptionError(f"`n` must be 1 to 256 images. Received: n={n!r}")
+    data = zoo.data.image_folder(data_dir, image_size=image_size, batch_size=n, seed=seed, augment=augment,
+                                 verbose=False)
+    train = data.train
+    if mixup or cutmix:
+        train = zoo.data.mix_batches(train, len(data.classes), mixup=mixup, cutmix=cutmix, seed=seed)
+    images, labels = next(iter(train))
+    what = ", ".join(part for part, on in (("augmented", augment), (f"MixUp {mixup}", mixup),
+                                           (f"CutMix {cutmix}", cutmix)) if on) or "as loaded"
+    return plot_batch(np.asarray(images), np.asarray(labels), data.classes, out,
+                      title=f"{data_dir}: {len(images)} training images ({what})")
 
 
 def sweep_head(net, data, batch_size, plot=None, num_steps=100):

@@ -22,7 +22,8 @@ import time
 import numpy as np
 
 from zoo.training import Defaults, DiscriminativeAdam, OneCycle, Settings, Tracking, fit
-from zoo.training.batch_norm import FEW_STEPS, RecalibrateBatchNorm, trained_batch_norm_layers
+from zoo.training.batch_norm import FEW_STEPS, RecalibrateBatchNorm, recalibrate_batch_norm, trained_batch_norm_layers
+from zoo.training.ema import WeightAverage
 from zoo.training.data import augmented, compute_features, is_arrays, num_batches
 from zoo.transfer.features import feature_extractor, head_model
 from zoo.transfer.freeze import base_layers, freeze, layerwise_multipliers, unfreeze
@@ -35,7 +36,7 @@ HEAD_PCT_START = 0.25
 
 def fine_tune(model, train, val=None, epochs=1, freeze_epochs=1, base_lr=1e-3, lr_mult=100.0, batch_size=32,
               cache_features="auto", train_bn=False, recalibrate_bn=True, label_smoothing=0.0, class_weight=None,
-              soft_labels=False, settings=None, tracking=None, callbacks=(), verbose="auto"):
+              soft_labels=False, ema=None, settings=None, tracking=None, callbacks=(), verbose="auto"):
     """Fine-tune `model` (a base with a `replace_head` head) in two phases.
 
     The policy only — which layers train in each phase, at which rates; each phase is
@@ -66,6 +67,9 @@ def fine_tune(model, train, val=None, epochs=1, freeze_epochs=1, base_lr=1e-3, l
             (`zoo.training.balanced_class_weight`). Defaults to `None`.
         soft_labels: bool. `train` carries label distributions (`zoo.data.mix_batches`);
             `val` keeps class ids. Defaults to `False`.
+        ema: float or None. Keep an exponential moving average of the weights with
+            this decay while the whole model trains (phase 2; `zoo.training.ema`); the
+            result's `weight_average` holds it (`keep_better_average` chooses).
         settings: `zoo.training.Settings` or None (precision, strategy, steps per call).
         tracking: `zoo.training.Tracking` or None: the run directory, resume, best
             epoch (by validation accuracy, ties by lower validation loss), TensorBoard,
@@ -94,6 +98,7 @@ def fine_tune(model, train, val=None, epochs=1, freeze_epochs=1, base_lr=1e-3, l
         checkpoint.restore(model)  # the frozen base as saved, before features are computed from it
     use_cache = (not augmented(train)) if cache_features == "auto" else bool(cache_features)
     seconds, results = {}, []
+    average = None
 
     # Phase 1: the head alone, base frozen.
     if done < freeze_epochs:
@@ -134,6 +139,9 @@ def fine_tune(model, train, val=None, epochs=1, freeze_epochs=1, base_lr=1e-3, l
             optimizer = DiscriminativeAdam(learning_rate=OneCycle(base_lr / 2, steps),
                                            lr_multipliers=layerwise_multipliers(model, lr_mult))
         phase_callbacks = list(callbacks)
+        if ema:
+            average = WeightAverage(ema)
+            phase_callbacks.append(average)
         if trained_batch_norm_layers(model):
             warn_few_batch_norm_steps(steps, recalibrate_bn)
             if recalibrate_bn:
@@ -148,9 +156,27 @@ def fine_tune(model, train, val=None, epochs=1, freeze_epochs=1, base_lr=1e-3, l
                            defaults=defaults, tracking=last, verbose=0))
 
     result = results[-1]
+    result.weight_average = average
     result.stopped_early = any(r.stopped_early for r in results)
     result.info.update(cached_features=use_cache, phase_seconds=seconds)
     return result
+
+
+def keep_better_average(model, average, accuracy, train=None, batch_size=32, recalibrate_bn=True):
+    """Keep whichever of `model`'s weights and their moving `average` scores the higher
+    `accuracy(model)` (validation accuracy; a tie keeps the model's own). The averaged
+    weights get their BatchNorm statistics recomputed first where BatchNorm trained.
+    Returns `{"decay", "val_accuracy", "model_val_accuracy", "kept"}`; `model` ends
+    holding the weights kept."""
+    own = accuracy(model)
+    before = average.swap_in(model)
+    if recalibrate_bn and train is not None and trained_batch_norm_layers(model):
+        recalibrate_batch_norm(model, train, batch_size)
+    averaged = accuracy(model)
+    kept = averaged > own
+    if not kept:
+        model.set_weights(before)
+    return {"decay": average.decay, "val_accuracy": averaged, "model_val_accuracy": own, "kept": bool(kept)}
 
 
 def warn_few_batch_norm_steps(steps, recalibrating):
