@@ -81,7 +81,7 @@ def test_official_layout_weights_load_and_answer_as_keras_applications(name, tmp
     assert np.std(expected) > 0
 
 
-# MobileNetV3-Small in CI's large tier (18 s); the other families' fine-tunes take 20-40 s
+# MobileNetV3-Small in CI's large tier (18 s); the other families' fine-tunes take 17-80 s
 # each here and run with `--run_deep`.
 @pytest.mark.parametrize("name", [n if n == "mobilenet_v3_small" else pytest.param(n, marks=pytest.mark.deep)
                                   for n in SMALLEST])
