@@ -148,6 +148,16 @@ def _serve(args):
         read_monitoring_config(monitoring)
 
 
+def _ui(args):
+    for source in args.sources:
+        if os.path.isdir(source):
+            _finished_run(source)
+        elif _is_path(source) or os.path.exists(source):
+            _require(source, "a .keras file")
+        else:
+            _registry_model(source)
+
+
 CHECKS = {
     "classify": _classify,
     "predict": _predict,
@@ -159,6 +169,7 @@ CHECKS = {
     "style": _style,
     "lr-find": _lr_find,
     "serve": _serve,
+    "ui": _ui,
 }
 
 

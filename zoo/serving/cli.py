@@ -73,6 +73,10 @@ def add_commands(subparsers):
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: 127.0.0.1, loopback)")
     p.add_argument("--port", "--rest-api-port", "--rest_api_port", dest="port", type=int, default=8501,
                    help="REST port (default: 8501)")
+    p.add_argument("--ui", action="store_true",
+                   help="also serve a web page at / on the REST port: drop images on a classifier and see its "
+                        "labels and where it looked, write with a char-LSTM, see an autoencoder's "
+                        "reconstructions or a GAN's samples (files shipped with zoo; works offline)")
     p.add_argument("--grpc-port", "--grpc_port", dest="grpc_port", type=int, default=8500,
                    help="gRPC port, -1 for none (default: 8500)")
     p.add_argument("--model-config-file", "--model_config_file", dest="model_config_file", metavar="FILE",
@@ -133,6 +137,27 @@ def add_commands(subparsers):
                         default=10.0, help="on SIGINT or SIGTERM: stop accepting, answer the requests in flight "
                                            "for up to this long, then exit (default: 10)")
     p.set_defaults(func=cmd_serve)
+
+    p = subparsers.add_parser(
+        "ui",
+        help="open a web page on a run, a .keras file or a registry model (export + zoo serve --ui)",
+        description=(
+            "Export each SOURCE to a temporary folder and serve it with the web page (zoo serve --ui): "
+            "drop images on a classifier and see its labels and where it looked, write with a char-LSTM, "
+            "see an autoencoder's reconstructions or a GAN's samples. The folder is removed when the "
+            "server stops (Ctrl-C or SIGTERM)."
+        ),
+        epilog="examples:\n  zoo ui runs/birds\n  zoo ui runs/birds runs/shakespeare --port 8600",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("sources", metavar="RUN_DIR|FILE.keras|MODEL", nargs="+",
+                   help="zoo train run directories, .keras model files or registry model names")
+    p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: 127.0.0.1, loopback)")
+    p.add_argument("--port", type=int, default=8501, help="the page's (and REST's) port; 0 picks a free one "
+                                                          "(default: 8501)")
+    p.add_argument("--max-body-mb", type=float, default=32.0,
+                   help="largest request body in MiB: the largest image the page sends (default: 32)")
+    p.set_defaults(func=cmd_ui)
 
 
 def _flag(text):
@@ -254,12 +279,46 @@ def cmd_serve(args):
         idle_timeout=args.idle_timeout_ms / 1000,
         grace_period=args.grace_seconds,
         rest_threads=args.rest_threads or None,
+        ui=args.ui,
     ).start()
     names = server.store.names()
     print(f"REST on {server.rest_url}" + (f", gRPC on {server.grpc_target}" if server.grpc_target else ""))
     print(f"models: {', '.join(names) if names else '(none yet: waiting for NAME/VERSION/ directories)'}")
-    if args.host not in ("127.0.0.1", "localhost", "::1"):
-        print(f"warning: listening on {args.host}, not loopback; there is no authentication.", file=sys.stderr)
-    sys.stdout.flush()
+    _announce(server, args.host)
     server.wait()
+    return 0
+
+
+def _announce(server, host):
+    if server.page_url:
+        print(f"page: {server.page_url}")
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"warning: listening on {host}, not loopback; there is no authentication.", file=sys.stderr)
+    sys.stdout.flush()
+
+
+def cmd_ui(args):
+    import tempfile
+
+    from zoo.serving.export import export
+    from zoo.serving.server import ModelServer
+
+    names = []
+    for source in args.sources:
+        name = base = _default_name(source)
+        count = 1
+        while name in names:  # two runs named alike: birds, birds-2
+            count += 1
+            name = f"{base}-{count}"
+        names.append(name)
+    with tempfile.TemporaryDirectory(prefix="zoo-ui-") as folder:
+        for source, name in zip(args.sources, names):
+            print(f"exporting {source} as {name}", flush=True)
+            export(source, folder, name)
+        configure_logging()
+        server = ModelServer(folder, host=args.host, port=args.port, grpc_port=None, poll_seconds=0, ui=True,
+                             max_body_bytes=int(args.max_body_mb * 1024 * 1024)).start()
+        print(f"models: {', '.join(names)}")
+        _announce(server, args.host)
+        server.wait()
     return 0

@@ -13,6 +13,7 @@ REST, as https://www.tensorflow.org/tfx/serving/api_rest documents it:
     POST /v1/models/NAME[/versions/V|/labels/L]:classify   {"examples": [...], "context": {...}}
     POST /v1/models/NAME[/versions/V|/labels/L]:regress
     GET  /monitoring/prometheus/metrics                    Prometheus metrics
+    GET  /, /ui/...                                        the web page (`zoo serve --ui`; zoo.serving.page)
     OPTIONS ...                                            CORS preflight
 
 A refused request gets TF Serving's status (400 for a malformed URL or body, 404 for an
@@ -56,6 +57,7 @@ from zoo.serving.json_tensor import (
     tensors_json,
 )
 from zoo.serving.errors import DeadlineExceeded, ServingError
+from zoo.serving.page import HEADERS as PAGE_HEADERS
 from zoo.serving.store import log
 
 METRICS_PATH = "/monitoring/prometheus/metrics"
@@ -355,8 +357,9 @@ class RestApp:
     `workers`, under the per-request deadline."""
 
     def __init__(self, store, limits=None, metrics=None, enable_cors=False, metrics_path=METRICS_PATH,
-                 workers=None):
+                 workers=None, page=None):
         self.store = store
+        self.page = page  # a `zoo.serving.page.Page` (zoo serve --ui), or None: no page
         self.limits = limits or RestLimits()
         self.metrics = metrics
         self.enable_cors = bool(enable_cors)
@@ -391,6 +394,9 @@ class RestApp:
             if method == "GET" and path == self.metrics_path:
                 text = self.metrics.render() if self.metrics else ""
                 return await self._reply(send, 200, text.encode(), content_type=_METRICS_TYPE)
+            if self.page is not None and self.page.serves(method, path):
+                status, page_body, content_type = self.page.answer(path)
+                return await self._reply(send, status, page_body, content_type=content_type, page=True)
             if not _V1.fullmatch(path):
                 # No handler outside /v1/ and the metrics path (not counted, as in TF Serving).
                 return await self._reply(send, 404, error_json(f"Not found: {method} {path}").encode())
@@ -455,8 +461,10 @@ class RestApp:
         self._note(key, result[0], seconds)
         _resolve(waiter, result)
 
-    async def _reply(self, send, status, body, close=False, content_type=_JSON):
+    async def _reply(self, send, status, body, close=False, content_type=_JSON, page=False):
         headers = [(b"content-type", content_type), (b"content-length", b"%d" % len(body)), *self._extra]
+        if page:
+            headers += PAGE_HEADERS
         if close:
             headers.append((b"connection", b"close"))
         await send({"type": "http.response.start", "status": status, "headers": headers})

@@ -76,6 +76,8 @@ class ModelServer:
             Serving's `--tensorflow_intra_op_parallelism` / `..._inter_op_...`); 0
             lets TensorFlow choose. A small model on few cores serves more requests
             with 1 and 1 (LeNet-5 on 2 cores: 1.7x; benchmarks/README.md).
+        ui: bool. Serve the web page at `/` on the REST port (`zoo.serving.page`): drop
+            an image, see the labels and where the model looked. Defaults to `False`.
     """
 
     def __init__(
@@ -101,6 +103,7 @@ class ModelServer:
         header_timeout=_DEFAULT_LIMITS.header_timeout,
         grace_period=_DEFAULT_LIMITS.grace_period,
         rest_threads=None,
+        ui=False,
     ):
         batching = None
         if enable_batching or batching_parameters_file:
@@ -130,6 +133,7 @@ class ModelServer:
             # as many threads as connections, so that batches can fill.
             threads=rest_threads or (self.max_connections if batching is not None else None),
         )
+        self.ui = bool(ui)
         self._http = None
         self._grpc = None
         self.port = None
@@ -140,13 +144,23 @@ class ModelServer:
         return f"http://{self.host}:{self.port}"
 
     @property
+    def page_url(self):
+        """The web page's address (`ui=True`), else None."""
+        return f"{self.rest_url}/" if self.ui else None
+
+    @property
     def grpc_target(self):
         return f"{self.host}:{self.grpc_port}" if self.grpc_port else None
 
     def start(self):
         port, grpc_port = self._requested
+        page = None
+        if self.ui:
+            from zoo.serving.page import Page
+
+            page = Page(self.store, self.max_body_bytes)
         app = RestApp(self.store, self.limits, metrics=self.metrics, enable_cors=self.enable_cors,
-                      metrics_path=self.metrics_path)
+                      metrics_path=self.metrics_path, page=page)
         http = RestServer(app, self.host, port)
         try:
             http.bind()
