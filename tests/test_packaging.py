@@ -51,6 +51,9 @@ def test_wheel_contains_labels_and_shipped_weights(wheel):
             "manifest.json", "lenet5_digits.weights.h5", "lenet5_digits04.weights.h5"}
         assert "zoo/architectures/labels/imagenet.json" in names
         assert "zoo/architectures/labels/digits.json" in names
+        # The web page (zoo serve --ui) is the package's own files, byte for byte.
+        for page_file in (ROOT / "zoo" / "serving" / "ui").iterdir():
+            assert archive.read(f"zoo/serving/ui/{page_file.name}") == page_file.read_bytes()
         assert len(json.loads(archive.read("zoo/architectures/labels/imagenet.json"))) == 1000
         # Every file the manifest ships is in the wheel, byte for byte.
         manifest_name = next(n for n in data if n.endswith("manifest.json"))

@@ -315,6 +315,7 @@ def cmd_ui(args):
         for source, name in zip(args.sources, names):
             print(f"exporting {source} as {name}", flush=True)
             export(source, folder, name)
+        print(f"exported to {folder} (removed when the server stops)")
         configure_logging()
         server = ModelServer(folder, host=args.host, port=args.port, grpc_port=None, poll_seconds=0, ui=True,
                              max_body_bytes=int(args.max_body_mb * 1024 * 1024)).start()
