@@ -486,6 +486,32 @@ def test_zoo_ui_exports_serves_the_page_and_cleans_up_on_sigterm(runs):
     assert not exported.exists()  # the export is gone
 
 
+def test_zoo_serve_ui_serves_the_page_beside_the_api(runs, tmp_path):
+    zoo.export(runs["gan"], tmp_path, "gan")
+    process = forked_zoo.popen(["serve", tmp_path, "--ui", "--port", "0", "--grpc-port", "-1"],
+                               env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"},
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        lines = []
+        for line in process.stdout:
+            lines.append(line)
+            if line.startswith("page: "):
+                break
+        host, port = lines[-1].split()[-1][len("http://"):-1].split(":")
+        connection = http.client.HTTPConnection(host, int(port), timeout=30)
+        for path in ("/", "/v1/models/gan"):
+            connection.request("GET", path)
+            answer = connection.getresponse()
+            answer.read()
+            assert answer.status == 200, (path, lines)
+        connection.close()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+
 def test_zoo_ui_refuses_what_it_cannot_serve_in_one_line(tmp_path):
     result = forked_zoo.run(["ui", tmp_path / "missing.keras"], timeout=120)
     assert result.returncode == 1 and result.stderr.strip().count("\n") == 0
