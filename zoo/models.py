@@ -189,6 +189,7 @@ def create_image_model(
     include_top=True,
     input_shape=None,
     head_dropout=0.0,
+    task="classification",
 ):
     """Build a registered image model that takes raw uint8 RGB images.
 
@@ -204,10 +205,22 @@ def create_image_model(
         input_shape: tuple or None. `(H, W, 3)`; defaults to the model's input size.
             Another size needs `include_top=False` or a new head.
         head_dropout: float. Dropout before a new head. Defaults to `0.0`.
+        task: `"classification"`, or `"segmentation"`: the model's stages under a U-Net
+            decoder (`zoo.transfer.replace_head(..., task="segmentation")`), a softmax
+            over `num_classes` per pixel. Defaults to `"classification"`.
 
     Returns:
         A `keras.Model` named after the model, input uint8 `(None, H, W, 3)`.
     """
+    if task == "segmentation":
+        if num_classes is None:
+            raise ValueError("A segmentation model needs `num_classes` (the background is a class).")
+        from zoo.transfer import replace_head
+
+        base = create_image_model(spec, weights, include_top=False, input_shape=input_shape)
+        return replace_head(base, num_classes, name=keras_name(spec), task="segmentation")
+    if task != "classification":
+        raise ValueError(f"`task` must be 'classification' or 'segmentation'. Received: task={task!r}")
     import keras
 
     from zoo import weights as weights_store

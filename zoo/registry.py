@@ -15,6 +15,7 @@ from typing import Callable
 # The task names: what `zoo list` shows and what `zoo train TASK` takes (zoo.tasks).
 TASKS = (
     "image-classification",
+    "image-segmentation",
     "text-generation",
     "autoencoder",
     "style-transfer",
@@ -22,11 +23,14 @@ TASKS = (
 )
 # Names `zoo train` took before the tasks and the registry shared one word; they still work.
 OLD_TASK_NAMES = {"classifier": "image-classification", "char-lstm": "text-generation", "dcgan": "gan"}
+# Other names a task answers to, as much its own as its name (`zoo train segmenter`).
+TASK_ALIASES = {"segmenter": "image-segmentation", "segmentation": "image-segmentation"}
 
 
 def canonical_task(name):
-    """`name` with an old task name (`"classifier"`) replaced by today's; others unchanged."""
-    return OLD_TASK_NAMES.get(name, name)
+    """`name` with an old task name (`"classifier"`) or an alias (`"segmenter"`)
+    replaced by today's name; others unchanged."""
+    return TASK_ALIASES.get(name, OLD_TASK_NAMES.get(name, name))
 
 
 class Builder:

@@ -360,6 +360,7 @@ EXAMPLES = {
                 "  zoo weights verify"),
     "train": ("examples:\n  zoo train image-classification photos/ --model resnet50 --epochs 3 --out runs/birds\n"
               "  zoo train text-generation --text tinyshakespeare.txt --minutes 15 --out runs/shakespeare\n"
+              "  zoo train segmenter --data scenes/ --model resnet50 --epochs 5 --out runs/scenes\n"
               "  zoo train gan --data digits --out runs/digits-gan\n"
               "  zoo train style-transfer tubingen.jpg starry_night.jpg --out tubingen_starry.png\n"
               "(the old names classifier, char-lstm and dcgan still work)"),
@@ -367,6 +368,12 @@ EXAMPLES = {
         "examples:\n  zoo train image-classification photos/ --model resnet50 --epochs 3 --out runs/birds\n"
         "  zoo train image-classification photos/ --model lenet5 --epochs 2 --out runs/digits --resume\n"
         "  zoo train image-classification photos/ --model vgg19 --weights none --epochs 5 --out runs/scratch"),
+    "image-segmentation": (
+        "examples:\n  zoo train segmenter --data scenes/ --model resnet50 --epochs 5 --out runs/scenes\n"
+        "  zoo train segmenter --data pets/ --model efficientnet_b0 --image-size 256 --augment --epochs 10 "
+        "--out runs/pets\n"
+        "  zoo predict runs/scenes street.jpg --out masks/      # masks/street.mask.png and .overlay.png\n"
+        "(scenes/ holds images/ and masks/, the same names; codes.txt names the classes)"),
     "finetune": ("examples:\n  zoo finetune photos/ --model resnet50 --epochs 3 --freeze-epochs 1 --out runs/birds\n"
                  "  zoo finetune photos/ --model resnet50 --epochs 3 --out runs/birds --resume\n"
                  "  zoo finetune photos/ --model lenet5 --epochs 2 --augment --out runs/digits --overwrite"),
@@ -474,7 +481,7 @@ def build_parser():
                     "Train a model for one task (the task names zoo list shows); each has its own options.")
     names = p.add_subparsers(dest="kind", metavar="TASK", required=True)
     for task in tasks.MANIFEST.values():
-        k = names.add_parser(task.name, help=task.description, description=task.description,
+        k = names.add_parser(task.name, aliases=task.aliases, help=task.description, description=task.description,
                              epilog=EXAMPLES.get(task.name), formatter_class=_HelpFormatter)
         _add_task_options(k, task.options)
         k.set_defaults(func=cmd_train, task_options=task.options)

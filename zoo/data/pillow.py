@@ -129,7 +129,8 @@ def load_rgb(path, size=None, resample="bilinear"):
 
 
 def load_item(item, size, index=0):
-    """One path / PIL image / `(H, W, 3)` array as a uint8 `(H, W, 3)` array of `size`.
+    """One path / PIL image / `(H, W, 3)` array as a uint8 `(H, W, 3)` array of `size`
+    (None: its own size).
 
     Raises:
         DataError: naming the file (or `image #index`), when it cannot be used.
@@ -141,13 +142,13 @@ def load_item(item, size, index=0):
     if isinstance(item, Image.Image):
         check_pixel_count(item, f"image #{index}")
         rgb = to_rgb(item)
-        if rgb.size != (size[1], size[0]):
+        if size is not None and rgb.size != (size[1], size[0]):
             rgb = rgb.resize((size[1], size[0]), Image.BILINEAR)
         return np.asarray(rgb, dtype="uint8")
     array = np.asarray(item)
     if array.ndim != 3 or array.shape[-1] != 3:
         raise DataError(f"image #{index}: expected an (H, W, 3) array, got shape {array.shape}")
-    if array.shape[:2] != tuple(size):
+    if size is not None and array.shape[:2] != tuple(size):
         pil = Image.fromarray(np.clip(array, 0, 255).astype("uint8"))
         array = np.asarray(pil.resize((size[1], size[0]), Image.BILINEAR))
     return array.astype("uint8")

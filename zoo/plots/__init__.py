@@ -276,3 +276,38 @@ def plot_batch(images, labels, classes, path, title=None):
     if title:
         fig.suptitle(title, fontsize=9)
     return _save(fig, path)
+
+
+def plot_segmentation(images, truths, predictions, colours, path, titles=None, ignore_index=255, classes=None):
+    """Three rows: the images, their masks and the model's, the classes in `colours`
+    (uint8 `(K, 3)` or more) and ignored pixels white; one column per image, titled
+    with `titles`; a legend of `classes` below."""
+    plt = _pyplot()
+    colours = np.asarray(colours, dtype="uint8")
+
+    def coloured(mask):
+        mask = np.asarray(mask)
+        shown = colours[np.minimum(mask, len(colours) - 1)]
+        shown[mask == ignore_index] = 255
+        return shown
+
+    count = len(images)
+    fig, axes = plt.subplots(3, count, figsize=(2.4 * count, 7.6), squeeze=False)
+    for column in range(count):
+        for row, (picture, label) in enumerate(((images[column], "image"), (coloured(truths[column]), "truth"),
+                                                (coloured(predictions[column]), "prediction"))):
+            ax = axes[row][column]
+            ax.imshow(np.asarray(picture, dtype="uint8"))
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if column == 0:
+                ax.set_ylabel(label)
+        if titles:
+            axes[0][column].set_title(titles[column], fontsize=8)
+    if classes:
+        from matplotlib.patches import Patch
+
+        handles = [Patch(facecolor=colours[i] / 255.0, edgecolor="0.5", label=name) for i, name in enumerate(classes)]
+        fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 8), fontsize=8, frameon=False)
+        fig.subplots_adjust(bottom=0.08)
+    return _save(fig, path)

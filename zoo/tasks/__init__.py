@@ -52,7 +52,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from zoo.errors import ZooError
-from zoo.registry import OLD_TASK_NAMES, canonical_task
+from zoo.registry import OLD_TASK_NAMES, TASK_ALIASES, canonical_task
 from zoo.tasks.base import RUN_OPTIONS, Option
 
 
@@ -78,6 +78,11 @@ class Task:
     @property
     def old_names(self):
         return tuple(old for old, new in OLD_TASK_NAMES.items() if new == self.name)
+
+    @property
+    def aliases(self):
+        """Other names it answers to as its own (`segmenter`), listed beside its name."""
+        return tuple(alias for alias, name in TASK_ALIASES.items() if name == self.name)
 
     @property
     def defaults(self):
@@ -139,6 +144,32 @@ MANIFEST = {task.name: task for task in (
              Option("ema", float, None, "keep an exponential moving average of the weights with this decay "
                     "(e.g. 0.999) while the whole model trains, and keep it as the model when it scores better on "
                     "validation (default: off)", metavar="DECAY"),
+             Option("no_bn_recalibration", None, None,
+                    "keep BatchNorm's moving averages as training left them (by default, layers that train get "
+                    "their statistics recomputed from the training data after every epoch)"),
+             *RUN_OPTIONS,
+         )),
+    Task("image-segmentation", "zoo.tasks.segmenter",
+         "label every pixel: a U-Net decoder on a registry image model, on a folder of images/ and masks/", (
+             Option("data", str, None, "folder holding images/ and masks/ (one mask per image, the same name; "
+                    "palette or 8-bit index PNGs) and optionally codes.txt (the class names, one per line)",
+                    required=True, metavar="DIR"),
+             Option("model", str, None, "the encoder: a registry image model (zoo list)", required=True),
+             Option("weights", str, None, "imagenet | none | FILE (default: the model's default)"),
+             Option("epochs", int, None, "epochs fine-tuning the whole model, after the --freeze-epochs",
+                    required=True),
+             Option("freeze_epochs", int, None,
+                    "epochs training the decoder on the frozen encoder (default: 1; 0 from scratch)"),
+             Option("image_size", int, None, "input size in pixels (default: the model's)"),
+             Option("batch_size", int, None, "default: 16"),
+             Option("lr", float, None, "decoder learning rate (default: 0.001)"),
+             Option("lr_mult", float, None,
+                    "decoder-to-first-layer learning-rate ratio when unfrozen (default: 100; 1 from scratch)"),
+             Option("augment", None, None, "flip and crop each image together with its mask, and jitter its "
+                    "brightness and contrast"),
+             Option("val_split", float, None, "fraction of the images held out for validation (default: 0.2)"),
+             Option("ignore_index", int, None, "the mask value that counts for nothing, as the borders of "
+                    "Pascal VOC's and Oxford pets' objects (default: 255)"),
              Option("no_bn_recalibration", None, None,
                     "keep BatchNorm's moving averages as training left them (by default, layers that train get "
                     "their statistics recomputed from the training data after every epoch)"),
@@ -233,7 +264,7 @@ def canonical(name):
     """
     name = canonical_task(name)
     if name not in MANIFEST:
-        close = difflib.get_close_matches(str(name), [*MANIFEST, *OLD_TASK_NAMES], n=2)
+        close = difflib.get_close_matches(str(name), [*MANIFEST, *OLD_TASK_NAMES, *TASK_ALIASES], n=2)
         hint = f" Did you mean {', '.join(close)}?" if close else ""
         raise ZooError(f"`task` must be one of {', '.join(MANIFEST)}.{hint} Received: task={name!r}")
     return name

@@ -121,6 +121,21 @@ class Defaults:
                    tie_monitor="val_loss")
 
     @classmethod
+    def segmenter(cls, num_classes, learning_rate=1e-3, ignore_index=255):
+        """Masks of class ids, a softmax per pixel: the segmenter's defaults. Pixels
+        equal to `ignore_index` count for nothing; the best epoch is the one of the
+        highest validation mean IoU (`val_mean_iou`)."""
+        import keras
+
+        from zoo.training.losses import MaskedSparseCrossentropy, PixelAccuracy
+
+        mean_iou = keras.metrics.MeanIoU(num_classes=num_classes, ignore_class=ignore_index, sparse_y_pred=False,
+                                         name="mean_iou")
+        return cls(loss=MaskedSparseCrossentropy(ignore_index), metrics=(PixelAccuracy(ignore_index), mean_iou),
+                   learning_rate=learning_rate, monitor="val_mean_iou", mode="max", train_monitor="loss",
+                   train_mode="min", tie_monitor="val_loss")
+
+    @classmethod
     def own_loss(cls, monitor=None, train_monitor=None, **changes):
         """A model that computes its own loss (a GAN, an autoencoder, a painted image)."""
         return cls(loss=None, monitor=monitor, train_monitor=train_monitor, **changes)

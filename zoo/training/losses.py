@@ -68,3 +68,67 @@ class SmoothedSparseCrossentropy(keras.losses.Loss):
 
     def get_config(self):
         return {**super().get_config(), "label_smoothing": self.label_smoothing}
+
+
+# ----------------------------------------------------------------- segmentation
+def _pixel_labels(y_true, y_pred):
+    """Class ids per pixel, int32 `(N, H, W)`, from masks `(N, H, W)` or `(N, H, W, 1)`."""
+    labels = ops.cast(y_true, "int32")
+    if len(labels.shape) == len(y_pred.shape):
+        labels = ops.squeeze(labels, axis=-1)
+    return labels
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class MaskedSparseCrossentropy(keras.losses.Loss):
+    """Crossentropy of per-pixel probabilities `(N, H, W, K)` against masks of class
+    ids `(N, H, W)`, pixels equal to `ignore_index` left out: the mean over the batch's
+    counted pixels (PyTorch's `CrossEntropyLoss(ignore_index=...)`), whatever share of
+    each image is ignored."""
+
+    def __init__(self, ignore_index=255, name="masked_sparse_categorical_crossentropy", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.ignore_index = int(ignore_index)
+
+    def call(self, y_true, y_pred):
+        labels = _pixel_labels(y_true, y_pred)
+        valid = ops.not_equal(labels, self.ignore_index)
+        safe = ops.where(valid, labels, ops.zeros_like(labels))
+        log_p = ops.log(ops.clip(ops.cast(y_pred, "float32"), EPSILON, 1.0 - EPSILON))
+        nll = -ops.squeeze(ops.take_along_axis(log_p, ops.expand_dims(safe, -1), axis=-1), axis=-1)
+        nll = ops.where(valid, nll, ops.zeros_like(nll))
+        per_image = ops.sum(ops.reshape(nll, (ops.shape(nll)[0], -1)), axis=-1)
+        counted = ops.maximum(ops.sum(ops.cast(valid, "float32")), 1.0)
+        # Keras averages what this returns over the batch: n·Σ/counted averages to Σ/counted.
+        return per_image * ops.cast(ops.shape(nll)[0], "float32") / counted
+
+    def get_config(self):
+        return {**super().get_config(), "ignore_index": self.ignore_index}
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class PixelAccuracy(keras.metrics.Metric):
+    """The share of counted pixels (not `ignore_index`) whose likeliest class is the mask's."""
+
+    def __init__(self, ignore_index=255, name="accuracy", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.ignore_index = int(ignore_index)
+        self.correct = self.add_variable(shape=(), initializer="zeros", name="correct", dtype="float32")
+        self.counted = self.add_variable(shape=(), initializer="zeros", name="counted", dtype="float32")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        labels = _pixel_labels(y_true, y_pred)
+        valid = ops.not_equal(labels, self.ignore_index)
+        hit = ops.logical_and(valid, ops.equal(labels, ops.cast(ops.argmax(y_pred, axis=-1), "int32")))
+        self.correct.assign_add(ops.sum(ops.cast(hit, "float32")))
+        self.counted.assign_add(ops.sum(ops.cast(valid, "float32")))
+
+    def result(self):
+        return self.correct / ops.maximum(self.counted, 1.0)
+
+    def reset_state(self):
+        self.correct.assign(0.0)
+        self.counted.assign(0.0)
+
+    def get_config(self):
+        return {**super().get_config(), "ignore_index": self.ignore_index}

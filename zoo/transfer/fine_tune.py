@@ -36,7 +36,8 @@ HEAD_PCT_START = 0.25
 
 def fine_tune(model, train, val=None, epochs=1, freeze_epochs=1, base_lr=1e-3, lr_mult=100.0, batch_size=32,
               cache_features="auto", train_bn=False, recalibrate_bn=True, label_smoothing=0.0, class_weight=None,
-              soft_labels=False, ema=None, settings=None, tracking=None, callbacks=(), verbose="auto"):
+              soft_labels=False, ema=None, defaults=None, settings=None, tracking=None, callbacks=(),
+              verbose="auto"):
     """Fine-tune `model` (a base with a `replace_head` head) in two phases.
 
     The policy only — which layers train in each phase, at which rates; each phase is
@@ -70,6 +71,10 @@ def fine_tune(model, train, val=None, epochs=1, freeze_epochs=1, base_lr=1e-3, l
         ema: float or None. Keep an exponential moving average of the weights with
             this decay while the whole model trains (phase 2; `zoo.training.ema`); the
             result's `weight_average` holds it (`keep_better_average` chooses).
+        defaults: `zoo.training.Defaults` or None: what the model trains for (loss,
+            metrics, the best epoch's monitor); the learning rates and optimizers of
+            both phases are set here. Defaults to a classifier's
+            (`Defaults.classifier`); a segmenter passes `Defaults.segmenter`.
         settings: `zoo.training.Settings` or None (precision, strategy, steps per call).
         tracking: `zoo.training.Tracking` or None: the run directory, resume, best
             epoch (by validation accuracy, ties by lower validation loss), TensorBoard,
@@ -83,7 +88,8 @@ def fine_tune(model, train, val=None, epochs=1, freeze_epochs=1, base_lr=1e-3, l
     """
     if freeze_epochs < 0 or epochs < 0:
         raise ValueError(f"Epoch counts must be >= 0. Received: epochs={epochs}, freeze_epochs={freeze_epochs}")
-    defaults = Defaults.classifier(base_lr, label_smoothing, soft_labels).replace(class_weight=class_weight)
+    if defaults is None:
+        defaults = Defaults.classifier(base_lr, label_smoothing, soft_labels).replace(class_weight=class_weight)
     settings = settings or Settings()
     total = freeze_epochs + epochs
     tracking = (tracking or Tracking()).replace(saved_model=model).shared(defaults, val is not None)

@@ -1,4 +1,7 @@
-"""A new classification head on any image model, with or without its original top."""
+"""A new head on any image model, with or without its original top: a classifier, or
+a U-Net decoder for segmentation (`zoo.transfer.segmentation`)."""
+
+TASKS = ("classification", "segmentation")
 
 
 def feature_tensor(base, feature_layer=None):
@@ -17,11 +20,16 @@ def feature_tensor(base, feature_layer=None):
     return base.outputs[0]
 
 
-def replace_head(base, num_classes, dropout=0.2, hidden=None, name=None, feature_layer=None):
-    """Put a new head (pooling, optional hidden dense, dropout, dense) on `base`.
+def replace_head(base, num_classes, dropout=0.2, hidden=None, name=None, feature_layer=None,
+                 task="classification", decoder_filters=None):
+    """Put a new head on `base`: for classification, pooling, optional hidden dense,
+    dropout and dense; for segmentation, a U-Net decoder fed by the base's stages
+    (`zoo.transfer.segmentation.unet_head`), a softmax per pixel.
 
     Works on registry models built with or without `include_top`: an existing
     classifier is cut off first.
+
+        model = replace_head(base, task="segmentation", num_classes=6)   # (N, H, W, 6)
 
     Args:
         base: keras.Model. An image model (uint8 input).
@@ -31,13 +39,24 @@ def replace_head(base, num_classes, dropout=0.2, hidden=None, name=None, feature
         name: str or None. Name of the new model. Defaults to the base's name.
         feature_layer: str or None. The layer whose output the head goes on. Defaults
             to cutting before a final Dense layer.
+        task: `"classification"` or `"segmentation"`. Defaults to `"classification"`.
+        decoder_filters: tuple of int or None. Segmentation: the decoder's widths, from
+            the deepest step up. Defaults to `(256, 128, 64, 32, 16)`.
 
     Returns:
-        keras.Model with the same inputs and a softmax over `num_classes`.
+        keras.Model with the same inputs and a softmax over `num_classes` (per pixel
+        for segmentation).
     """
     import keras
     from keras import layers
 
+    if task not in TASKS:
+        raise ValueError(f"`task` must be one of {', '.join(TASKS)}. Received: task={task!r}")
+    if task == "segmentation":
+        from zoo.transfer.segmentation import DECODER_FILTERS, unet_head
+
+        return unet_head(base, num_classes, decoder_filters=tuple(decoder_filters or DECODER_FILTERS), name=name,
+                         top=feature_tensor(base, feature_layer))
     if not isinstance(num_classes, int) or num_classes < 1:
         raise ValueError(f"`num_classes` must be a positive int. Received: num_classes={num_classes!r}")
     x = feature_tensor(base, feature_layer)
