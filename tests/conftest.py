@@ -43,7 +43,8 @@ def pytest_collection_modifyitems(config, items):
 # ------------------------------------------------------------------------ trained runs
 # One trained run per kind, shared by the session's tests of that kind (built only when
 # a test that asks for one runs): see tests/helpers/trained_runs.py.
-from helpers.trained_runs import classifier_run, gan_run, text_generation_run, topics_text, vae_run  # noqa: E402, F401
+from helpers.trained_runs import (  # noqa: E402, F401
+    classifier_run, gan_run, segmentation_run, text_generation_run, topics_text, vae_run)
 
 
 # ------------------------------------------------------------------------ file server

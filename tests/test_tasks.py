@@ -51,6 +51,20 @@ def reconstruction_request(run, examples):
     return examples[:1].astype("float32").tolist(), np.round(expected[0] * 255).astype("uint8").tolist()
 
 
+def segmentation_folder(root):
+    from tests.helpers import segmentation_set
+
+    images, masks = segmentation_set.make_set(24, seed=0)
+    segmentation_set.write_folder(root, images, masks)
+    # At LeNet-5's 28 px, the encoder's input, as the run resizes them.
+    return root, np.stack([np.asarray(Image.fromarray(image).resize((28, 28), Image.BILINEAR)) for image in images[:2]])
+
+
+def segmentation_request(run, examples):
+    expected = np.argmax(np.asarray(run.model.predict(examples[:1], verbose=0)), axis=-1)
+    return examples[:1].tolist(), expected[0].tolist()
+
+
 def latent_vectors(root):
     return "digits", np.random.default_rng(0).standard_normal((3, 8)).astype("float32")
 
@@ -65,6 +79,8 @@ KIND_CASES = {
     #        None for an image classifier's (the examples' probabilities))
     "image-classification": (digits_folder, dict(model="lenet5", epochs=1, freeze_epochs=1, lr=1e-2, batch_size=16),
                              None),
+    "image-segmentation": (segmentation_folder, dict(model="lenet5", weights="none", epochs=2, batch_size=8),
+                           segmentation_request),
     "text-generation": (text_file, dict(epochs=2, units=16, seq_len=32, batch_size=16), generation_request),
     "autoencoder": (digits_arrays, dict(epochs=2, latent_dim=8, batch_size=64), reconstruction_request),
     "gan": (latent_vectors, dict(epochs=2, latent_dim=8, width=8, batch_size=64), sampling_request),
@@ -158,7 +174,7 @@ def run_task_test(kind, tmp_path, monkeypatch):
             reply = json.loads(response.read())
     prediction = reply["predictions"][0]
     if isinstance(prediction, dict):
-        prediction = prediction["probabilities"]
+        prediction = prediction["probabilities"] if "probabilities" in prediction else prediction["masks"]
     if isinstance(answer, str):
         assert prediction == answer
     else:
@@ -174,7 +190,8 @@ def test_task(kind, tmp_path, monkeypatch):
 # kind: the session fixture (tests/helpers/trained_runs.py) holding that kind's shared run,
 # killed with SIGKILL as its epoch 2 started and resumed through the CLI; the other
 # tests of the kind (generate, sample, export, serve) read the same finished run.
-KILL_CASES = {"text-generation": "text_generation_run", "autoencoder": "vae_run"}
+KILL_CASES = {"text-generation": "text_generation_run", "autoencoder": "vae_run",
+              "image-segmentation": "segmentation_run"}
 
 
 @pytest.mark.large

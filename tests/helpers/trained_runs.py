@@ -164,6 +164,22 @@ def gan_run(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 @built_once
+def segmentation_run(tmp_path_factory):
+    """`zoo train segmenter` of a U-Net on LeNet-5 (from scratch, 28 px) over 60 pasted-
+    object photos (tests/helpers/segmentation_set.py) in batches of 2, so that an epoch
+    lasts long enough to be killed in: 3 epochs, killed in epoch 2 and resumed
+    (test_tasks.py's kill test)."""
+    from tests.helpers import segmentation_set
+
+    root = tmp_path_factory.mktemp("segmentation")
+    images, masks = segmentation_set.make_set(60, seed=0)
+    data = segmentation_set.write_folder(root / "data", images, masks)
+    return kill_in_epoch_2_and_resume("segmenter", ["--data", data, "--model", "lenet5", "--weights", "none",
+                                                    "--batch-size", 2], 3, root / "run")
+
+
+@pytest.fixture(scope="session")
+@built_once
 def classifier_run(tmp_path_factory, digits):
     """`zoo finetune` of LeNet-5 on a folder of real 1s and 7s: one frozen epoch, one more."""
     from helpers.digit_folders import write_folder

@@ -137,7 +137,32 @@ def cmd_predict(args):
         return _print_predictions(predict_file(args.run_dir, args.images, top=args.top, tta=args.tta), args.json,
                                   args.csv)
     run = zoo.load_run(args.run_dir)
+    if run.kind == "image-segmentation":
+        return _print_masks(run.predict(args.images, out=args.out or "masks"), args.json)
     return _print_predictions(run.predict(args.images, top=args.top, tta=args.tta), args.json, args.csv)
+
+
+def _print_masks(results, as_json):
+    """A segmentation run's `zoo predict`: where each mask and overlay went, and the
+    classes it found with their share of the picture."""
+    failed = False
+    shown = []
+    for result in results:
+        if "error" in result:
+            failed = True
+            error = result["error"]
+            print(f"ERROR {error if error.startswith(str(result['image'])) else result['image'] + ': ' + error}",
+                  file=sys.stderr)
+            continue
+        result = {key: value for key, value in result.items() if key != "mask"}
+        shown.append(result)
+        if not as_json:
+            found = ", ".join(f"{name} {share:.1%}" for name, share in
+                              sorted(result["classes"].items(), key=lambda item: -item[1]))
+            print(f"{result['image']}: {found} -> {result['mask_file']}, {result['overlay_file']}")
+    if as_json:
+        print(json.dumps(shown, indent=2))
+    return EXIT_FAILED if failed else EXIT_OK
 
 
 def cmd_weights(args):
@@ -522,6 +547,8 @@ def build_parser():
                                                       "image and five 90%% crops (not with --url)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--csv", metavar="FILE", help="also write one row per image to FILE")
+    p.add_argument("--out", metavar="DIR", help="a segmentation run: where each image's mask (STEM.mask.png, a "
+                                                "palette PNG of class indices) and overlay go (default: masks/)")
     p.set_defaults(func=cmd_predict)
     _trust_flag(p)
 

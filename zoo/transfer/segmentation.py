@@ -36,7 +36,8 @@ def feature_pyramid(base, strides=STRIDES, top=None):
     """
     import keras
 
-    height, width = (base.inputs[0].shape[1:3] if len(base.inputs) == 1 else (None, None))
+    shape = tuple(base.inputs[0].shape) if len(base.inputs) == 1 else ()
+    height, width = shape[1:3] if len(shape) == 4 else (None, None)
     if not height or not width:
         raise ValueError(f"A segmentation head needs a base with a fixed input size. Received: {base.name} takes "
                          f"{tuple(base.inputs[0].shape)}")
@@ -78,8 +79,8 @@ def unet_head(base, num_classes, decoder_filters=DECODER_FILTERS, name=None, top
     if not isinstance(num_classes, int) or num_classes < 2:
         raise ValueError(f"`num_classes` must be an int >= 2 for segmentation (the background is a class). "
                          f"Received: num_classes={num_classes!r}")
-    height, width = (int(d) for d in base.inputs[0].shape[1:3])
     pyramid = feature_pyramid(base, top=top)
+    height, width = (int(d) for d in base.inputs[0].shape[1:3])
     x = pyramid[-1][2]
     targets = [(int(tensor.shape[1]), int(tensor.shape[2]), tensor) for _, _, tensor in reversed(pyramid[:-1])]
     targets.append((height, width, None))  # the last step reaches the input's own size
