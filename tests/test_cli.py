@@ -131,8 +131,10 @@ def test_every_listed_task_is_a_task_zoo_train_takes(capsys):
 
     assert main(["list", "--json"]) == 0
     listed = {m["task"] for m in json.loads(capsys.readouterr().out)}
-    assert listed == {zoo.info(name)["task"] for name in zoo.list_models()} == set(TASKS)
-    for task in sorted(listed):
+    assert listed == {zoo.info(name)["task"] for name in zoo.list_models()}
+    # A segmenter is a registry image model under a U-Net decoder: no model is listed as one.
+    assert set(TASKS) - listed == {"image-segmentation"}
+    for task in sorted(TASKS):
         with pytest.raises(SystemExit) as done:
             main(["train", task, "--help"])
         assert done.value.code == 0
