@@ -63,18 +63,18 @@ def runs(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("ui_runs")
     localisation.register_tiny_cnn()
-    images, labels, boxes = localisation.make_set(n_per_class=100 if PICTURES else 40, seed=0)
+    images, labels, boxes = localisation.make_set(n_per_class=100 if PICTURES else 24, seed=0)
     photos = localisation.write_folder(root / "photos", images, labels, boxes)
-    found = {"objects": zoo.finetune(photos, model="tiny_cnn", weights="none", epochs=14 if PICTURES else 6,
+    found = {"objects": zoo.finetune(photos, model="tiny_cnn", weights="none", epochs=14 if PICTURES else 3,
                                      lr=3e-3, out=root / "objects", verbose=0, no_tensorboard=True)}
     text = "".join(pydoc_data.topics.topics[k] for k in sorted(pydoc_data.topics.topics))
     (root / "topics.txt").write_text(text if PICTURES else text[:40000], encoding="utf-8")
-    found["text"] = zoo.train("text-generation", root / "topics.txt", out=root / "text", epochs=3 if PICTURES else 2,
+    found["text"] = zoo.train("text-generation", root / "topics.txt", out=root / "text", epochs=3 if PICTURES else 1,
                               units=128 if PICTURES else 64, seq_len=64, batch_size=32, lr=8e-3, verbose=0,
                               no_tensorboard=True)
-    found["autoencoder"] = zoo.train("autoencoder", "digits", out=root / "autoencoder", epochs=6 if PICTURES else 2,
+    found["autoencoder"] = zoo.train("autoencoder", "digits", out=root / "autoencoder", epochs=6 if PICTURES else 1,
                                      lr=3e-3, verbose=0, no_tensorboard=True)
-    found["gan"] = zoo.train("gan", "digits", out=root / "gan", epochs=25 if PICTURES else 3,
+    found["gan"] = zoo.train("gan", "digits", out=root / "gan", epochs=25 if PICTURES else 1,
                              width=32 if PICTURES else 16, verbose=0, no_tensorboard=True)
     return found
 

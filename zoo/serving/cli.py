@@ -281,11 +281,13 @@ def cmd_serve(args):
         rest_threads=args.rest_threads or None,
         ui=args.ui,
     ).start()
-    names = server.store.names()
-    print(f"REST on {server.rest_url}" + (f", gRPC on {server.grpc_target}" if server.grpc_target else ""))
-    print(f"models: {', '.join(names) if names else '(none yet: waiting for NAME/VERSION/ directories)'}")
-    _announce(server, args.host)
-    server.wait()
+    def announce():
+        names = server.store.names()
+        print(f"REST on {server.rest_url}" + (f", gRPC on {server.grpc_target}" if server.grpc_target else ""))
+        print(f"models: {', '.join(names) if names else '(none yet: waiting for NAME/VERSION/ directories)'}")
+        _announce(server, args.host)
+
+    server.wait(announce)
     return 0
 
 
@@ -319,7 +321,5 @@ def cmd_ui(args):
         configure_logging()
         server = ModelServer(folder, host=args.host, port=args.port, grpc_port=None, poll_seconds=0, ui=True,
                              max_body_bytes=int(args.max_body_mb * 1024 * 1024)).start()
-        print(f"models: {', '.join(names)}")
-        _announce(server, args.host)
-        server.wait()
+        server.wait(lambda: (print(f"models: {', '.join(names)}"), _announce(server, args.host)))
     return 0

@@ -204,16 +204,22 @@ class ModelServer:
     def __exit__(self, *exc):
         self.stop()
 
-    def wait(self):
+    def wait(self, announce=None):
         """Block until SIGINT (Ctrl-C) or SIGTERM, then stop gracefully: stop accepting,
         answer the requests in flight (for up to `grace_period` seconds), stop the JSON
-        parser processes, return. A second Ctrl-C while stopping stops at once."""
+        parser processes, return. A second Ctrl-C while stopping stops at once.
+
+        `announce`, a callable, runs once the signals are caught: what it prints (the
+        server's address) is the sign a supervisor waits for, and a SIGTERM sent on
+        seeing it must stop the server gracefully, not kill it."""
         stopping = threading.Event()
         previous = {}
         if threading.current_thread() is threading.main_thread():
             for number in (signal.SIGINT, signal.SIGTERM):
                 previous[number] = signal.signal(number, lambda *_: stopping.set())
         try:
+            if announce is not None:
+                announce()
             while not stopping.wait(3600):
                 pass
         except KeyboardInterrupt:
