@@ -274,3 +274,14 @@ def test_export_serves_masks_over_rest_and_grpc_and_refuses_a_pixel_bomb(run, he
         request.inputs["images"].CopyFrom(tf.make_tensor_proto(images[:3], dtype=tf.uint8))
         reply = stub.Predict(request, timeout=120)
         np.testing.assert_array_equal(tf.make_ndarray(reply.outputs["masks"]), expected)
+
+
+@pytest.mark.deep
+@pytest.mark.parametrize("name, size", [("vgg19", 64), ("resnet101", 64), ("alexnet", 96), ("lenet5", 28),
+                                        ("densenet121", 64), ("xception", 96), ("inception_resnet_v2", 96),
+                                        ("nasnet_mobile", 64), ("efficientnet_v2_b0", 64), ("mobilenet_v2", 64)])
+def test_the_other_families_get_a_unet_too(name, size):
+    model = zoo.create(name, weights=None, task="segmentation", num_classes=3, input_shape=(size, size, 3))
+    assert tuple(model.output.shape) == (None, size, size, 3)
+    probabilities = model.predict(np.zeros((1, size, size, 3), "uint8"), verbose=0)
+    np.testing.assert_allclose(probabilities.sum(-1), 1.0, atol=1e-5)
